@@ -1,0 +1,16 @@
+"""mmdet_ksdetr: new DETR training ideas for MMDetection 3.x.
+
+Importing the package applies the compatibility shims for the pinned OpenMMLab stack on a
+modern torch (:mod:`mmdet_ksdetr.compat`) and registers every model, layer, loss and
+distillation algorithm in the mmdet / mmrazor registries. Configs load it with
+``custom_imports = dict(imports=['mmdet_ksdetr'], allow_failed_imports=False)``.
+"""
+from .version import __version__
+from . import compat
+
+compat.apply_all()
+
+from . import models  # noqa: E402,F401  (registers mmdet modules)
+from . import distill  # noqa: E402,F401  (registers mmrazor modules)
+
+__all__ = ['__version__', 'compat']

@@ -1,0 +1,182 @@
+"""Every workaround the pinned OpenMMLab stack needs on torch 2.13 / Python 3.11.
+
+The stack (mmengine 0.10.7, mmcv 2.1.0, mmdet 3.3.0, mmrazor 1.0.0) predates torch 2.6. Each
+shim below is narrow, idempotent, names the upstream bug it works around, and has a test in
+``tests/test_compat.py`` that fails without it. Installed packages are never edited, and
+``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` is never set.
+
+Call :func:`apply_all` (``import mmdet_ksdetr`` does it).
+"""
+import functools
+import os
+import pickle
+import sys
+import types
+import warnings
+
+import torch
+
+_APPLIED = set()
+
+
+def _once(name):
+    """Run the decorated shim at most once per process."""
+
+    def deco(fn):
+
+        @functools.wraps(fn)
+        def wrapper():
+            if name in _APPLIED:
+                return
+            fn()
+            _APPLIED.add(name)
+
+        return wrapper
+
+    return deco
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. mmrazor.models / mmrazor.engine import on torch >= 2.0
+# ---------------------------------------------------------------------------------------------
+# mmrazor#632, #615, #652: ``mmrazor/structures/quantization`` imports torch.ao names that are
+# gone in torch 2.x (``reverse2``, ``reverse3``, ``reverse_sequential_wrapper2``,
+# ``torch.ao.quantization.backend_config.utils``,
+# ``BackendPatternConfig._set_overwrite_output_fake_quantize``). Its fallback placeholders are
+# then touched at module level and raise ``ImportError: torch>=1.13 is not installed properly``.
+# The chain is models -> algorithms -> quantization -> structures. We never use mmrazor's
+# quantization, so a stub of ``mmrazor.structures.quantization`` exporting the two names other
+# modules import (``BackendConfigs``, ``QConfigHandler``) breaks the chain; distillation,
+# recorders and the engine are untouched. Quantization algorithms fail loudly if used.
+_QUANT_MODULE = 'mmrazor.structures.quantization'
+
+
+class _QuantizationUnavailable:
+    """Placeholder for mmrazor's quantization config types (unsupported on torch 2.x)."""
+
+    def __init__(self, *args, **kwargs):
+        raise RuntimeError(
+            'mmrazor quantization is not available with mmdet_ksdetr on torch>=2.0 '
+            '(mmrazor#632); only distillation is supported.')
+
+
+def _mmrazor_quantization_importable():
+    try:
+        from torch.ao.quantization.fuser_method_mappings import reverse2  # noqa: F401
+        from torch.ao.quantization.backend_config import utils  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+@_once('mmrazor_quantization_stub')
+def patch_mmrazor_quantization_import():
+    if _QUANT_MODULE in sys.modules or _mmrazor_quantization_importable():
+        return
+    stub = types.ModuleType(_QUANT_MODULE)
+    stub.__doc__ = 'Stub installed by mmdet_ksdetr.compat (mmrazor#632).'
+    stub.BackendConfigs = {}
+    stub.QConfigHandler = _QuantizationUnavailable
+    stub.__all__ = ['BackendConfigs', 'QConfigHandler']
+    sys.modules[_QUANT_MODULE] = stub
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. torch.load(weights_only=True) for the checkpoints mmengine writes
+# ---------------------------------------------------------------------------------------------
+# torch 2.6 made ``weights_only=True`` the default; mmengine 0.10.7 calls ``torch.load`` without
+# the argument (mmengine#1655, PR#1650), and every runner checkpoint holds ``message_hub``
+# (``HistoryBuffer`` objects with numpy arrays) and sometimes numpy scalars in ``meta``. We
+# allow-list exactly those data-only types so resume / load_from / teacher_ckpt / test.py work
+# while an untrusted checkpoint still cannot run code.
+_HISTORY_BUFFER_STATISTICS = ('min', 'max', 'current', 'mean')
+
+
+def _history_buffer_getattr(obj, name):
+    """Stand-in for ``builtins.getattr`` while unpickling: ``HistoryBuffer.__getstate__`` saves
+    its ``_statistics_methods`` as ``getattr(HistoryBuffer, 'mean')`` etc. Allowing the real
+    ``getattr`` would let a checkpoint reach any attribute of any allowed object (e.g.
+    ``ndarray.tofile``), so only those four look-ups are answered."""
+    from mmengine.logging.history_buffer import HistoryBuffer
+    if obj is HistoryBuffer and name in _HISTORY_BUFFER_STATISTICS:
+        return getattr(HistoryBuffer, name)
+    raise pickle.UnpicklingError(
+        f'checkpoint asks for getattr({obj!r}, {name!r}), which is not allowed under '
+        f'weights_only loading (only HistoryBuffer statistics methods are)')
+
+
+def _safe_checkpoint_types():
+    import collections
+
+    import numpy as np
+    from mmengine.logging.history_buffer import HistoryBuffer
+
+    try:  # numpy >= 2
+        from numpy._core.multiarray import _reconstruct, scalar
+    except ImportError:  # numpy 1.x
+        from numpy.core.multiarray import _reconstruct, scalar
+    dtype_classes = [type(np.dtype(t)) for t in (
+        np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32,
+        np.uint64, np.float16, np.float32, np.float64, np.str_, np.object_)]
+    return [HistoryBuffer, _reconstruct, scalar, np.ndarray, np.dtype, collections.Counter,
+            (_history_buffer_getattr, 'builtins.getattr')] + dtype_classes
+
+
+@_once('torch_load_safe_globals')
+def allow_mmengine_checkpoint_types():
+    add = getattr(torch.serialization, 'add_safe_globals', None)
+    if add is None:  # torch < 2.4: weights_only is not the default there
+        return
+    add(_safe_checkpoint_types())
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. Distributed training on CPU (gloo)
+# ---------------------------------------------------------------------------------------------
+# mmengine 0.10.7 ``_init_dist_pytorch`` calls ``torch.cuda.set_device`` unconditionally (fails on
+# a CPU build), mmdet's default_runtime asks for ``nccl``, and ``Runner.wrap_model`` passes
+# ``device_ids=[LOCAL_RANK]`` to DDP, which rejects it for CPU modules. On machines without
+# CUDA we initialise gloo and drop device_ids; with CUDA the original code runs unchanged.
+@_once('cpu_distributed')
+def patch_cpu_distributed():
+    import mmengine.dist.utils as dist_utils
+    from mmengine.model.wrappers import MMDistributedDataParallel
+
+    original_init = dist_utils._init_dist_pytorch
+
+    @functools.wraps(original_init)
+    def init_dist_pytorch(backend, init_backend='torch', **kwargs):
+        if torch.cuda.is_available() or init_backend != 'torch':
+            return original_init(backend, init_backend=init_backend, **kwargs)
+        if backend != 'gloo':
+            warnings.warn(f'CUDA is not available: using the gloo backend instead of '
+                          f'"{backend}" for CPU distributed training.')
+        torch.distributed.init_process_group(
+            backend='gloo',
+            rank=int(os.environ['RANK']),
+            world_size=int(os.environ['WORLD_SIZE']),
+            **kwargs)
+
+    init_dist_pytorch.__mmdet_ksdetr_patched__ = True
+    dist_utils._init_dist_pytorch = init_dist_pytorch
+
+    original_ddp_init = MMDistributedDataParallel.__init__
+
+    @functools.wraps(original_ddp_init)
+    def ddp_init(self, module, detect_anomalous_params=False, **kwargs):
+        on_cpu = all(p.device.type == 'cpu' for p in module.parameters())
+        if on_cpu and not torch.cuda.is_available():
+            kwargs.pop('device_ids', None)
+            kwargs.pop('output_device', None)
+        original_ddp_init(self, module=module,
+                          detect_anomalous_params=detect_anomalous_params, **kwargs)
+
+    ddp_init.__mmdet_ksdetr_patched__ = True
+    MMDistributedDataParallel.__init__ = ddp_init
+
+
+def apply_all():
+    """Apply every shim; safe to call more than once."""
+    patch_mmrazor_quantization_import()
+    allow_mmengine_checkpoint_types()
+    patch_cpu_distributed()

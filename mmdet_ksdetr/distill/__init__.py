@@ -1,0 +1,1 @@
+"""MMRazor distillation algorithms and losses for DETRs (registered in mmrazor.registry)."""

@@ -1,0 +1,1 @@
+"""mmdet models added by mmdet_ksdetr (registered in mmdet.registry)."""

@@ -1,0 +1,103 @@
+"""Test (and evaluate) a detector checkpoint: mmdet's ``tools/test.py`` interface, with the
+mmdet_ksdetr compatibility shims. Checkpoints are loaded with ``weights_only=True``.
+
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out results.pkl]
+                         [--show] [--show-dir DIR] [--cfg-options k=v ...] [--launcher pytorch]
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
+
+import mmdet_ksdetr  # noqa: E402,F401  (compat shims + registration)
+from mmengine.config import DictAction  # noqa: E402
+
+from mmdet_ksdetr.utils import (InputError, check_checkpoint, check_config_path,  # noqa: E402
+                                check_data_paths)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='MMDet test (and eval) a model')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--work-dir',
+                        help='the directory to save the file containing evaluation metrics')
+    parser.add_argument('--out', type=str,
+                        help='dump predictions to a pickle file for offline evaluation')
+    parser.add_argument('--show', action='store_true', help='show prediction results')
+    parser.add_argument('--show-dir',
+                        help='directory where painted images will be saved. If specified, it '
+                        'will be automatically saved to the work_dir/timestamp/show_dir')
+    parser.add_argument('--wait-time', type=float, default=2, help='the interval of show (s)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, key=value pairs (xxx=yyy)')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    parser.add_argument('--tta', action='store_true')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def build_config(args):
+    from mmengine.config import Config
+    cfg = Config.fromfile(check_config_path(args.config))
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg.load_from = check_checkpoint(args.checkpoint)
+    if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
+        raise InputError('--out must be a .pkl or .pickle file')
+    if args.show or args.show_dir:
+        hooks = cfg.default_hooks
+        if 'visualization' not in hooks:
+            raise InputError('"visualization" not in default_hooks: add a '
+                             'DetVisualizationHook to use --show / --show-dir')
+        hooks.visualization.draw = True
+        if args.show:
+            hooks.visualization.show = True
+            hooks.visualization.wait_time = args.wait_time
+        if args.show_dir:
+            hooks.visualization.test_out_dir = args.show_dir
+    if args.tta:
+        if 'tta_model' not in cfg or 'tta_pipeline' not in cfg:
+            raise InputError('--tta needs "tta_model" and "tta_pipeline" in the config')
+        cfg.model = dict(**cfg.tta_model, module=cfg.model)
+        test_data_cfg = cfg.test_dataloader.dataset
+        while 'dataset' in test_data_cfg:
+            test_data_cfg = test_data_cfg['dataset']
+        test_data_cfg.pipeline = cfg.tta_pipeline
+    check_data_paths(cfg, ('test_dataloader', ))
+    return cfg
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        cfg = build_config(args)
+    except (InputError, FileNotFoundError) as e:
+        sys.exit(f'test.py: error: {e}')
+    from mmdet.evaluation import DumpDetResults
+    from mmdet.utils import setup_cache_size_limit_of_dynamo
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+    setup_cache_size_limit_of_dynamo()
+    if 'runner_type' not in cfg:
+        runner = Runner.from_cfg(cfg)
+    else:
+        runner = RUNNERS.build(cfg)
+    if args.out is not None:
+        runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
+    return runner.test()
+
+
+if __name__ == '__main__':
+    main()
