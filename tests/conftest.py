@@ -73,3 +73,11 @@ def run_tool(args, cwd=ROOT, env=None, timeout=900):
         full_env.update(env)
     return subprocess.run(args, cwd=cwd, env=full_env, capture_output=True, text=True,
                           timeout=timeout)
+
+
+def free_port():
+    """A free TCP port on localhost for a torch.distributed rendezvous."""
+    import socket
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]

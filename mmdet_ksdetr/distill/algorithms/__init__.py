@@ -1,0 +1,4 @@
+"""Distillation algorithms (registered in mmrazor.registry on import)."""
+from ...registration import import_submodules
+
+import_submodules(__name__, __path__)
