@@ -1,0 +1,310 @@
+"""Time training steps (and optionally inference) of one or two configs on the same batches.
+
+    python tools/analysis_tools/benchmark_train.py BASE_CFG [NEW_CFG] \
+        [--iters 10] [--warmup 3] [--img-size 512] [--batch-size 2] [--inference] \
+        [--cfg-options k=v ...] [--json out.json]
+
+Both models are built from their configs with random weights (pretrained init and teacher
+checkpoints are skipped: nothing is downloaded) and get the same synthetic batches (random
+images of ``--img-size`` with random GT boxes). Iterations of the two models are interleaved,
+alternating which goes first, so that machine noise hits both alike. A training step is the
+whole mmengine step: data_preprocessor, forward in ``loss`` mode, loss parsing, backward,
+optimizer step (with the config's gradient clipping). Reported: median and mean step time after
+warm-up, and the ratio NEW/BASE of medians. Peak memory: CUDA peak allocation per model on GPU;
+on CPU each model is run again in a child process and the peak RSS growth over the built model
+is reported (``--no-memory`` skips it).
+"""
+import argparse
+import copy
+import json
+import os.path as osp
+import statistics
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+
+import torch  # noqa: E402
+
+import mmdet_ksdetr  # noqa: E402,F401  (compat + registration)
+from mmdet_ksdetr.utils import InputError, check_config_path  # noqa: E402
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('configs', nargs='+', help='one or two config files (BASE [NEW])')
+    parser.add_argument('--iters', type=int, default=10, help='timed iterations')
+    parser.add_argument('--warmup', type=int, default=3, help='untimed iterations first')
+    parser.add_argument('--img-size', type=int, default=512, help='square input size')
+    parser.add_argument('--batch-size', type=int, default=2)
+    parser.add_argument('--num-gts', type=int, default=6, help='GT boxes per image')
+    parser.add_argument('--inference', action='store_true', help='also time predict()')
+    parser.add_argument('--no-train', action='store_true', help='skip training steps')
+    parser.add_argument('--no-memory', action='store_true', help='skip peak-memory runs (CPU)')
+    parser.add_argument('--threads', type=int, default=None, help='torch CPU threads')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--cfg-options', nargs='+', default=[],
+                        help='key=value overrides applied to every config')
+    parser.add_argument('--json', help='write the results to this JSON file')
+    parser.add_argument('--memory-child', action='store_true', help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if len(args.configs) > 2:
+        parser.error('give one or two configs')
+    if args.iters < 1 or args.warmup < 0 or args.batch_size < 1 or args.img_size < 32:
+        parser.error('--iters >= 1, --warmup >= 0, --batch-size >= 1, --img-size >= 32')
+    return args
+
+
+def _strip_downloads(node):
+    """Remove pretrained-weight loading (nothing is downloaded; weights stay random)."""
+    if isinstance(node, dict):
+        init = node.get('init_cfg')
+        if isinstance(init, dict) and init.get('type') == 'Pretrained':
+            node['init_cfg'] = None
+        if 'teacher_ckpt' in node:
+            node['teacher_ckpt'] = None
+        for v in node.values():
+            _strip_downloads(v)
+    elif isinstance(node, (list, tuple)):
+        for v in node:
+            _strip_downloads(v)
+
+
+def _parse_options(options):
+    from mmengine.config import DictAction
+    parsed = {}
+    for kv in options:
+        key, val = kv.split('=', maxsplit=1)
+        parsed[key] = DictAction._parse_iterable(val)
+    return parsed
+
+
+def build_model(config, cfg_options, device):
+    """Build the model and its optimizer wrapper from a config (random init)."""
+    from mmengine.config import Config
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import MODELS, init_default_scope
+    cfg = Config.fromfile(check_config_path(config))
+    if cfg_options:
+        cfg.merge_from_dict(_parse_options(cfg_options))
+    _strip_downloads(cfg._cfg_dict)
+    init_default_scope(cfg.get('default_scope', 'mmdet'))
+    model = MODELS.build(cfg.model)
+    if hasattr(model, 'init_weights'):
+        model.init_weights()
+    model = model.to(device)
+    optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    return cfg, model, optim_wrapper
+
+
+def make_batches(n, batch_size, img_size, num_gts, num_classes, seed):
+    """``n`` synthetic batches in the dataloader format (uint8 CHW images + DetDataSample)."""
+    from mmdet.structures import DetDataSample
+    from mmengine.structures import InstanceData
+    gen = torch.Generator().manual_seed(seed)
+    batches = []
+    for _ in range(n):
+        inputs, samples = [], []
+        for _ in range(batch_size):
+            inputs.append(torch.randint(0, 256, (3, img_size, img_size), generator=gen,
+                                        dtype=torch.uint8))
+            xy = torch.rand(num_gts, 2, generator=gen) * img_size * 0.7
+            wh = (torch.rand(num_gts, 2, generator=gen) * 0.25 + 0.05) * img_size
+            boxes = torch.cat([xy, (xy + wh).clamp(max=img_size - 1)], dim=1)
+            sample = DetDataSample(metainfo=dict(
+                img_id=0, img_path='', ori_shape=(img_size, img_size),
+                img_shape=(img_size, img_size), scale_factor=(1.0, 1.0), flip=False,
+                flip_direction=None))
+            sample.gt_instances = InstanceData(
+                bboxes=boxes, labels=torch.randint(0, num_classes, (num_gts, ), generator=gen))
+            samples.append(sample)
+        batches.append(dict(inputs=inputs, data_samples=samples))
+    return batches
+
+
+def _num_classes(cfg):
+    def find(node):
+        if isinstance(node, dict):
+            if 'num_classes' in node and isinstance(node['num_classes'], int):
+                return node['num_classes']
+            for v in node.values():
+                found = find(v)
+                if found:
+                    return found
+        return None
+
+    return find(cfg._cfg_dict.get('model', {})) or 80
+
+
+def _sync(device):
+    if str(device).startswith('cuda'):
+        torch.cuda.synchronize()
+
+
+class Bench:
+    """One model under test: a training step and a predict step on a given batch."""
+
+    def __init__(self, config, args):
+        self.config = config
+        self.name = osp.splitext(osp.basename(config))[0]
+        self.device = args.device
+        self.cfg, self.model, self.optim = build_model(config, args.cfg_options, args.device)
+        self.train_times, self.infer_times = [], []
+        self.cuda_peak = None
+
+    def train_step(self, batch):
+        self.model.train()
+        batch = copy.deepcopy(batch)  # the preprocessor / model may modify samples in place
+        _sync(self.device)
+        start = time.perf_counter()
+        self.model.train_step(batch, self.optim)
+        _sync(self.device)
+        return time.perf_counter() - start
+
+    @torch.no_grad()
+    def infer_step(self, batch):
+        self.model.eval()
+        batch = copy.deepcopy(batch)
+        _sync(self.device)
+        start = time.perf_counter()
+        self.model.test_step(batch)
+        _sync(self.device)
+        return time.perf_counter() - start
+
+
+def _summary(times):
+    if not times:
+        return None
+    return dict(median_s=statistics.median(times), mean_s=statistics.fmean(times),
+                min_s=min(times), n=len(times))
+
+
+def run_interleaved(benches, batches, args, kind):
+    total = args.warmup + args.iters
+    for it in range(total):
+        order = benches if it % 2 == 0 else benches[::-1]
+        for bench in order:
+            batch = batches[it % len(batches)]
+            if kind == 'train':
+                t = bench.train_step(batch)
+                if it >= args.warmup:
+                    bench.train_times.append(t)
+            else:
+                t = bench.infer_step(batch)
+                if it >= args.warmup:
+                    bench.infer_times.append(t)
+
+
+def memory_child(args):
+    """Child-process entry: peak RSS growth (MiB) of training one config on CPU."""
+    bench = Bench(args.configs[0], args)
+    batches = make_batches(2, args.batch_size, args.img_size, args.num_gts,
+                           _num_classes(bench.cfg), args.seed)
+    base = _reset_peak_rss()
+    for it in range(max(2, args.warmup)):
+        bench.train_step(batches[it % 2])
+    peak = _status_kib('VmHWM')
+    print(json.dumps(dict(peak_rss_mib=peak / 1024, train_growth_mib=(peak - base) / 1024)))
+
+
+def _status_kib(field):
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith(field + ':'):
+                return int(line.split()[1])
+    raise RuntimeError(f'{field} not in /proc/self/status')
+
+
+def _reset_peak_rss():
+    """Reset the kernel's peak-RSS mark (Linux ``clear_refs`` 5); returns the current RSS (KiB)."""
+    with open('/proc/self/clear_refs', 'w') as f:
+        f.write('5')
+    return _status_kib('VmRSS')
+
+
+def cpu_peak_memory(config, args):
+    cmd = [sys.executable, osp.abspath(__file__), config, '--memory-child',
+           '--img-size', str(args.img_size), '--batch-size', str(args.batch_size),
+           '--num-gts', str(args.num_gts), '--warmup', str(args.warmup), '--device', 'cpu',
+           '--seed', str(args.seed)]
+    if args.threads:
+        cmd += ['--threads', str(args.threads)]
+    if args.cfg_options:
+        cmd += ['--cfg-options', *args.cfg_options]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f'memory run of {config} failed:\n{out.stderr[-2000:]}')
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    try:
+        if args.memory_child:
+            return memory_child(args)
+        benches = [Bench(c, args) for c in args.configs]
+    except InputError as e:
+        sys.exit(f'benchmark_train.py: error: {e}')
+    num_classes = min(_num_classes(b.cfg) for b in benches)
+    batches = make_batches(min(4, args.warmup + args.iters), args.batch_size, args.img_size,
+                           args.num_gts, num_classes, args.seed)
+    if not args.no_train:
+        if args.device.startswith('cuda'):
+            for bench in benches:  # peak memory per model needs separate passes on GPU
+                torch.cuda.reset_peak_memory_stats()
+                bench.train_step(batches[0])
+                bench.cuda_peak = torch.cuda.max_memory_allocated() / 2**20
+        run_interleaved(benches, batches, args, 'train')
+    if args.inference:
+        run_interleaved(benches, batches, args, 'infer')
+
+    results = dict(img_size=args.img_size, batch_size=args.batch_size, iters=args.iters,
+                   warmup=args.warmup, device=args.device, threads=torch.get_num_threads(),
+                   models=[])
+    for bench in benches:
+        entry = dict(config=bench.config, train=_summary(bench.train_times),
+                     inference=_summary(bench.infer_times))
+        if bench.cuda_peak is not None:
+            entry['cuda_peak_mib'] = bench.cuda_peak
+        elif not args.no_memory and not args.no_train:
+            entry.update(cpu_peak_memory(bench.config, args))
+        results['models'].append(entry)
+    if len(benches) == 2:
+        a, b = results['models']
+        for kind in ('train', 'inference'):
+            if a[kind] and b[kind]:
+                results[f'{kind}_ratio'] = b[kind]['median_s'] / a[kind]['median_s']
+
+    print(f'\n== benchmark: {args.batch_size} x {args.img_size}x{args.img_size}, '
+          f'{args.iters} iters after {args.warmup} warm-up, {args.device}, '
+          f'{results["threads"]} threads ==')
+    for entry, bench in zip(results['models'], benches):
+        line = f'{bench.name}:'
+        if entry['train']:
+            line += (f'  train step median {entry["train"]["median_s"] * 1e3:.1f} ms '
+                     f'(mean {entry["train"]["mean_s"] * 1e3:.1f})')
+        if entry['inference']:
+            line += f'  inference median {entry["inference"]["median_s"] * 1e3:.1f} ms'
+        if 'cuda_peak_mib' in entry:
+            line += f'  peak CUDA memory {entry["cuda_peak_mib"]:.0f} MiB'
+        if 'train_growth_mib' in entry:
+            line += (f'  peak RSS {entry["peak_rss_mib"]:.0f} MiB '
+                     f'(+{entry["train_growth_mib"]:.0f} MiB training)')
+        print(line)
+    for kind in ('train', 'inference'):
+        if f'{kind}_ratio' in results:
+            print(f'{kind} ratio ({benches[1].name} / {benches[0].name}): '
+                  f'{results[f"{kind}_ratio"]:.3f}')
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(results, f, indent=2)
+    return results
+
+
+if __name__ == '__main__':
+    main()
