@@ -29,11 +29,15 @@ def load_checkpoint_safely(path, mmap=True):
     try:
         return torch.load(path, map_location='cpu', weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
+        unsupported = [ln.strip() for ln in str(e).splitlines() if 'Unsupported global' in ln]
+        if not unsupported:
+            raise InputError(f'"{path}" is not a PyTorch checkpoint (it does not unpickle)') from e
         raise InputError(
             f'checkpoint "{path}" holds objects that are not allowed under torch.load('
-            f'weights_only=True) ({str(e).splitlines()[0]}); only checkpoints written by '
-            f'mmengine / torch.save of tensors and plain containers are accepted') from e
-    except (RuntimeError, EOFError, ValueError, OSError) as e:
+            f'weights_only=True): {unsupported[0]}. Only checkpoints written by mmengine or '
+            f'torch.save of tensors and plain containers are accepted; an untrusted file must '
+            f'not run code') from e
+    except Exception as e:  # noqa: BLE001  (any parse failure means: not a checkpoint)
         raise InputError(f'"{path}" is not a PyTorch checkpoint ({type(e).__name__}: '
                          f'{str(e).splitlines()[0] if str(e) else "empty file"})') from e
 

@@ -1,0 +1,147 @@
+"""DETRDistill (Chang et al., ICCV'23) as an MMRazor algorithm (spec detr-distill.md §1, §6)."""
+from typing import Dict, List
+
+import torch
+from mmdet.structures.bbox import bbox_cxcywh_to_xyxy, bbox_xyxy_to_cxcywh
+from mmrazor.registry import MODELS
+
+from ..losses.distill_matcher import DistillHungarianMatcher
+from ..losses.hungarian_logit_kd_loss import HungarianLogitKDLoss, gather_queries
+from ..losses.query_contrast_loss import QueryContrastLoss
+from ..losses.target_aware_feat_loss import TargetAwareFeatLoss
+from ..losses.teacher_group_loss import TeacherGroupLoss
+from .detr_distill_base import DETRDistillBase
+
+__all__ = ['DETRDistill', 'teacher_layer_map']
+
+
+def teacher_layer_map(num_student_layers: int, num_teacher_layers: int,
+                      layer_by_layer: bool = True) -> List[int]:
+    """Teacher decoder layer that gives the targets of each student decoder layer.
+
+    Layer-by-layer with equal depths is the identity. With different depths, student layer l
+    takes teacher layer ``round((l + 1) * L_t / L_s) - 1``, so the last layers always pair up
+    (spec §6.2 suggests ``round(l * L_t / L_s)``, which would not). ``layer_by_layer=False``:
+    every student layer learns from the teacher's last layer.
+    """
+    if num_student_layers < 1 or num_teacher_layers < 1:
+        raise ValueError('both decoders need at least one layer')
+    if not layer_by_layer:
+        return [num_teacher_layers - 1] * num_student_layers
+    return [
+        min(max(int(round((l + 1) * num_teacher_layers / num_student_layers)) - 1, 0),
+            num_teacher_layers - 1) for l in range(num_student_layers)
+    ]
+
+
+@MODELS.register_module()
+class DETRDistill(DETRDistillBase):
+    """DETRDistill: a DETR student learns from a DETR teacher through (1) Hungarian-matching
+    logits distillation (every student query matched one-to-one to a teacher prediction by
+    soft-BCE / L1 / GIoU cost, then BCE / L1 / GIoU losses), (2) target-aware feature
+    distillation (neck features masked by the teacher's confident, well-localised queries),
+    (3) the query-prior "teacher group" (teacher queries decoded by the student) and, in the
+    release, (4) an InfoNCE "CL" loss between matched decoder queries. Every decoder layer is
+    distilled, layer by layer or from the teacher's last layer.
+
+    Shapes (see :class:`~mmdet_ksdetr.models.detr_internals.DETRInternals`): student and
+    teacher may differ in query count (N_s, N_t) and decoder depth (L_s, L_t); they must share
+    ``num_classes`` and sigmoid classification heads, and the feature loss needs neck outputs
+    of equal shape (e.g. ChannelMapper 256 channels).
+
+    The losses are modules in ``distiller.distill_losses`` (any names containing ``loss``),
+    recognised by type: :class:`HungarianLogitKDLoss`, :class:`TargetAwareFeatLoss`,
+    :class:`TeacherGroupLoss`, :class:`QueryContrastLoss`; leave one out to switch it off.
+
+    Args:
+        layer_by_layer: distill student layer l from teacher layer l (mapped when depths
+            differ, :func:`teacher_layer_map`); False: from the teacher's last layer.
+        matcher: cost weights of the :class:`DistillHungarianMatcher` (release: 1 / 5 / 2).
+        **kwargs: :class:`DETRDistillBase` arguments (architecture, teacher, teacher_ckpt,
+            distiller, ...).
+
+    Loss keys: ``distill.loss_{cls,bbox,iou}_kd`` / ``distill.loss_feat_kd`` /
+    ``distill.loss_cl_kd`` for the last student layer, ``distill.d{l}.*`` for earlier layers,
+    ``distill.teacher_group.*`` for the teacher group, ``student.*`` for the GT losses.
+    """
+
+    _ROLES = dict(logits=HungarianLogitKDLoss, feat=TargetAwareFeatLoss,
+                  teacher_group=TeacherGroupLoss, contrast=QueryContrastLoss)
+
+    def __init__(self, layer_by_layer: bool = True,
+                 matcher: dict = dict(cls_cost=1.0, l1_cost=5.0, giou_cost=2.0), **kwargs):
+        super().__init__(**kwargs)
+        self.layer_by_layer = layer_by_layer
+        self.matcher = DistillHungarianMatcher(**matcher)
+        mapped = set(self.distiller.loss_forward_mappings)
+        self.roles = {}
+        for name, module in self.distiller.distill_losses.items():
+            if name in mapped:
+                continue
+            role = [r for r, cls in self._ROLES.items() if isinstance(module, cls)]
+            if not role:
+                raise TypeError(
+                    f'DETRDistill: distill loss "{name}" ({type(module).__name__}) is neither '
+                    f'one of {[c.__name__ for c in self._ROLES.values()]} nor fed by '
+                    f'distiller.loss_forward_mappings')
+            if role[0] in self.roles:
+                raise ValueError(f'DETRDistill: two {self._ROLES[role[0]].__name__} losses '
+                                 f'("{self.roles[role[0]]}" and "{name}")')
+            self.roles[role[0]] = name
+        if not self.roles and not mapped:
+            raise ValueError('DETRDistill: distiller.distill_losses is empty; add at least '
+                             'one of HungarianLogitKDLoss, TargetAwareFeatLoss, '
+                             'TeacherGroupLoss, QueryContrastLoss')
+        s_head, t_head = self.student.bbox_head, self.teacher.bbox_head
+        for role_name, head in (('student', s_head), ('teacher', t_head)):
+            if not getattr(head.loss_cls, 'use_sigmoid', False):
+                raise ValueError(
+                    f'DETRDistill needs sigmoid classification heads (FocalLoss, as in '
+                    f'Deformable / Conditional / DAB-DETR / DINO); the {role_name} head '
+                    f'{type(head).__name__} uses a softmax')
+        if s_head.num_classes != t_head.num_classes:
+            raise ValueError(f'DETRDistill: student has {s_head.num_classes} classes, teacher '
+                             f'{t_head.num_classes}; they must predict the same classes')
+
+    def _loss(self, role):
+        name = self.roles.get(role)
+        return None if name is None else self.distiller.distill_losses[name]
+
+    def compute_distill_losses(self, student_internals, teacher_internals,
+                               batch_data_samples) -> Dict:
+        s, t = student_internals, teacher_internals
+        layers = teacher_layer_map(s.num_layers, t.num_layers, self.layer_by_layer)
+        factors = s.img_size_factors()
+        t_probs = t.scores()
+        # teacher boxes clamped to the image in pixels, then normalised again (spec §1)
+        t_boxes = bbox_xyxy_to_cxcywh(t.bboxes_xyxy(clamp=True)) / factors[None, :, None, :]
+        logits_kd, feat_kd = self._loss('logits'), self._loss('feat')
+        contrast, group = self._loss('contrast'), self._loss('teacher_group')
+        losses = {}
+
+        if logits_kd is not None or contrast is not None:
+            s_idx, t_idx = self.matcher.match(
+                s.cls_logits.detach(), s.bbox_preds.detach(), t_probs[layers],
+                t_boxes[layers], factors.expand(s.num_layers, -1, -1))
+        if feat_kd is not None:
+            t_xyxy = t.bboxes_xyxy()  # unclamped pixel boxes for the quality weights
+            gt_bboxes = [d.gt_instances.bboxes for d in batch_data_samples]
+            feat_cache = {}
+        for l, tl in enumerate(layers):
+            prefix = '' if l == s.num_layers - 1 else f'd{l}.'
+            if logits_kd is not None:
+                parts = logits_kd(s.cls_logits[l], s.bbox_preds[l], t_probs[tl], t_boxes[tl],
+                                  s_idx[l], t_idx[l], factors)
+                losses.update({prefix + k: v for k, v in parts.items()})
+            if feat_kd is not None:
+                if tl not in feat_cache:
+                    feat_cache[tl] = feat_kd(s.neck_feats, t.neck_feats, t.hidden_states[tl],
+                                             t_probs[tl], t_xyxy[tl], gt_bboxes)
+                losses[prefix + 'loss_feat_kd'] = feat_cache[tl]
+            if contrast is not None:
+                s_q = gather_queries(s.hidden_states[l], s_idx[l]).flatten(0, 1)
+                t_q = gather_queries(t.hidden_states[tl], t_idx[l]).flatten(0, 1)
+                losses[prefix + 'loss_cl_kd'] = contrast(s_q, t_q)
+        if group is not None:
+            losses.update(group(self.student, s, t, batch_data_samples, layers))
+        return losses

@@ -1,0 +1,139 @@
+"""Decoupled class distillation of TPRD (spec ``dac-detr-and-tprd.md`` B2).
+
+For a student/teacher prediction pair whose teacher query is a positive of the teacher's GT
+assignment (class ``c``), the class knowledge is split DKD-style into the target-class part
+(TCKD: binary KL of ``[p(c), 1 - p(c)]``) and the non-target part (NCKD: KL of the softmax over
+the other classes); every other pair gets the plain KL of the full softmax. Softmax over the
+sigmoid-trained DETR logits is kept on purpose (that is what TPRD does).
+
+All arithmetic is done in float32 log-space (``log(1 - p(c))`` is ``logsumexp`` of the other
+classes minus ``logsumexp`` of all), so there is no ``log(0)`` and fp16 inputs with extreme
+logits give finite losses and gradients.
+"""
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from mmrazor.registry import MODELS
+from torch import Tensor, nn
+
+
+def _kl_rows(log_p_t: Tensor, log_p_s: Tensor) -> Tensor:
+    """sum_c p_t * (log p_t - log p_s) over the last dim, 0 * log 0 = 0."""
+    p_t = log_p_t.exp()
+    return torch.where(p_t > 0, p_t * (log_p_t - log_p_s), torch.zeros_like(p_t)).sum(-1)
+
+
+def kd_kl_loss(student_logits: Tensor, teacher_logits: Tensor,
+               temperature: float = 1.0) -> Tensor:
+    """Per-pair ``T^2 * KL(softmax(z_t / T) || softmax(z_s / T))``: ``[..., C]`` -> ``[...]``."""
+    zs = student_logits.float() / temperature
+    zt = teacher_logits.detach().float() / temperature
+    return _kl_rows(F.log_softmax(zt, -1), F.log_softmax(zs, -1)) * temperature**2
+
+
+def decoupled_kd_loss(student_logits: Tensor,
+                      teacher_logits: Tensor,
+                      pos_labels: Optional[Tensor] = None,
+                      temperature: float = 1.0,
+                      alpha: float = 1.0,
+                      beta: float = 1.0) -> Tensor:
+    """Per-pair decoupled class distillation loss.
+
+    Args:
+        student_logits (Tensor): ``[..., C]`` student class logits.
+        teacher_logits (Tensor): ``[..., C]`` (refined) teacher class logits (no grad).
+        pos_labels (Tensor, optional): ``[...]`` long, the GT class of the teacher query for
+            positive pairs and ``-1`` for the others. ``None``: no positives (plain KL).
+        temperature (float): softmax temperature ``T`` (TPRD: 1); the loss is scaled by T^2.
+        alpha, beta (float): weights of TCKD and NCKD for positive pairs (TPRD: 1, 1).
+
+    Returns:
+        Tensor: ``[...]`` float32 loss of every pair: ``alpha * TCKD + beta * NCKD`` for
+        positives, ``KL`` for the others.
+    """
+    if student_logits.shape != teacher_logits.shape:
+        raise ValueError(f'decoupled KD: student logits {tuple(student_logits.shape)} and '
+                         f'teacher logits {tuple(teacher_logits.shape)} must have the same '
+                         f'shape (one teacher prediction per student prediction)')
+    C = student_logits.size(-1)
+    zs = student_logits.float() / temperature
+    zt = teacher_logits.detach().float() / temperature
+    ls, lt = F.log_softmax(zs, -1), F.log_softmax(zt, -1)
+    loss = _kl_rows(lt, ls)
+    if pos_labels is None:
+        return loss * temperature**2
+    if pos_labels.shape != student_logits.shape[:-1]:
+        raise ValueError(f'decoupled KD: pos_labels must have shape '
+                         f'{tuple(student_logits.shape[:-1])} (one label or -1 per pair), '
+                         f'got {tuple(pos_labels.shape)}')
+    pos = pos_labels >= 0
+    if not bool(pos.any()):
+        return loss * temperature**2
+    if C < 2:
+        raise ValueError('decoupled KD needs at least 2 classes for a non-target part')
+    if int(pos_labels.max()) >= C:
+        raise ValueError(f'decoupled KD: a positive label ({int(pos_labels.max())}) is >= the '
+                         f'number of classes ({C})')
+    c = pos_labels.clamp(min=0).long().unsqueeze(-1)
+    target = torch.zeros_like(zs, dtype=torch.bool).scatter_(-1, c, True)
+    very_neg = torch.finfo(torch.float32).min
+    zs_nt = zs.masked_fill(target, very_neg)
+    zt_nt = zt.masked_fill(target, very_neg)
+    # TCKD: binary KL of [p(c), 1 - p(c)]; log(1 - p(c)) = lse(z without c) - lse(z).
+    ls_c, lt_c = ls.gather(-1, c), lt.gather(-1, c)
+    ls_nc = torch.logsumexp(zs_nt, -1, keepdim=True) - torch.logsumexp(zs, -1, keepdim=True)
+    lt_nc = torch.logsumexp(zt_nt, -1, keepdim=True) - torch.logsumexp(zt, -1, keepdim=True)
+    tckd = _kl_rows(torch.cat([lt_c, lt_nc], -1), torch.cat([ls_c, ls_nc], -1))
+    # NCKD: KL of the softmax over the non-target classes (the target entry has p = 0).
+    lt_n, ls_n = F.log_softmax(zt_nt, -1), F.log_softmax(zs_nt, -1)
+    nckd = torch.where(target, torch.zeros_like(lt_n),
+                       lt_n.exp() * (lt_n - ls_n)).sum(-1)
+    loss = torch.where(pos, alpha * tckd + beta * nckd, loss)
+    return loss * temperature**2
+
+
+@MODELS.register_module()
+class DecoupledKDLoss(nn.Module):
+    """TPRD's decoupled class distillation (DKD-style, spec B2) for DETR query pairs.
+
+    Positive pairs (teacher query matched to a GT of class ``c``) get TCKD + NCKD, the others
+    the plain KL of the full softmax; with no positives it is exactly plain KL.
+
+    Args:
+        temperature (float): softmax temperature (TPRD: 1.0).
+        alpha (float): TCKD weight. beta (float): NCKD weight.
+        loss_weight (float): final multiplier.
+
+    Forward: ``preds_S, preds_T [..., C]``, ``pos_labels [...]`` (-1 = not positive),
+    optional per-pair ``weight [...]`` and ``avg_factor``: returns
+    ``loss_weight * sum(weight * loss) / avg_factor`` (``avg_factor`` defaults to the number
+    of pairs).
+    """
+
+    def __init__(self,
+                 temperature: float = 1.0,
+                 alpha: float = 1.0,
+                 beta: float = 1.0,
+                 loss_weight: float = 1.0) -> None:
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError(f'DecoupledKDLoss: temperature must be > 0, got {temperature}')
+        self.temperature = temperature
+        self.alpha = alpha
+        self.beta = beta
+        self.loss_weight = loss_weight
+
+    def forward(self,
+                preds_S: Tensor,
+                preds_T: Tensor,
+                pos_labels: Optional[Tensor] = None,
+                weight: Optional[Tensor] = None,
+                avg_factor: Optional[float] = None) -> Tensor:
+        loss = decoupled_kd_loss(preds_S, preds_T, pos_labels, self.temperature, self.alpha,
+                                 self.beta)
+        if weight is not None:
+            loss = loss * weight.float()
+        if avg_factor is None:
+            avg_factor = max(loss.numel(), 1)
+        return self.loss_weight * loss.sum() / avg_factor

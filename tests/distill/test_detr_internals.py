@@ -1,0 +1,152 @@
+"""DETRInternals on the five toy DETR-family detectors: shapes, normalised cxcywh boxes, last
+layer == what predict() turns into detections, recording does not change the loss, DINO
+denoising queries are sliced off (or kept and counted)."""
+import pytest
+import torch
+from mmdet.registry import MODELS
+from mmengine.logging import MMLogger
+from toy_helpers import load_toy_config, toy_batch
+
+from mmdet_ksdetr.models.detr_internals import (DETRInternals, get_detr_internals,
+                                                record_detr_internals)
+
+TOY = {
+    'detr': 'toy/detr_tiny-r18_1xb2-12e_toy.py',
+    'conditional': 'toy/conditional-detr_tiny-r18_1xb2-12e_toy.py',
+    'dab': 'toy/dab-detr_tiny-r18_1xb2-12e_toy.py',
+    'deformable': 'toy/deformable-detr_tiny-r18_1xb2-12e_toy.py',
+    'dino': 'toy/dino-4scale_tiny-r18_1xb2-12e_toy.py',
+}
+REF_DIM = dict(detr=None, conditional=2, dab=4, deformable=2, dino=4)
+
+
+def _build(name, data_root):
+    cfg = load_toy_config(TOY[name], data_root)
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    MMLogger.get_current_instance().setLevel('WARNING')
+    model.init_weights()
+    return cfg, model
+
+
+def _data(cfg, model, data_root, training):
+    batch = toy_batch(cfg, data_root, 'train' if training else 'val', 2)
+    data = model.data_preprocessor(batch, training)
+    return data['inputs'], data['data_samples']
+
+
+@pytest.mark.parametrize('name', list(TOY))
+def test_internals_shapes_and_predict_equivalence(name, toy_data_root):
+    cfg, model = _build(name, toy_data_root)
+    model.eval()
+    inputs, samples = _data(cfg, model, toy_data_root, training=False)
+    with torch.no_grad():
+        it = get_detr_internals(model, inputs, samples)
+        preds = model.predict(inputs, [s.clone() for s in samples], rescale=False)
+        tensor_out = model._forward(inputs, samples)
+    assert isinstance(it, DETRInternals)
+    L = cfg.model.decoder.num_layers
+    N = cfg.model.num_queries
+    C = model.bbox_head.cls_out_channels
+    B = len(samples)
+    assert it.cls_logits.shape == (L, B, N, C)
+    assert it.bbox_preds.shape == (L, B, N, 4)
+    assert it.hidden_states.shape == (L, B, N, 256)
+    assert it.queries.shape[:2] == (B, N)
+    assert it.num_denoising_queries == 0
+    assert it.num_classes == cfg.model.bbox_head.num_classes
+    assert it.use_sigmoid == (name != 'detr')
+    if REF_DIM[name] is None:
+        assert it.reference_points is None
+    else:
+        assert it.reference_points.shape == (L, B, N, REF_DIM[name])
+    if name == 'dino':
+        assert it.query_pos is None
+    else:
+        assert it.query_pos.shape[:2] == (B, N)
+    assert len(it.neck_feats) == (4 if name in ('deformable', 'dino') else 1)
+    assert all(f.shape[:2] == (B, 256) for f in it.neck_feats)
+    assert it.img_shapes == tuple(tuple(s.img_shape) for s in samples)
+    assert it.memory.shape[0] == B
+    # normalised cxcywh
+    assert it.bbox_preds.min() >= 0 and it.bbox_preds.max() <= 1
+    # identical to the tensor-mode forward of the stock detector
+    torch.testing.assert_close(it.cls_logits, tensor_out[0])
+    torch.testing.assert_close(it.bbox_preds, tensor_out[1])
+    # the last layer is exactly what predict() post-processes
+    metas = [s.metainfo for s in samples]
+    mine = model.bbox_head.predict_by_feat(it.cls_logits[-1:], it.bbox_preds[-1:], metas,
+                                           rescale=False)
+    for a, b in zip(mine, preds):
+        torch.testing.assert_close(a.bboxes, b.pred_instances.bboxes)
+        torch.testing.assert_close(a.scores, b.pred_instances.scores)
+        assert torch.equal(a.labels, b.pred_instances.labels)
+    # pixel boxes: normalisation is by img_shape (not the padded shape)
+    xyxy = it.bboxes_xyxy(clamp=True)[-1]
+    for b in range(B):
+        h, w = it.img_shapes[b]
+        assert xyxy[b, :, 0::2].max() <= w and xyxy[b, :, 1::2].max() <= h
+    # the instance is restored: no recorder left behind
+    assert 'forward_decoder' not in vars(model) and 'extract_feat' not in vars(model)
+
+
+@pytest.mark.parametrize('name', ['deformable', 'dino'])
+def test_recording_loss_keeps_loss_and_gives_gradients(name, toy_data_root):
+    cfg, model = _build(name, toy_data_root)
+    model.train()
+    inputs, samples = _data(cfg, model, toy_data_root, training=True)
+    torch.manual_seed(1)
+    ref = model.loss(inputs, samples)
+    torch.manual_seed(1)
+    with record_detr_internals(model) as rec:
+        losses = model.loss(inputs, samples)
+    for k in ref:
+        torch.testing.assert_close(losses[k], ref[k], msg=k)
+    it = rec.internals
+    assert it.cls_logits.requires_grad and it.hidden_states.requires_grad
+    assert it.cls_logits.shape[2] == cfg.model.num_queries
+    it.cls_logits.sum().backward()
+    assert model.bbox_head.cls_branches[0].weight.grad is not None
+
+
+def test_dino_denoising_queries_kept_or_sliced(toy_data_root):
+    cfg, model = _build('dino', toy_data_root)
+    model.train()
+    inputs, samples = _data(cfg, model, toy_data_root, training=True)
+    torch.manual_seed(3)
+    full = get_detr_internals(model, inputs, samples, keep_denoising=True)
+    ndn = full.num_denoising_queries
+    assert ndn > 0 and ndn == full.dn_meta['num_denoising_queries']
+    nq = cfg.model.num_queries
+    assert full.cls_logits.shape[2] == ndn + nq
+    assert full.queries.shape[1] == ndn + nq
+    assert full.reference_points.shape[2] == ndn + nq
+    sliced = full.without_denoising()
+    assert sliced.num_denoising_queries == 0
+    assert sliced.cls_logits.shape[2] == nq and sliced.queries.shape[1] == nq
+    torch.testing.assert_close(sliced.cls_logits, full.cls_logits[:, :, ndn:])
+    torch.testing.assert_close(sliced.reference_points, full.reference_points[:, :, ndn:])
+    # the head inputs stay complete (bbox_head.loss needs the denoising part)
+    assert full.head_inputs['hidden_states'].shape[2] == ndn + nq
+    torch.manual_seed(3)
+    default = get_detr_internals(model, inputs, samples)
+    assert default.num_denoising_queries == 0
+    torch.testing.assert_close(default.hidden_states, sliced.hidden_states)
+
+
+def test_teacher_eval_is_deterministic_and_detach(toy_data_root):
+    cfg, model = _build('deformable', toy_data_root)
+    model.eval()
+    inputs, samples = _data(cfg, model, toy_data_root, training=True)
+    with torch.no_grad():
+        a = get_detr_internals(model, inputs, samples)
+        b = get_detr_internals(model, inputs, samples)
+    assert torch.equal(a.cls_logits, b.cls_logits) and torch.equal(a.bbox_preds, b.bbox_preds)
+    model.train()
+    c = get_detr_internals(model, inputs, samples).detach()
+    assert not c.cls_logits.requires_grad and not c.hidden_states.requires_grad
+
+
+def test_not_a_detr_raises_clear_error():
+    with pytest.raises(TypeError, match='not a DETR-family detector'):
+        get_detr_internals(torch.nn.Linear(2, 2), torch.zeros(1), [])
