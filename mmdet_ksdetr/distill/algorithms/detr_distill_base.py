@@ -23,6 +23,7 @@ and get, from this base:
 * validation / test / ``predict`` run the student only (teacher metrics: use
   ``val_cfg=dict(type='mmrazor.SingleTeacherDistillValLoop')``).
 """
+import copy
 import warnings
 from typing import Dict, List, Optional
 
@@ -147,6 +148,11 @@ class DETRDistillBase(SingleTeacherDistill):
         if teacher_trainable:
             raise ValueError(f'{type(self).__name__} keeps the teacher frozen: '
                              f'teacher_trainable=True is not supported')
+        # mmdet's DeformableDETR writes into its bbox_head config while building: build from
+        # copies so a config (or a dict shared by student and teacher) can be built again
+        architecture = copy.deepcopy(architecture) if isinstance(architecture, dict) \
+            else architecture
+        teacher = copy.deepcopy(teacher) if isinstance(teacher, dict) else teacher
         super().__init__(architecture=architecture, teacher=teacher, teacher_ckpt=None,
                          teacher_trainable=False,
                          distiller=distiller or dict(type='ConfigurableDistiller'), **kwargs)

@@ -139,31 +139,26 @@ def test_deformable_decoder_o_stream_is_stock_and_c_stream_shares_query_pos(box)
                                              post_norm_cfg=None).eval()
     stock.load_state_dict(dac.state_dict(), strict=True)
     inp, reg = _inputs(box=box), _reg_branches()
-    if not box:
-        reg = torch.nn.ModuleList([torch.nn.Linear(DIM, 4) for _ in range(LAYERS)])
-    g = torch.Generator().manual_seed(3)
-    query_pos = torch.randn_like(inp['query']) if box else torch.randn(
-        inp['query'].shape, generator=g)
+    query_pos = torch.randn(inp['query'].shape, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         ref_h, ref_r = stock(query_pos=query_pos, reg_branches=reg, **inp)
         h, r, h_c, r_c = dac(query_pos=query_pos, reg_branches=reg, with_c_stream=True, **inp)
         # the C-stream by hand: no self-attention, the same (fixed) query_pos
-        vr = inp['valid_ratios']
-        vr = torch.cat([vr, vr], -1)[:, None] if box else vr[:, None]
         y, ref = inp['query'], inp['reference_points']
         for lid, layer in enumerate(dac.layers):
+            vr = inp['valid_ratios']
+            vr = torch.cat([vr, vr], -1)[:, None] if ref.shape[-1] == 4 else vr[:, None]
             y = layer.norms[1](layer.cross_attn(
                 query=y, value=inp['value'], query_pos=query_pos,
                 key_padding_mask=inp['key_padding_mask'], reference_points=ref[:, :, None] * vr,
                 spatial_shapes=SHAPES, level_start_index=inp['level_start_index']))
             y = layer.norms[2](layer.ffn(y))
             delta = reg[lid](y)
-            if box:
+            if ref.shape[-1] == 4:
                 ref = (delta + inverse_sigmoid(ref)).sigmoid()
-            else:
+            else:  # 2-d points become 4-d boxes after the first refinement, as in mmdet
                 ref = torch.cat([delta[..., :2] + inverse_sigmoid(ref), delta[..., 2:]],
                                 -1).sigmoid()
-        # the stock decoder returns 4-d references after 2-d refinement too
     torch.testing.assert_close(h, ref_h, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(r, ref_r, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(h_c[-1], y, atol=1e-5, rtol=1e-5)
