@@ -7,3 +7,4 @@ model = dict(
     type='KSConditionalDETR',
     ks_cfg=dict(mode='triple', teacher_input=dict(type='KSSMLP')),
     bbox_head=dict(type='KSConditionalDETRHead'))
+custom_hooks = [dict(type='KSCheckTrainGTHook')]

@@ -6,3 +6,4 @@ model = dict(
     type='KSDABDETR',
     ks_cfg=dict(mode='triple', teacher_input=dict(type='KSSMLP')),
     bbox_head=dict(type='KSDABDETRHead'))
+custom_hooks = [dict(type='KSCheckTrainGTHook')]

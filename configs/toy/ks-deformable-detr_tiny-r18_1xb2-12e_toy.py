@@ -7,3 +7,4 @@ model = dict(
     type='KSDeformableDETR',
     ks_cfg=dict(mode='triple', teacher_input=dict(type='KSSMLP')),
     bbox_head=dict(type='KSDeformableDETRHead'))
+custom_hooks = [dict(type='KSCheckTrainGTHook')]

@@ -67,14 +67,18 @@ def _state_dict_of(ckpt, path):
 
 
 def load_teacher_checkpoint(teacher: torch.nn.Module, path: str, strict: bool = True) -> None:
-    """Load ``path`` into ``teacher`` with ``weights_only=True``.
+    """Load ``path`` (a file or an http(s) URL) into ``teacher`` with ``weights_only=True``.
 
     ``strict=True``: any missing, unexpected or mis-shaped key raises
     :class:`TeacherCheckpointError` with the list. ``strict=False``: unexpected keys and missing
     buffers only warn, but a missing or mis-shaped *parameter* still raises (the teacher would
     be partly random).
     """
-    ckpt = load_checkpoint_safely(path)
+    if str(path).startswith(('http://', 'https://')):
+        # cached in torch.hub's checkpoint folder; still weights_only
+        ckpt = torch.hub.load_state_dict_from_url(path, map_location='cpu', weights_only=True)
+    else:
+        ckpt = load_checkpoint_safely(path)
     state = _state_dict_of(ckpt, path)
     own = teacher.state_dict()
     params = {name for name, _ in teacher.named_parameters()}
@@ -195,6 +199,10 @@ class DETRDistillBase(SingleTeacherDistill):
             internals = get_detr_internals(self.student, batch_inputs, batch_data_samples,
                                            self.keep_denoising)
             return {}, internals
+
+    def predict(self, batch_inputs, data_samples: Optional[List] = None, rescale: bool = True):
+        """The student's ``predict`` (mmdet-style alias of ``forward(mode='predict')``)."""
+        return self.student.predict(batch_inputs, data_samples, rescale=rescale)
 
     def loss(self, batch_inputs, data_samples: Optional[List] = None) -> Dict:
         teacher_internals = self.teacher_forward(batch_inputs, data_samples)

@@ -33,7 +33,7 @@ def copy_teacher_params_to_student(student, teacher, patterns: Sequence[str]):
         if not any(p in name or fnmatch.fnmatch(name, p) for p in patterns):
             continue
         if name not in s_state:
-            raise KeyError(f'init_student_from_teacher: teacher "{name}" has no counterpart in '
+            raise ValueError(f'init_student_from_teacher: teacher "{name}" has no counterpart in '
                            f'the student')
         if s_state[name].shape != value.shape:
             raise ValueError(f'init_student_from_teacher: "{name}" is {tuple(value.shape)} in '
@@ -42,7 +42,7 @@ def copy_teacher_params_to_student(student, teacher, patterns: Sequence[str]):
             s_state[name].copy_(value)
         copied.append(name)
     if not copied:
-        raise KeyError(f'init_student_from_teacher: no teacher parameter matches {patterns}')
+        raise ValueError(f'init_student_from_teacher: no teacher parameter matches {patterns}')
     return copied
 
 

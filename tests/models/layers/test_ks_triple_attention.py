@@ -44,12 +44,17 @@ def test_student_stream_equals_stock_attention():
     streams = m(x, query_pos=pos, key_padding_mask=kpm, teacher_query=x_t)
     assert len(streams) == 3
     torch.testing.assert_close(streams[0], ref, atol=1e-5, rtol=1e-5)
-    # padding keys get no attention in the teacher map either: changing x_t at padded tokens
-    # of image 1 leaves the A V^t ... no, it changes V^t there; but A^t V must not see them
+    # the key-padding mask applies to A and A^t: teacher inputs at padded tokens of image 1
+    # reach no valid token, neither through A^t V nor through A V^t
     x_t2 = x_t.clone()
     x_t2[1, 9:] += 100.
     streams2 = m(x, query_pos=pos, key_padding_mask=kpm, teacher_query=x_t2)
-    torch.testing.assert_close(streams2[2][1, :9], streams[2][1, :9])  # A V^t: A ignores pads
+    torch.testing.assert_close(streams2[1][1, :9], streams[1][1, :9])
+    torch.testing.assert_close(streams2[2][1, :9], streams[2][1, :9])
+    x_t2[1, 0] += 1.  # a valid token does reach them
+    streams3 = m(x, query_pos=pos, key_padding_mask=kpm, teacher_query=x_t2)
+    assert not torch.allclose(streams3[1][1, :9], streams[1][1, :9])
+    assert not torch.allclose(streams3[2][1, :9], streams[2][1, :9])
     assert m.teacher_in_proj_weight.shape == (3 * E, E)
 
 
@@ -150,7 +155,7 @@ def test_smlp_replaces_foreground_tokens_only():
     fg[0, :3] = True
     out = smlp(x, fg)
     assert torch.equal(out[~fg], x[~fg])
-    assert torch.equal(out[fg], torch.relu(smlp.fc(x[fg])))
+    torch.testing.assert_close(out[fg], torch.relu(smlp.fc(x[fg])))
     mark = KSMarkFg(E)(x, fg)
     assert torch.equal(mark[..., :-1], x[..., :-1])
     assert torch.equal(mark[..., -1], fg.float())

@@ -1,0 +1,9 @@
+# D3ETR + TPRD on the toy set: d3etr_deformable-detr_tiny-r18_1xb2-12e_toy.py with the TPRD switch
+# on (refined targets, decoupled class loss) and TPRD's class weight 3 for both groups.
+_base_ = ['./d3etr_deformable-detr_tiny-r18_1xb2-12e_toy.py']
+
+model = dict(
+    tprd=True,
+    distiller=dict(
+        distill_losses=dict(
+            loss_adaptive=dict(loss_cls_weight=3.0), loss_fixed=dict(loss_cls_weight=3.0))))

@@ -1,0 +1,19 @@
+"""KS-DN-DETR: DN-DETR trained with KS-DETR triple attention in its last encoder layer."""
+from mmdet.registry import MODELS
+
+from .dn_detr import DNDETR
+from .ks_detr_mixin import KSDetectorMixin
+
+
+@MODELS.register_module()
+class KSDNDETR(KSDetectorMixin, DNDETR):
+    """KS-DN-DETR (KS-DETR, arXiv 2302.11208, on DN-DETR).
+
+    Triple attention in the last encoder layer as in :class:`KSDABDETR`; in ``loss()`` the
+    teacher decoder passes get the same noised DN queries and DN attention mask as the student,
+    and every teacher group gets the matching and the DN losses. ``predict()`` is DN-DETR's.
+
+    Shapes: as :class:`DNDETR`; in ``loss()`` the head gets L + T layers.
+    """
+    ks_head_hint = "dict(type='KSDNDETRHead', ...)"
+    ks_pre_decoder_needs_samples = True
