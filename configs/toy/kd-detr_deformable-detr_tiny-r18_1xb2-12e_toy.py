@@ -4,7 +4,8 @@
 # kd-detr-tprd_deformable-detr_tiny-r18_1xb2-12e_toy.py (same file plus model.tprd=True).
 #
 #   python tools/train.py configs/toy/deformable-detr_tiny-r18_1xb2-12e_toy.py   # teacher
-#   PORT=29641 bash tools/dist_train.sh configs/toy/kd-detr_deformable-detr_tiny-r18_1xb2-12e_toy.py 2
+#   PORT=29641 bash tools/dist_train.sh \
+#       configs/toy/kd-detr_deformable-detr_tiny-r18_1xb2-12e_toy.py 2
 _base_ = ['./deformable-detr_tiny-r18_1xb2-12e_toy.py']
 
 teacher_ckpt = 'work_dirs/deformable-detr_tiny-r18_1xb2-12e_toy/epoch_12.pth'

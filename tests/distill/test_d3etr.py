@@ -79,6 +79,7 @@ def test_identical_student(tprd, toy_data_root):
     algo, data = _build(CFG_TPRD if tprd else CFG, toy_data_root, tprd=tprd)
     _perturb_and_copy(algo)
     algo.eval()
+    algo.calculate_student_loss = False  # deformable DETR's loss() needs training mode
     with torch.no_grad():
         t = algo.teacher_forward(data['inputs'], data['data_samples'])
         _, s = algo.student_forward(data['inputs'], data['data_samples'])

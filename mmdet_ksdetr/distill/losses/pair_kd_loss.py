@@ -2,7 +2,6 @@
 ``detr-distill.md`` §4 and ``dac-detr-and-tprd.md`` B2/B3)."""
 from typing import Optional
 
-import torch
 import torch.nn.functional as F
 from mmdet.structures.bbox import bbox_cxcywh_to_xyxy, bbox_overlaps
 from mmrazor.registry import MODELS

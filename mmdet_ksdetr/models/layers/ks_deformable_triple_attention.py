@@ -120,8 +120,10 @@ class KSMultiScaleDeformableTripleAttention(MultiScaleDeformableAttention):
         weight = torch.cat(weights, 0)
         loc = locations.repeat(S, 1, 1, 1, 1, 1)
         if value.is_cuda:
+            # the kernel needs batch % step == 0: S times the step mmcv uses for B images
+            step = S * min(B, self.im2col_step)
             out = MultiScaleDeformableAttnFunction.apply(value, spatial_shapes, level_start_index,
-                                                         loc, weight, self.im2col_step)
+                                                         loc, weight, step)
         else:
             out = multi_scale_deformable_attn_pytorch(value, spatial_shapes, loc, weight)
         out = self.dropout(self.output_proj(out)) + identity.repeat(S, 1, 1)
