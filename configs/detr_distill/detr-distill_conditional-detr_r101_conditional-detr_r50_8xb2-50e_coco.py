@@ -36,4 +36,7 @@ model = dict(
                             temperature=0.07, loss_weight=0.2))))
 
 find_unused_parameters = True
+# average BN running stats over the processes at each epoch end, so the saved checkpoint and the
+# validation of every rank use the same student (mmdet's default hooks do not)
+custom_hooks = [dict(type='SyncBuffersHook')]
 custom_imports = dict(imports=['mmdet_ksdetr'], allow_failed_imports=False)

@@ -47,4 +47,7 @@ param_scheduler = [
 # student validation; for teacher metrics too (twice the cost):
 # val_cfg = dict(_delete_=True, type='mmrazor.SingleTeacherDistillValLoop')
 find_unused_parameters = True
+# average BN running stats over the processes at each epoch end, so the saved checkpoint and the
+# validation of every rank use the same student (mmdet's default hooks do not)
+custom_hooks = [dict(type='SyncBuffersHook')]
 custom_imports = dict(imports=['mmdet_ksdetr'], allow_failed_imports=False)

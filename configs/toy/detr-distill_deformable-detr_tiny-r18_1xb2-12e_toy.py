@@ -33,3 +33,6 @@ model = dict(
                             temperature=0.07, loss_weight=0.2))))
 
 find_unused_parameters = True
+# average BN running stats over the processes at each epoch end, so the saved checkpoint and the
+# validation of every rank use the same student (mmdet's default hooks do not)
+custom_hooks = [dict(type='SyncBuffersHook')]

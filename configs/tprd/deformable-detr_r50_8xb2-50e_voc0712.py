@@ -11,7 +11,8 @@ voc_train = dict(
     ignore_keys=['dataset_type'],
     datasets=[
         dict(type='VOCDataset', data_root=voc_root,
-             ann_file=f'VOC{year}/ImageSets/Main/trainval.txt', data_prefix=dict(sub_data_root=f'VOC{year}/'),
+             ann_file=f'VOC{year}/ImageSets/Main/trainval.txt',
+             data_prefix=dict(sub_data_root=f'VOC{year}/'),
              filter_cfg=dict(filter_empty_gt=False, min_size=32, bbox_min_size=32),
              pipeline=_base_.train_pipeline, backend_args=None) for year in ('2007', '2012')
     ])

@@ -5,7 +5,7 @@ import glob
 import os.path as osp
 
 import torch
-from toy_helpers import ROOT, free_port, load_toy_config, run_tool
+from toy_helpers import free_port, load_toy_config, run_tool
 
 from mmdet_ksdetr.models.detectors.ks_detr_mixin import is_ks_teacher_key, ks_student_state_dict
 

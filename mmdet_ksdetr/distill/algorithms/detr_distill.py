@@ -1,15 +1,18 @@
 """DETRDistill (Chang et al., ICCV'23) as an MMRazor algorithm (spec detr-distill.md §1, §6)."""
-from typing import Dict, List
+from dataclasses import replace
+from typing import Dict, List, Optional
 
 import torch
 from mmdet.structures.bbox import bbox_cxcywh_to_xyxy, bbox_xyxy_to_cxcywh
 from mmrazor.registry import MODELS
 
+from ..losses.decoupled_kd_loss import decoupled_kd_loss
 from ..losses.distill_matcher import DistillHungarianMatcher
 from ..losses.hungarian_logit_kd_loss import HungarianLogitKDLoss, gather_queries
 from ..losses.query_contrast_loss import QueryContrastLoss
 from ..losses.target_aware_feat_loss import TargetAwareFeatLoss
 from ..losses.teacher_group_loss import TeacherGroupLoss
+from ..refinement import TeacherPredictionRefiner
 from .detr_distill_base import DETRDistillBase
 
 __all__ = ['DETRDistill', 'teacher_layer_map']
@@ -57,6 +60,12 @@ class DETRDistill(DETRDistillBase):
         layer_by_layer: distill student layer l from teacher layer l (mapped when depths
             differ, :func:`teacher_layer_map`); False: from the teacher's last layer.
         matcher: cost weights of the :class:`DistillHungarianMatcher` (release: 1 / 5 / 2).
+        tprd: TPRD (spec dac-detr-and-tprd.md B3): the Hungarian logits distillation matches
+            against and learns from the refined teacher predictions
+            (:mod:`mmdet_ksdetr.distill.refinement`), with the decoupled class loss (sum over
+            matched pairs / (B * N_s); TPRD's class weight is 4.0). The feature loss, the CL
+            loss and the teacher group keep the raw teacher.
+        teacher_assigner: the teacher-to-GT matcher of TPRD (default focal 2 / L1 5 / GIoU 2).
         **kwargs: :class:`DETRDistillBase` arguments (architecture, teacher, teacher_ckpt,
             distiller, ...).
 
@@ -69,9 +78,12 @@ class DETRDistill(DETRDistillBase):
                   teacher_group=TeacherGroupLoss, contrast=QueryContrastLoss)
 
     def __init__(self, layer_by_layer: bool = True,
-                 matcher: dict = dict(cls_cost=1.0, l1_cost=5.0, giou_cost=2.0), **kwargs):
+                 matcher: dict = dict(cls_cost=1.0, l1_cost=5.0, giou_cost=2.0),
+                 tprd: bool = False, teacher_assigner: Optional[dict] = None, **kwargs):
         super().__init__(**kwargs)
         self.layer_by_layer = layer_by_layer
+        self.tprd = bool(tprd)
+        self.refiner = TeacherPredictionRefiner(teacher_assigner) if self.tprd else None
         self.matcher = DistillHungarianMatcher(**matcher)
         mapped = set(self.distiller.loss_forward_mappings)
         self.roles = {}
@@ -113,15 +125,21 @@ class DETRDistill(DETRDistillBase):
         layers = teacher_layer_map(s.num_layers, t.num_layers, self.layer_by_layer)
         factors = s.img_size_factors()
         t_probs = t.scores()
+        kd, pos_labels = t, None  # the targets of the logits distillation
+        if self.tprd:
+            ref = self.refiner(t.cls_logits, t.bbox_preds, batch_data_samples)
+            kd = replace(t, cls_logits=ref.logits, bbox_preds=ref.boxes)
+            pos_labels = ref.pos_labels
+        kd_probs = kd.scores()
         # teacher boxes clamped to the image in pixels, then normalised again (spec §1)
-        t_boxes = bbox_xyxy_to_cxcywh(t.bboxes_xyxy(clamp=True)) / factors[None, :, None, :]
+        t_boxes = bbox_xyxy_to_cxcywh(kd.bboxes_xyxy(clamp=True)) / factors[None, :, None, :]
         logits_kd, feat_kd = self._loss('logits'), self._loss('feat')
         contrast, group = self._loss('contrast'), self._loss('teacher_group')
         losses = {}
 
         if logits_kd is not None or contrast is not None:
             s_idx, t_idx = self.matcher.match(
-                s.cls_logits.detach(), s.bbox_preds.detach(), t_probs[layers],
+                s.cls_logits.detach(), s.bbox_preds.detach(), kd_probs[layers],
                 t_boxes[layers], factors.expand(s.num_layers, -1, -1))
         if feat_kd is not None:
             t_xyxy = t.bboxes_xyxy()  # unclamped pixel boxes for the quality weights
@@ -130,8 +148,14 @@ class DETRDistill(DETRDistillBase):
         for l, tl in enumerate(layers):
             prefix = '' if l == s.num_layers - 1 else f'd{l}.'
             if logits_kd is not None:
-                parts = logits_kd(s.cls_logits[l], s.bbox_preds[l], t_probs[tl], t_boxes[tl],
+                parts = logits_kd(s.cls_logits[l], s.bbox_preds[l], kd_probs[tl], t_boxes[tl],
                                   s_idx[l], t_idx[l], factors)
+                if self.tprd:  # decoupled class distillation over the matched pairs
+                    dkd = decoupled_kd_loss(gather_queries(s.cls_logits[l], s_idx[l]),
+                                            gather_queries(kd.cls_logits[tl], t_idx[l]),
+                                            gather_queries(pos_labels[tl], t_idx[l]))
+                    parts['loss_cls_kd'] = logits_kd.loss_cls_weight * dkd.sum() / max(
+                        s.batch_size * s.num_queries, 1)
                 losses.update({prefix + k: v for k, v in parts.items()})
             if feat_kd is not None:
                 if tl not in feat_cache:

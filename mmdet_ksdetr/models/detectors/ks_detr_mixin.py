@@ -19,7 +19,7 @@ component, see :func:`ks_student_state_dict`) loads into the stock detector.
 """
 import copy
 from collections import OrderedDict
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Tuple
 
 import torch
 from mmdet.registry import MODELS

@@ -7,7 +7,7 @@ normal encoder memory; the teacher memories ``[Z_2, Z_3]`` run through the decod
 names), so a KS checkpoint minus its ``teacher_*`` parameters loads into the stock detector.
 """
 import copy
-from typing import Dict, List, Optional, Tuple, Union
+from typing import List, Optional, Tuple, Union
 
 import torch
 from mmdet.models.layers.transformer import (DeformableDetrTransformerEncoderLayer,

@@ -13,7 +13,7 @@ detached, so ``A^t V`` trains the student's ``W_v`` and ``A V^t`` trains its ``W
 :class:`~mmcv.cnn.bricks.transformer.MultiheadAttention`, with the same parameter names.
 """
 import math
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F

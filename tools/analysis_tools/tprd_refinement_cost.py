@@ -1,0 +1,91 @@
+"""Share of a distillation training step spent in TPRD (teacher-to-GT Hungarian assignment and
+the vectorised refinement), measured inside real training steps of a TPRD config.
+
+    python tools/analysis_tools/tprd_refinement_cost.py CONFIG [--iters 10] [--warmup 3] \
+        [--img-size 512] [--batch-size 2] [--num-gts 6] [--cfg-options k=v ...]
+
+The model is built with random weights (nothing downloaded) and trained on the synthetic
+batches of ``benchmark_train.py``; the two TPRD functions are wrapped with timers for the run
+(the library is not modified). Printed: median step time, median time of the assignment and
+of the refinement per step, and their share of the step.
+"""
+import argparse
+import importlib.util
+import os.path as osp
+import statistics
+import sys
+import time
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, ROOT)
+
+import torch  # noqa: E402
+
+import mmdet_ksdetr  # noqa: E402,F401
+
+
+def _bench_module():
+    spec = importlib.util.spec_from_file_location(
+        'benchmark_train', osp.join(ROOT, 'tools', 'analysis_tools', 'benchmark_train.py'))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('config')
+    p.add_argument('--iters', type=int, default=10)
+    p.add_argument('--warmup', type=int, default=3)
+    p.add_argument('--img-size', type=int, default=512)
+    p.add_argument('--batch-size', type=int, default=2)
+    p.add_argument('--num-gts', type=int, default=6)
+    p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    p.add_argument('--cfg-options', nargs='+', default=[])
+    args = p.parse_args(argv)
+
+    from mmdet_ksdetr.distill import refinement
+    bench = _bench_module()
+    cfg, model, optim = bench.build_model(args.config, args.cfg_options, args.device)
+    if not getattr(model, 'tprd', False):
+        sys.exit(f'{args.config}: the model has no TPRD switch on (model.tprd=True needed)')
+    timers = dict(assign=[], refine=[])
+
+    def timed(name, fn):
+        def wrapper(*a, **kw):
+            bench._sync(args.device)
+            start = time.perf_counter()
+            out = fn(*a, **kw)
+            bench._sync(args.device)
+            timers[name].append(time.perf_counter() - start)
+            return out
+        return wrapper
+
+    refinement.assign_teacher_layers = timed('assign', refinement.assign_teacher_layers)
+    refinement.refine_teacher_predictions = timed('refine',
+                                                  refinement.refine_teacher_predictions)
+    batches = bench.make_batches(args.iters + args.warmup, args.batch_size, args.img_size,
+                                 args.num_gts, bench._num_classes(cfg), 0)
+    steps, assign, refine = [], [], []
+    model.train()
+    for i, batch in enumerate(batches):
+        for v in timers.values():
+            v.clear()
+        bench._sync(args.device)
+        start = time.perf_counter()
+        model.train_step(batch, optim)
+        bench._sync(args.device)
+        if i >= args.warmup:
+            steps.append(time.perf_counter() - start)
+            assign.append(sum(timers['assign']))
+            refine.append(sum(timers['refine']))
+    med = statistics.median
+    step, a, r = med(steps), med(assign), med(refine)
+    print(f'{osp.basename(args.config)} on {args.device}, {args.img_size}px x '
+          f'{args.batch_size}, {args.iters} steps: step {step:.3f}s | teacher-GT assignment '
+          f'{a * 1e3:.1f}ms ({100 * a / step:.2f}%) | refinement {r * 1e3:.1f}ms '
+          f'({100 * r / step:.2f}%) | TPRD total {100 * (a + r) / step:.2f}%')
+
+
+if __name__ == '__main__':
+    main()
