@@ -154,6 +154,7 @@ def splat_attention(weights: Tensor, locations: Tensor, spatial_shapes: Tensor,
         list of Lv tensors (B, h_l, w_l).
     """
     B, Q, H, Lv, P = weights.shape
+    weights, locations = weights.float(), locations.float()  # fp16-safe accumulation
     hw = spatial_shapes.long()
     sizes = (hw[:, 0] * hw[:, 1])
     starts = torch.cat([sizes.new_zeros(1), sizes.cumsum(0)[:-1]])
@@ -164,7 +165,7 @@ def splat_attention(weights: Tensor, locations: Tensor, spatial_shapes: Tensor,
     inside = (x >= 0) & (x < w_lv) & (y >= 0) & (y < h_lv)
     flat = starts.view(1, 1, 1, Lv, 1) + y.clamp(min=0) * w_lv + x.clamp(min=0)
     flat = torch.where(inside, flat, torch.zeros_like(flat))
-    vals = weights * query_weights.view(B, Q, 1, 1, 1).to(weights.dtype) * inside
+    vals = weights * query_weights.view(B, Q, 1, 1, 1).float() * inside
     dense = weights.new_zeros(B, int(sizes.sum()))
     dense.scatter_add_(1, flat.reshape(B, -1), vals.reshape(B, -1))
     return [d.view(B, int(h), int(w_)) for d, (h, w_) in
