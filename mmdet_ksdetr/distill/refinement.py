@@ -28,6 +28,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 from mmengine.structures import InstanceData
+from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 __all__ = [
@@ -244,18 +245,24 @@ def assign_teacher_layers(logits: Tensor, boxes: Tensor, batch_data_samples,
     Args:
         logits (Tensor): ``[L, B, Q, C]``; boxes (Tensor): ``[L, B, Q, 4]`` normalised cxcywh.
         batch_data_samples (list[DetDataSample]): with ``gt_instances`` and ``img_shape``.
-        assigner: an mmdet ``HungarianAssigner`` (see ``DEFAULT_TEACHER_ASSIGNER``).
+        assigner: an mmdet ``HungarianAssigner`` (see ``DEFAULT_TEACHER_ASSIGNER``) or any
+            assigner with mmdet's ``assign`` interface.
+
+    For a ``HungarianAssigner`` the match costs of all layers of an image are computed in one
+    call (the layers' predictions stacked along the query axis) and only the assignment runs
+    per layer (scipy, float32 on CPU); the result equals ``assigner.assign`` layer by layer.
 
     Returns:
         Tensor: ``[L, B, Q]`` long, matched GT index or -1.
     """
-    L, B, Q, _ = logits.shape
+    L, B, Q, C = logits.shape
     if len(batch_data_samples) != B:
         raise ValueError(f'assign_teacher_layers: {B} images in the predictions but '
                          f'{len(batch_data_samples)} data samples')
     out = torch.full((L, B, Q), -1, dtype=torch.long, device=logits.device)
     xyxy = _cxcywh_to_xyxy(boxes.detach().float())
     logits = logits.detach().float()
+    match_costs = getattr(assigner, 'match_costs', None)
     for b, ds in enumerate(batch_data_samples):
         gt = ds.gt_instances
         if len(gt) == 0:
@@ -264,6 +271,17 @@ def assign_teacher_layers(logits: Tensor, boxes: Tensor, batch_data_samples,
         factor = xyxy.new_tensor([w, h, w, h])
         gt_bboxes = gt.bboxes.tensor if hasattr(gt.bboxes, 'tensor') else gt.bboxes
         gt_inst = InstanceData(bboxes=gt_bboxes.float(), labels=gt.labels)
+        if match_costs is not None:  # mmdet HungarianAssigner: batched costs
+            pred = InstanceData(scores=logits[:, b].reshape(L * Q, C),
+                                bboxes=xyxy[:, b].reshape(L * Q, 4) * factor)
+            cost = sum(mc(pred_instances=pred, gt_instances=gt_inst, img_meta=ds.metainfo)
+                       for mc in match_costs)
+            cost = cost.view(L, Q, -1).float().cpu().numpy()
+            for layer in range(L):
+                rows, cols = linear_sum_assignment(cost[layer])
+                out[layer, b, torch.as_tensor(rows, device=out.device)] = torch.as_tensor(
+                    cols, device=out.device)
+            continue
         for layer in range(L):
             pred = InstanceData(scores=logits[layer, b], bboxes=xyxy[layer, b] * factor)
             res = assigner.assign(pred_instances=pred, gt_instances=gt_inst,

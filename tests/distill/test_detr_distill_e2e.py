@@ -49,6 +49,18 @@ def test_toy_distill_train_convert_test_same_map(toy_data_root, tmp_path):
     teacher_ckpt = tmp_path / 'teacher' / 'epoch_1.pth'
     assert teacher_ckpt.exists()
 
+    # a teacher checkpoint that does not fit stops training with the key report
+    bad = torch.load(teacher_ckpt, map_location='cpu', weights_only=True)
+    bad['state_dict']['renamed.weight'] = bad['state_dict'].pop('query_embedding.weight')
+    torch.save(dict(state_dict=bad['state_dict']), tmp_path / 'bad_teacher.pth')
+    res = run_tool([sys.executable, 'tools/train.py', DISTILL_CFG, '--work-dir',
+                    str(tmp_path / 'bad'), '--cfg-options',
+                    f'model.teacher_ckpt={tmp_path / "bad_teacher.pth"}'] + data)
+    assert res.returncode != 0
+    assert 'TeacherCheckpointError' in res.stderr and '1 missing keys' in res.stderr
+    assert 'query_embedding.weight' in res.stderr and 'renamed.weight' in res.stderr
+    assert not glob.glob(str(tmp_path / 'bad' / '*.pth'))
+
     # 2. distillation with 2 CPU processes; validation also dumps its predictions
     val_dump = tmp_path / 'val_preds.pkl'
     cfg = tmp_path / 'distill_cfg.py'
