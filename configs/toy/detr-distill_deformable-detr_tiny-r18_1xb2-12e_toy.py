@@ -3,7 +3,8 @@
 # Deformable DETR student with fewer queries (20 vs 30). CPU-sized; used by the tests.
 #
 #   python tools/train.py configs/toy/deformable-detr_tiny-r18_1xb2-12e_toy.py   # teacher
-#   bash tools/dist_train.sh configs/toy/detr-distill_deformable-detr_tiny-r18_1xb2-12e_toy.py 2 \
+#   bash tools/dist_train.sh \
+#       configs/toy/detr-distill_deformable-detr_tiny-r18_1xb2-12e_toy.py 2 \
 #       --cfg-options model.teacher_ckpt=work_dirs/deformable-detr_tiny-r18_1xb2-12e_toy/epoch_12.pth
 _base_ = ['./deformable-detr_tiny-r18_1xb2-12e_toy.py']
 

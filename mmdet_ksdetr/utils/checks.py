@@ -11,7 +11,23 @@ class InputError(ValueError):
     """Bad user input (path, checkpoint, data root); the message says what to fix."""
 
 
+def resolve_config_path(path):
+    """``mmdet::dir/file.py`` (a config shipped inside an installed package, as in ``_base_``)
+    to its file path; other paths are returned unchanged."""
+    if '::' not in path:
+        return path
+    package, rel = path.split('::', 1)
+    try:
+        from mmengine.utils import get_installed_path
+        root = get_installed_path(package)
+    except Exception as e:  # noqa: BLE001
+        raise InputError(f'config "{path}": package "{package}" is not installed') from e
+    return osp.join(root, '.mim', 'configs', rel)
+
+
 def check_config_path(path):
+    """Return the config's file path (``pkg::rel`` resolved); a clear error if it is missing."""
+    path = resolve_config_path(path)
     if not osp.isfile(path):
         raise InputError(f'config file "{path}" does not exist: give the path of a .py config, '
                          f'e.g. configs/toy/deformable-detr_tiny-r18_1xb2-12e_toy.py')

@@ -169,7 +169,6 @@ def test_config_errors_and_init_from_teacher(toy_data_root):
     cfg = _cfg('deformable', toy_data_root)
     algo = _build(cfg)
     assert algo.layer_by_layer is False  # KD-DETR release: every layer from the last one
-    assert _build(_cfg('deformable_tprd', toy_data_root)).layer_by_layer is True
     torch.testing.assert_close(algo.student.level_embed, algo.teacher.level_embed)
     bad = _cfg('deformable', toy_data_root)
     bad.model.distiller.distill_losses = dict(loss_other=dict(type='KDDETRLoss'))

@@ -115,3 +115,14 @@ def test_resume_from_bad_checkpoint(toy_data_root, tmp_path):
 def test_dist_train_usage():
     out = run_tool(['bash', osp.join(TOOLS, 'dist_train.sh')], cwd=ROOT)
     assert out.returncode == 2 and 'usage' in out.stderr
+
+
+def test_package_config_paths_resolve():
+    from mmdet_ksdetr.utils import InputError
+    from mmdet_ksdetr.utils.checks import check_config_path
+    path = check_config_path('mmdet::deformable_detr/deformable-detr_r50_16xb2-50e_coco.py')
+    assert osp.isfile(path) and path.endswith('deformable-detr_r50_16xb2-50e_coco.py')
+    with pytest.raises(InputError, match='does not exist'):
+        check_config_path('mmdet::deformable_detr/nope.py')
+    with pytest.raises(InputError, match='not installed'):
+        check_config_path('no_such_pkg_xyz::a.py')

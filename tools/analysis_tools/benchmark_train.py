@@ -43,6 +43,9 @@ def parse_args(argv=None):
     parser.add_argument('--no-train', action='store_true', help='skip training steps')
     parser.add_argument('--no-memory', action='store_true', help='skip peak-memory runs (CPU)')
     parser.add_argument('--threads', type=int, default=None, help='torch CPU threads')
+    parser.add_argument('--timer', choices=['wall', 'cpu'], default='wall',
+                        help='wall clock, or CPU time of this process (CPU only: robust to '
+                        'other jobs sharing the cores)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--cfg-options', nargs='+', default=[],
@@ -50,6 +53,8 @@ def parse_args(argv=None):
     parser.add_argument('--json', help='write the results to this JSON file')
     parser.add_argument('--memory-child', action='store_true', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.timer == 'cpu' and args.device != 'cpu':
+        parser.error('--timer cpu measures CPU time: use it with --device cpu')
     if len(args.configs) > 2:
         parser.error('give one or two configs')
     if args.iters < 1 or args.warmup < 0 or args.batch_size < 1 or args.img_size < 32:
@@ -152,26 +157,27 @@ class Bench:
         self.device = args.device
         self.cfg, self.model, self.optim = build_model(config, args.cfg_options, args.device)
         self.train_times, self.infer_times = [], []
+        self.clock = time.process_time if args.timer == 'cpu' else time.perf_counter
         self.cuda_peak = None
 
     def train_step(self, batch):
         self.model.train()
         batch = copy.deepcopy(batch)  # the preprocessor / model may modify samples in place
         _sync(self.device)
-        start = time.perf_counter()
+        start = self.clock()
         self.model.train_step(batch, self.optim)
         _sync(self.device)
-        return time.perf_counter() - start
+        return self.clock() - start
 
     @torch.no_grad()
     def infer_step(self, batch):
         self.model.eval()
         batch = copy.deepcopy(batch)
         _sync(self.device)
-        start = time.perf_counter()
+        start = self.clock()
         self.model.test_step(batch)
         _sync(self.device)
-        return time.perf_counter() - start
+        return self.clock() - start
 
 
 def _summary(times):
@@ -265,6 +271,7 @@ def main(argv=None):
 
     results = dict(img_size=args.img_size, batch_size=args.batch_size, iters=args.iters,
                    warmup=args.warmup, device=args.device, threads=torch.get_num_threads(),
+                   timer=args.timer,
                    models=[])
     for bench in benches:
         entry = dict(config=bench.config, train=_summary(bench.train_times),
@@ -282,7 +289,7 @@ def main(argv=None):
 
     print(f'\n== benchmark: {args.batch_size} x {args.img_size}x{args.img_size}, '
           f'{args.iters} iters after {args.warmup} warm-up, {args.device}, '
-          f'{results["threads"]} threads ==')
+          f'{results["threads"]} threads, {args.timer} time ==')
     for entry, bench in zip(results['models'], benches):
         line = f'{bench.name}:'
         if entry['train']:

@@ -2,8 +2,7 @@
 from dataclasses import replace
 from typing import Dict, List, Optional
 
-import torch
-from mmdet.structures.bbox import bbox_cxcywh_to_xyxy, bbox_xyxy_to_cxcywh
+from mmdet.structures.bbox import bbox_xyxy_to_cxcywh
 from mmrazor.registry import MODELS
 
 from ..losses.decoupled_kd_loss import decoupled_kd_loss

@@ -1,6 +1,6 @@
 """KD-DETR (Wang et al., CVPR'24) with the optional TPRD refinement (spec ``detr-distill.md``
 §4, ``dac-detr-and-tprd.md`` B3)."""
-from typing import Dict, Optional
+from typing import Dict
 
 import torch
 from mmrazor.registry import MODELS
@@ -23,7 +23,8 @@ class KDDETR(TPRDDistillBase):
     confidence (:class:`~mmdet_ksdetr.distill.losses.KDDETRLoss`).
 
     With ``tprd=True`` the specific group's targets are the TPRD-refined teacher predictions
-    (layer by layer), its class loss is the decoupled one (T = 1) with positives from the
+    of the corresponding teacher layer (student layer l learns from refined teacher layer l,
+    mapped when depths differ: the refinement is per layer), its class loss is the decoupled one (T = 1) with positives from the
     teacher's own per-layer Hungarian assignment, and the weights use the refined logits. The
     general group is unchanged.
 
@@ -44,9 +45,10 @@ class KDDETR(TPRDDistillBase):
 
     Args:
         num_general_queries (int): random queries per step (release: 300).
-        layer_by_layer (bool, optional): student layer l learns from teacher layer l (mapped
-            when depths differ); False: from the teacher's last layer (KD-DETR release).
-            Default: ``tprd`` (TPRD refines per layer).
+        layer_by_layer (bool): student layer l learns from teacher layer l (mapped when depths
+            differ); False (default, KD-DETR release): every student layer learns from the
+            teacher's last layer. With ``tprd=True`` the specific group is always layer by
+            layer; this flag then only concerns the general group.
         tprd (bool): the TPRD switch (see above).
         **kwargs: :class:`TPRDDistillBase` / :class:`DETRDistillBase` arguments;
             ``distiller.distill_losses`` holds ``loss_general`` and/or ``loss_specific``
@@ -58,14 +60,14 @@ class KDDETR(TPRDDistillBase):
 
     GROUPS = ('general', 'specific')
 
-    def __init__(self, num_general_queries: int = 300, layer_by_layer: Optional[bool] = None,
+    def __init__(self, num_general_queries: int = 300, layer_by_layer: bool = False,
                  **kwargs):
         super().__init__(**kwargs)
         if num_general_queries < 1:
             raise ValueError(f'KDDETR: num_general_queries must be >= 1, got '
                              f'{num_general_queries}')
         self.num_general_queries = int(num_general_queries)
-        self.layer_by_layer = self.tprd if layer_by_layer is None else bool(layer_by_layer)
+        self.layer_by_layer = bool(layer_by_layer)
         losses = self.distiller.distill_losses
         unknown = [k for k in losses if k not in ('loss_general', 'loss_specific')
                    and k not in self.distiller.loss_forward_mappings]
@@ -102,6 +104,8 @@ class KDDETR(TPRDDistillBase):
         s, t = student_internals, teacher_internals
         kind = self._kinds(s, t)
         layers = teacher_layer_map(s.num_layers, t.num_layers, self.layer_by_layer)
+        specific_layers = teacher_layer_map(s.num_layers, t.num_layers,
+                                            self.layer_by_layer or self.tprd)
         factors = s.img_size_factors()
         losses = {}
 
@@ -117,7 +121,7 @@ class KDDETR(TPRDDistillBase):
             if self.tprd:
                 ref = self.teacher_targets(t_logits, t_boxes, batch_data_samples)
                 t_logits, t_boxes, pos_labels = ref.logits, ref.boxes, ref.pos_labels
-            for l, tl in enumerate(layers):
+            for l, tl in enumerate(specific_layers):
                 add('specific', l,
                     loss_fn(s_out.cls_logits[l], s_out.bbox_preds[l], t_logits[tl], t_boxes[tl],
                             factors, None if pos_labels is None else pos_labels[tl]))

@@ -1,4 +1,5 @@
 """Query-prior assignment distillation, the "teacher group" of DETRDistill (spec §1.3, §6.4)."""
+import inspect
 from typing import List, Sequence
 
 import torch
@@ -15,7 +16,6 @@ _ASSIGNMENTS = ('rematch', 'teacher')
 
 
 def _head_outputs(student, decoder_outputs):
-    import inspect
     params = inspect.signature(student.bbox_head.forward).parameters
     outs = student.bbox_head(**{k: v for k, v in decoder_outputs.items() if k in params})
     return outs[0], outs[1]
