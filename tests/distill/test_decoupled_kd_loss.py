@@ -84,7 +84,8 @@ def test_fp16_safe(scale):
 
 
 def test_registered_and_bad_input():
-    loss = MODELS.build(dict(type='DecoupledKDLoss', loss_weight=4.0))
+    # explicit scope: earlier tests may leave mmdet as the default scope
+    loss = MODELS.build(dict(type='mmrazor.DecoupledKDLoss', loss_weight=4.0))
     assert isinstance(loss, DecoupledKDLoss) and loss.loss_weight == 4.0
     with pytest.raises(ValueError, match='same shape'):
         decoupled_kd_loss(torch.randn(3, 4), torch.randn(3, 5))

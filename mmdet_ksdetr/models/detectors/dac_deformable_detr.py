@@ -20,12 +20,14 @@ class DACDeformableDETR(DeformableDETR):
     ``as_two_stage``. Inference is Deformable DETR's, unchanged, and no parameter is added.
 
     Config: ``decoder.share_first_self_attn`` (default True, the release's layer-0 sharing);
-    ``bbox_head`` must be :class:`DACDeformableDETRHead`. Shapes as Deformable DETR: hidden
+    ``bbox_head`` must be :class:`DACDeformableDETRHead`; ``with_c_stream=False`` trains
+    without the C-stream (an ablation). Shapes as Deformable DETR: hidden
     states (num_layers, bs, nq, dim).
     """
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args, with_c_stream: bool = True, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        self.with_c_stream = bool(with_c_stream)
         if not isinstance(self.bbox_head, DACHeadMixin):
             raise TypeError(f'DACDeformableDETR needs bbox_head type="DACDeformableDETRHead" '
                             f'(a head with the C-stream losses), got '
@@ -42,7 +44,7 @@ class DACDeformableDETR(DeformableDETR):
                         level_start_index: Tensor, valid_ratios: Tensor) -> Dict:
         """Deformable DETR's decoder; in training also the C-stream (``hidden_states_c``,
         ``references_c``)."""
-        if not self.training:
+        if not (self.training and self.with_c_stream):
             return super().forward_decoder(query, query_pos, memory, memory_mask,
                                            reference_points, spatial_shapes, level_start_index,
                                            valid_ratios)

@@ -22,11 +22,13 @@ class DACDINO(DINO):
 
     Config: ``decoder.share_first_self_attn`` (default True) makes the C-stream start from the
     O-stream's layer-0 self-attention output, as the release does; ``bbox_head`` must be
-    :class:`DACDINOHead`. Shapes as DINO: hidden states (num_layers, bs, num_dn + nq, dim).
+    :class:`DACDINOHead`; ``with_c_stream=False`` trains without the C-stream (an ablation:
+    DINO with the DAC head's loss settings). Shapes as DINO: hidden states (num_layers, bs, num_dn + nq, dim).
     """
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args, with_c_stream: bool = True, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        self.with_c_stream = bool(with_c_stream)
         if not isinstance(self.bbox_head, DACHeadMixin):
             raise TypeError(f'DACDINO needs bbox_head type="DACDINOHead" (a head with the '
                             f'C-stream losses), got {type(self.bbox_head).__name__}')
@@ -49,7 +51,7 @@ class DACDINO(DINO):
                         **kwargs) -> Dict:
         """DINO's decoder; in training also the C-stream (``hidden_states_c``,
         ``references_c``)."""
-        if not self.training:
+        if not (self.training and self.with_c_stream):
             return super().forward_decoder(query, memory, memory_mask, reference_points,
                                            spatial_shapes, level_start_index, valid_ratios,
                                            dn_mask, **kwargs)

@@ -152,6 +152,16 @@ def test_c_stream_losses_drive_only_through_shared_modules(toy_data_root):
     assert grads[-1] is not None and float(grads[-1].abs().sum()) > 0
 
 
+def test_c_stream_can_be_switched_off(toy_data_root):
+    cfg, model = _build(DAC_CFG, toy_data_root, with_c_stream=False)
+    batch = toy_batch(cfg, toy_data_root, 'train', 2)
+    data = model.data_preprocessor(batch, True)
+    model.train()
+    losses = model.loss(data['inputs'], data['data_samples'])
+    assert 'loss_cls' in losses and 'dn_loss_cls' in losses
+    assert not [k for k in losses if k.endswith('_c')]
+
+
 def test_wrong_head_is_a_clear_error(toy_data_root):
     cfg = load_toy_config(DAC_CFG, toy_data_root)
     cfg.model.bbox_head.type = 'DINOHead'

@@ -24,7 +24,7 @@ def _direct_ia_bce(logits, positives, alpha=0.25, gamma=2.0):
 
 
 def test_registered_and_sigmoid():
-    loss = MODELS.build(dict(type='IABCELoss', loss_weight=2.0))
+    loss = MODELS.build(dict(type='mmdet.IABCELoss', loss_weight=2.0))  # scope-proof
     assert isinstance(loss, IABCELoss) and loss.use_sigmoid and loss.loss_weight == 2.0
 
 
