@@ -23,7 +23,8 @@ class DACDINO(DINO):
     Config: ``decoder.share_first_self_attn`` (default True) makes the C-stream start from the
     O-stream's layer-0 self-attention output, as the release does; ``bbox_head`` must be
     :class:`DACDINOHead`; ``with_c_stream=False`` trains without the C-stream (an ablation:
-    DINO with the DAC head's loss settings). Shapes as DINO: hidden states (num_layers, bs, num_dn + nq, dim).
+    DINO with the DAC head's loss settings). Shapes as DINO: hidden states
+    (num_layers, bs, num_dn + nq, dim).
     """
 
     def __init__(self, *args, with_c_stream: bool = True, **kwargs) -> None:

@@ -1,11 +1,15 @@
 """DACDINO: same parameters and predict() as stock DINO; the training forward keeps DINO's
 O-stream and adds the C-stream losses; an image without GT trains."""
+import os.path as osp
+import re
+import sys
+
 import pytest
 import torch
 from mmdet.models.detectors import DINO
 from mmengine.registry import init_default_scope
 from mmengine.runner import load_checkpoint
-from toy_helpers import load_toy_config, toy_batch
+from toy_helpers import CONFIGS, TOOLS, free_port, load_toy_config, run_tool, toy_batch
 
 DAC_CFG = 'toy/dac-dino-cdn-ice-4scale_tiny-r18_1xb2-12e_toy.py'
 STOCK_CFG = 'toy/dino-4scale_tiny-r18_1xb2-12e_toy.py'
@@ -144,9 +148,10 @@ def test_c_stream_losses_drive_only_through_shared_modules(toy_data_root):
     model.train()
     losses = model.loss(data['inputs'], data['data_samples'])
     c_total = sum(v for k, v in losses.items() if k.endswith('_c'))
+    self_attn = [p for n, p in model.named_parameters()
+                 if 'self_attn' in n and n.startswith('decoder')]
     grads = torch.autograd.grad(
-        c_total, [p for n, p in model.named_parameters() if 'self_attn' in n
-                  and n.startswith('decoder')] + [model.decoder.layers[0].cross_attn.value_proj.weight],
+        c_total, self_attn + [model.decoder.layers[0].cross_attn.value_proj.weight],
         allow_unused=True)
     assert all(g is None or float(g.abs().sum()) == 0 for g in grads[:-1])
     assert grads[-1] is not None and float(grads[-1].abs().sum()) > 0
@@ -187,10 +192,6 @@ def _data_opts(root):
 def test_dist_train_then_stock_dino_tests_the_checkpoint(toy_data_root, tmp_path):
     """tools/dist_train.sh trains the DAC toy config on 2 CPU processes; tools/test.py gives
     the same COCO metrics for its checkpoint with the DAC config and the stock DINO config."""
-    import os.path as osp
-    import re
-    import sys
-    from toy_helpers import CONFIGS, TOOLS, free_port, run_tool
     work = str(tmp_path / 'work')
     out = run_tool(['bash', osp.join(TOOLS, 'dist_train.sh'), osp.join(CONFIGS, DAC_CFG), '2',
                     '--work-dir', work, '--cfg-options', 'train_cfg.max_epochs=1',
