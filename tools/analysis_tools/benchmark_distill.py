@@ -45,6 +45,9 @@ def parse_args(argv=None):
     parser.add_argument('--batch-size', type=int, default=2)
     parser.add_argument('--num-gts', type=int, default=6)
     parser.add_argument('--threads', type=int, default=None)
+    parser.add_argument('--timer', choices=['wall', 'cpu'], default='wall',
+                        help='wall clock, or CPU time of this process (CPU only: robust to '
+                        'other jobs sharing the cores; use with --threads 1)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--cfg-options', nargs='+', default=[])
@@ -52,6 +55,8 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.iters < 1 or args.warmup < 0:
         parser.error('--iters >= 1 and --warmup >= 0')
+    if args.timer == 'cpu' and str(args.device).startswith('cuda'):
+        parser.error('--timer cpu measures CPU time: use it with --device cpu')
     return args
 
 
@@ -64,8 +69,9 @@ class _Timers:
     """Accumulates wall time of wrapped callables (instance attributes, restored never: the
     benchmark process ends)."""
 
-    def __init__(self, device):
+    def __init__(self, device, clock=time.perf_counter):
         self.device = device
+        self.clock = clock
         self.totals = defaultdict(float)
         self.active = False
 
@@ -76,10 +82,10 @@ class _Timers:
             if not self.active:
                 return fn(*a, **k)
             _sync(self.device)
-            start = time.perf_counter()
+            start = self.clock()
             out = fn(*a, **k)
             _sync(self.device)
-            self.totals[name] += time.perf_counter() - start
+            self.totals[name] += self.clock() - start
             return out
 
         object.__setattr__(obj, attr, timed)
@@ -101,7 +107,8 @@ def main(argv=None):
     batches = make_batches(max(4, args.warmup + args.iters), args.batch_size, args.img_size,
                            args.num_gts, _num_classes(cfg), args.seed)
 
-    timers = _Timers(args.device)
+    clock = time.process_time if args.timer == 'cpu' else time.perf_counter
+    timers = _Timers(args.device, clock)
     timers.wrap(algo.matcher, 'match', 'hungarian matching') if hasattr(algo, 'matcher') \
         else None
     for name, module in algo.distiller.distill_losses.items():
@@ -109,25 +116,25 @@ def main(argv=None):
 
     def distill_step(batch):
         algo.train()
-        start = time.perf_counter()
+        start = clock()
         algo.train_step(batch, optim)
         _sync(args.device)
-        return time.perf_counter() - start
+        return clock() - start
 
     def student_step(batch):
         student.train()
-        start = time.perf_counter()
+        start = clock()
         student.train_step(batch, student_optim)
         _sync(args.device)
-        return time.perf_counter() - start
+        return clock() - start
 
     def teacher_step(batch):
         algo.train()  # the teacher stays in eval()
-        start = time.perf_counter()
+        start = clock()
         data = algo.data_preprocessor(batch, True)
         algo.teacher_forward(data['inputs'], data['data_samples'])
         _sync(args.device)
-        return time.perf_counter() - start
+        return clock() - start
 
     steps = dict(distill=distill_step, student=student_step, teacher=teacher_step)
     times = {k: [] for k in steps}
@@ -147,12 +154,12 @@ def main(argv=None):
     pieces = {k: v / n for k, v in sorted(timers.totals.items(), key=lambda kv: -kv[1])}
     result = dict(config=args.config, device=args.device, img_size=args.img_size,
                   batch_size=args.batch_size, iters=n, warmup=args.warmup,
-                  threads=torch.get_num_threads(), median_s=med, ratio=ratio,
+                  threads=torch.get_num_threads(), timer=args.timer, median_s=med, ratio=ratio,
                   distill_pieces_mean_s=pieces,
                   distill_pieces_share={k: v / med['distill'] for k, v in pieces.items()})
     print(f'{osp.basename(args.config)}  {args.img_size}x{args.img_size}, batch '
           f'{args.batch_size}, {n} iters after {args.warmup} warm-up, {args.device}, '
-          f'{torch.get_num_threads()} threads')
+          f'{torch.get_num_threads()} threads, {args.timer} time')
     for k in ('distill', 'student', 'teacher'):
         print(f'  {k:8s} step median {med[k] * 1000:9.1f} ms')
     print(f'  ratio distill / (student + teacher) = {ratio:.3f}')
