@@ -14,7 +14,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 import mmdet_ksdetr  # noqa: E402,F401  (compat shims + registration)
 from mmengine.config import DictAction  # noqa: E402
 
-from mmdet_ksdetr.utils import InputError, check_config_path, check_data_paths  # noqa: E402
+from mmdet_ksdetr.utils import (InputError, build_runner, check_config_path,  # noqa: E402
+                                check_data_paths)
 
 
 def parse_args(argv=None):
@@ -85,15 +86,7 @@ def main(argv=None):
         cfg = build_config(args)
     except (InputError, FileNotFoundError) as e:
         sys.exit(f'train.py: error: {e}')
-    from mmdet.utils import setup_cache_size_limit_of_dynamo
-    from mmengine.registry import RUNNERS
-    from mmengine.runner import Runner
-    setup_cache_size_limit_of_dynamo()
-    if 'runner_type' not in cfg:
-        runner = Runner.from_cfg(cfg)
-    else:
-        runner = RUNNERS.build(cfg)
-    runner.train()
+    build_runner(cfg).train()
 
 
 if __name__ == '__main__':

@@ -24,14 +24,6 @@ class DACDeformableDETRHead(DACHeadMixin, DeformableDETRHead):
 
     _enc_class_agnostic_default = True  # Deformable DETR's encoder proposals
 
-    def __init__(self, *args, o2m_rank_tau: Optional[float] = None,
-                 o2m_avg_factor_scale: float = 3.0, o2m_match_o_boxes: bool = True,
-                 enc_loss_cls: Optional[dict] = None,
-                 enc_class_agnostic: Optional[bool] = None, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._init_dac(o2m_rank_tau, o2m_avg_factor_scale, o2m_match_o_boxes, enc_loss_cls,
-                       enc_class_agnostic)
-
     def loss(self, hidden_states: Tensor, references: List[Tensor],
              enc_outputs_class: Tensor, enc_outputs_coord: Tensor,
              batch_data_samples: SampleList, hidden_states_c: Optional[Tensor] = None,

@@ -47,10 +47,11 @@ class DACHeadMixin:
 
     _enc_class_agnostic_default = False
 
-    def _init_dac(self, o2m_rank_tau: Optional[float] = None,
-                  o2m_avg_factor_scale: float = 3.0, o2m_match_o_boxes: bool = True,
-                  enc_loss_cls: Optional[dict] = None,
-                  enc_class_agnostic: Optional[bool] = None) -> None:
+    def __init__(self, *args, o2m_rank_tau: Optional[float] = None,
+                 o2m_avg_factor_scale: float = 3.0, o2m_match_o_boxes: bool = True,
+                 enc_loss_cls: Optional[dict] = None,
+                 enc_class_agnostic: Optional[bool] = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)  # the base head (DeformableDETRHead / DINOHead)
         if o2m_rank_tau is not None and o2m_rank_tau <= 0:
             raise ValueError(f'o2m_rank_tau must be > 0 or None, got {o2m_rank_tau}')
         if o2m_avg_factor_scale <= 0:
