@@ -15,7 +15,7 @@ import mmdet_ksdetr  # noqa: E402,F401  (compat shims + registration)
 from mmengine.config import DictAction  # noqa: E402
 
 from mmdet_ksdetr.utils import (InputError, build_runner, check_checkpoint,  # noqa: E402
-                                check_config_path, check_data_paths)
+                                check_config_path, check_data_paths, shutdown_distributed)
 
 
 def parse_args(argv=None):
@@ -89,7 +89,9 @@ def main(argv=None):
     runner = build_runner(cfg)
     if args.out is not None:
         runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
-    return runner.test()
+    metrics = runner.test()
+    shutdown_distributed()
+    return metrics
 
 
 if __name__ == '__main__':

@@ -15,7 +15,7 @@ import mmdet_ksdetr  # noqa: E402,F401  (compat shims + registration)
 from mmengine.config import DictAction  # noqa: E402
 
 from mmdet_ksdetr.utils import (InputError, build_runner, check_config_path,  # noqa: E402
-                                check_data_paths)
+                                check_data_paths, shutdown_distributed)
 
 
 def parse_args(argv=None):
@@ -87,6 +87,7 @@ def main(argv=None):
     except (InputError, FileNotFoundError) as e:
         sys.exit(f'train.py: error: {e}')
     build_runner(cfg).train()
+    shutdown_distributed()
 
 
 if __name__ == '__main__':

@@ -1,7 +1,8 @@
 """Small helpers shared by the tools: input checks with readable errors, runner building."""
 from .checks import (InputError, check_checkpoint, check_config_path, check_data_paths,
                      load_checkpoint_safely)
-from .runner import build_runner
+from .runner import build_runner, shutdown_distributed
 
 __all__ = ['InputError', 'check_checkpoint', 'check_config_path', 'check_data_paths',
-           'load_checkpoint_safely', 'build_runner']
+           'load_checkpoint_safely', 'build_runner',
+           'shutdown_distributed']
