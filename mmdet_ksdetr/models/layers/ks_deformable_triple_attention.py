@@ -12,9 +12,9 @@ Padding is zeroed in V and V^t alike. Without ``teacher_query`` the module is mm
 from typing import List, Optional
 
 import torch
+import torch.nn.functional as F
 from mmcv.ops import MultiScaleDeformableAttention
-from mmcv.ops.multi_scale_deform_attn import (MultiScaleDeformableAttnFunction,
-                                              multi_scale_deformable_attn_pytorch)
+from mmcv.ops.multi_scale_deform_attn import MultiScaleDeformableAttnFunction
 from mmengine.model import xavier_init
 from torch import Tensor, nn
 
@@ -115,16 +115,64 @@ class KSMultiScaleDeformableTripleAttention(MultiScaleDeformableAttention):
             values.append(self._project_values(self.teacher_value_proj, x_t, key_padding_mask))
             weights.append(a)
         S = len(values)
-        # all streams in one call, stacked along the batch
-        value = torch.cat(values, 0)
-        weight = torch.cat(weights, 0)
-        loc = locations.repeat(S, 1, 1, 1, 1, 1)
-        if value.is_cuda:
-            # the kernel needs batch % step == 0: S times the step mmcv uses for B images
+        if v.is_cuda:
+            # all streams in one kernel call, stacked along the batch; the kernel needs
+            # batch % step == 0: S times the step mmcv uses for B images
             step = S * min(B, self.im2col_step)
-            out = MultiScaleDeformableAttnFunction.apply(value, spatial_shapes, level_start_index,
-                                                         loc, weight, step)
+            out = MultiScaleDeformableAttnFunction.apply(
+                torch.cat(values, 0), spatial_shapes, level_start_index,
+                locations.repeat(S, 1, 1, 1, 1, 1), torch.cat(weights, 0), step)
         else:
-            out = multi_scale_deformable_attn_pytorch(value, spatial_shapes, loc, weight)
+            out = self._streams_shared_sampling(values, weights, locations, spatial_shapes)
         out = self.dropout(self.output_proj(out)) + identity.repeat(S, 1, 1)
         return list(out.split(B, 0))
+
+    def _streams_shared_sampling(self, values: List[Tensor], weights: List[Tensor],
+                                 locations: Tensor, spatial_shapes: Tensor) -> Tensor:
+        """CPU form of ``MSDA(values[i], S, weights[i])`` for every stream, stacked along the
+        batch. All streams share the sampling locations ``S``, and the student and share_v
+        streams also share ``V``: each distinct value tensor is bilinearly sampled once
+        (``grid_sample`` dominates the cost) and only the weighting is done per stream.
+        Same result as ``multi_scale_deformable_attn_pytorch`` on the stacked streams."""
+        distinct = []  # value tensors by identity: V (student, share_v) and V^t (share_a)
+        for value in values:
+            if not any(value is d for d in distinct):
+                distinct.append(value)
+        samples = sample_value_levels(torch.cat(distinct, 0), spatial_shapes,
+                                      locations.repeat(len(distinct), 1, 1, 1, 1, 1))
+        samples = samples.split(samples.shape[0] // len(distinct), 0)
+        outs = []
+        for value, weight in zip(values, weights):
+            index = next(i for i, d in enumerate(distinct) if d is value)
+            outs.append(weight_value_samples(samples[index], weight))
+        return torch.cat(outs, 0)
+
+
+def sample_value_levels(value: Tensor, spatial_shapes: Tensor, locations: Tensor) -> Tensor:
+    """Bilinear samples of a multi-scale value map at the deformable sampling locations.
+
+    ``value`` (B, sum(h*w), heads, d); ``locations`` (B, N, heads, L, P, 2) in [0, 1] (x, y);
+    returns (B * heads, d, N, L * P), zeros outside the map (grid_sample, align_corners=False).
+    """
+    B, _, H, d = value.shape
+    grid = 2 * locations - 1
+    sizes = [int(h) * int(w) for h, w in spatial_shapes.tolist()]
+    per_level = value.split(sizes, 1)
+    samples = []
+    for level, (h, w) in enumerate(spatial_shapes.tolist()):
+        v = per_level[level].flatten(2).transpose(1, 2).reshape(B * H, d, int(h), int(w))
+        g = grid[:, :, :, level].transpose(1, 2).flatten(0, 1)  # (B * heads, N, P, 2)
+        samples.append(F.grid_sample(v, g, mode='bilinear', padding_mode='zeros',
+                                     align_corners=False))  # (B * heads, d, N, P)
+    return torch.stack(samples, -2).flatten(-2)
+
+
+def weight_value_samples(samples: Tensor, weights: Tensor) -> Tensor:
+    """Attention-weighted sum of :func:`sample_value_levels` output.
+
+    ``samples`` (B * heads, d, N, L * P); ``weights`` (B, N, heads, L, P);
+    returns (B, N, heads * d)."""
+    B, N, H, L, P = weights.shape
+    w = weights.transpose(1, 2).reshape(B * H, 1, N, L * P)
+    out = (samples * w).sum(-1)  # (B * heads, d, N)
+    return out.view(B, -1, N).transpose(1, 2).contiguous()

@@ -147,6 +147,38 @@ def test_deformable_teacher_streams_train_the_student():
     assert g['value_proj.weight'] == 0 and g['teacher_value_proj.weight'] > 0
 
 
+@pytest.mark.parametrize('mode', ['triple', 'dual_share_v', 'dual_share_a'])
+def test_deformable_shared_sampling_equals_stacked_mmcv(mode):
+    """The CPU path samples each distinct value map once; it must equal mmcv's function on the
+    streams stacked along the batch, in value and in every gradient."""
+    from mmcv.ops.multi_scale_deform_attn import multi_scale_deformable_attn_pytorch
+    g = torch.Generator().manual_seed(3)
+    shapes = torch.tensor([[5, 4], [3, 2], [1, 1]])
+    n = int((shapes[:, 0] * shapes[:, 1]).sum())
+    v = torch.randn(B, n, HEADS, 4, generator=g).requires_grad_()
+    v_t = torch.randn(B, n, HEADS, 4, generator=g).requires_grad_()
+    loc = (torch.rand(B, n, HEADS, 3, 2, 2, generator=g) * 1.2 - 0.1).requires_grad_()
+    a = torch.rand(B, n, HEADS, 3, 2, generator=g).requires_grad_()
+    a_t = torch.rand(B, n, HEADS, 3, 2, generator=g).requires_grad_()
+    values, weights = {'triple': ([v, v, v_t], [a, a_t, a]),
+                       'dual_share_v': ([v, v], [a, a_t]),
+                       'dual_share_a': ([v, v_t], [a, a])}[mode]
+    m = _msda(mode)
+    ours = m._streams_shared_sampling(values, weights, loc, shapes)
+    ref = multi_scale_deformable_attn_pytorch(torch.cat(values), shapes,
+                                              loc.repeat(len(values), 1, 1, 1, 1, 1),
+                                              torch.cat(weights))
+    torch.testing.assert_close(ours, ref, atol=1e-6, rtol=1e-5)
+    leaves = [v, v_t, loc, a, a_t]
+    w = torch.randn(ref.shape, generator=g)
+    g_ours = torch.autograd.grad((ours * w).sum(), leaves, allow_unused=True)
+    g_ref = torch.autograd.grad((ref * w).sum(), leaves, allow_unused=True)
+    for x, y in zip(g_ours, g_ref):
+        assert (x is None) == (y is None)
+        if x is not None:
+            torch.testing.assert_close(x, y, atol=1e-5, rtol=1e-4)
+
+
 def test_smlp_replaces_foreground_tokens_only():
     torch.manual_seed(0)
     smlp = KSSMLP(E)
