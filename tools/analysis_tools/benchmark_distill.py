@@ -34,6 +34,8 @@ sys.path.insert(0, HERE)
 import torch  # noqa: E402
 
 import mmdet_ksdetr  # noqa: E402,F401  (compat + registration)
+from benchmark_train import (_num_classes, _sync, add_timer_argument,  # noqa: E402
+                             build_model, make_batches, timer_clock)
 
 
 def parse_args(argv=None):
@@ -45,9 +47,7 @@ def parse_args(argv=None):
     parser.add_argument('--batch-size', type=int, default=2)
     parser.add_argument('--num-gts', type=int, default=6)
     parser.add_argument('--threads', type=int, default=None)
-    parser.add_argument('--timer', choices=['wall', 'cpu'], default='wall',
-                        help='wall clock, or CPU time of this process (CPU only: robust to '
-                        'other jobs sharing the cores; use with --threads 1)')
+    add_timer_argument(parser)
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--cfg-options', nargs='+', default=[])
@@ -55,19 +55,13 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.iters < 1 or args.warmup < 0:
         parser.error('--iters >= 1 and --warmup >= 0')
-    if args.timer == 'cpu' and str(args.device).startswith('cuda'):
-        parser.error('--timer cpu measures CPU time: use it with --device cpu')
+    args.clock = timer_clock(parser, args)
     return args
 
 
-def _sync(device):
-    if str(device).startswith('cuda'):
-        torch.cuda.synchronize()
-
-
 class _Timers:
-    """Accumulates wall time of wrapped callables (instance attributes, restored never: the
-    benchmark process ends)."""
+    """Accumulates the time (``clock``) of wrapped callables (instance attributes, restored
+    never: the benchmark process ends)."""
 
     def __init__(self, device, clock=time.perf_counter):
         self.device = device
@@ -95,7 +89,6 @@ def main(argv=None):
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    from benchmark_train import _num_classes, build_model, make_batches
     from mmengine.optim import build_optim_wrapper
     cfg, algo, optim = build_model(args.config, args.cfg_options, args.device)
     if not hasattr(algo, 'teacher_forward'):
@@ -107,7 +100,7 @@ def main(argv=None):
     batches = make_batches(max(4, args.warmup + args.iters), args.batch_size, args.img_size,
                            args.num_gts, _num_classes(cfg), args.seed)
 
-    clock = time.process_time if args.timer == 'cpu' else time.perf_counter
+    clock = args.clock
     timers = _Timers(args.device, clock)
     timers.wrap(algo.matcher, 'match', 'hungarian matching') if hasattr(algo, 'matcher') \
         else None

@@ -43,9 +43,7 @@ def parse_args(argv=None):
     parser.add_argument('--no-train', action='store_true', help='skip training steps')
     parser.add_argument('--no-memory', action='store_true', help='skip peak-memory runs (CPU)')
     parser.add_argument('--threads', type=int, default=None, help='torch CPU threads')
-    parser.add_argument('--timer', choices=['wall', 'cpu'], default='wall',
-                        help='wall clock, or CPU time of this process (CPU only: robust to '
-                        'other jobs sharing the cores)')
+    add_timer_argument(parser)
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--cfg-options', nargs='+', default=[],
@@ -53,8 +51,7 @@ def parse_args(argv=None):
     parser.add_argument('--json', help='write the results to this JSON file')
     parser.add_argument('--memory-child', action='store_true', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.timer == 'cpu' and args.device != 'cpu':
-        parser.error('--timer cpu measures CPU time: use it with --device cpu')
+    args.clock = timer_clock(parser, args)
     if len(args.configs) > 2:
         parser.error('give one or two configs')
     if args.iters < 1 or args.warmup < 0 or args.batch_size < 1 or args.img_size < 32:
@@ -143,6 +140,23 @@ def _num_classes(cfg):
     return find(cfg._cfg_dict.get('model', {})) or 80
 
 
+def add_timer_argument(parser):
+    """``--timer {wall,cpu}``, shared by the benchmark tools of this folder."""
+    parser.add_argument('--timer', choices=['wall', 'cpu'], default='wall',
+                        help='wall clock, or CPU time of this process (CPU only: robust to '
+                        'other jobs sharing the cores; use with --threads 1)')
+
+
+def timer_clock(parser, args):
+    """The clock ``--timer`` asks for: ``time.perf_counter`` or, for ``cpu``,
+    ``time.process_time`` (refused on an accelerator, whose work it would not count)."""
+    if args.timer == 'wall':
+        return time.perf_counter
+    if torch.device(args.device).type != 'cpu':
+        parser.error('--timer cpu measures CPU time: use it with --device cpu')
+    return time.process_time
+
+
 def _sync(device):
     if str(device).startswith('cuda'):
         torch.cuda.synchronize()
@@ -157,7 +171,7 @@ class Bench:
         self.device = args.device
         self.cfg, self.model, self.optim = build_model(config, args.cfg_options, args.device)
         self.train_times, self.infer_times = [], []
-        self.clock = time.process_time if args.timer == 'cpu' else time.perf_counter
+        self.clock = args.clock
         self.cuda_peak = None
 
     def train_step(self, batch):

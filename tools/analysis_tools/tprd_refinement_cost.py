@@ -14,7 +14,6 @@ import importlib.util
 import os.path as osp
 import statistics
 import sys
-import time
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, ROOT)
@@ -42,18 +41,15 @@ def main(argv=None):
     p.add_argument('--num-gts', type=int, default=6)
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     p.add_argument('--threads', type=int, default=None)
-    p.add_argument('--timer', choices=['wall', 'cpu'], default='wall',
-                   help='wall clock, or CPU time of this process (CPU only)')
+    bench = _bench_module()
+    bench.add_timer_argument(p)
     p.add_argument('--cfg-options', nargs='+', default=[])
     args = p.parse_args(argv)
-    if args.timer == 'cpu' and str(args.device).startswith('cuda'):
-        p.error('--timer cpu measures CPU time: use it with --device cpu')
+    clock = bench.timer_clock(p, args)
     if args.threads:
         torch.set_num_threads(args.threads)
-    clock = time.process_time if args.timer == 'cpu' else time.perf_counter
 
     from mmdet_ksdetr.distill import refinement
-    bench = _bench_module()
     cfg, model, optim = bench.build_model(args.config, args.cfg_options, args.device)
     if not getattr(model, 'tprd', False):
         sys.exit(f'{args.config}: the model has no TPRD switch on (model.tprd=True needed)')
