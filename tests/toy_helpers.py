@@ -23,6 +23,15 @@ def set_toy_data_root(cfg, data_root):
     return cfg
 
 
+def toy_data_cfg_options(data_root):
+    """``--cfg-options`` items that point a toy config's dataloaders and evaluators at
+    ``data_root``: the command-line twin of :func:`set_toy_data_root`, for the tools."""
+    ann = osp.join(data_root, 'annotations', 'instances_val.json')
+    return ([f'{d}.dataset.data_root={data_root}'
+             for d in ('train_dataloader', 'val_dataloader', 'test_dataloader')] +
+            [f'{e}.ann_file={ann}' for e in ('val_evaluator', 'test_evaluator')])
+
+
 def load_toy_config(rel_path, data_root=None, **overrides):
     """Load ``configs/<rel_path>``; with ``data_root`` point it at that toy set."""
     from mmengine.config import Config

@@ -16,7 +16,7 @@ import re
 import pytest
 import torch
 from mmengine.config import Config
-from toy_helpers import CONFIGS, free_port, run_tool
+from toy_helpers import CONFIGS, free_port, run_tool, toy_data_cfg_options
 
 DISTILLER_TYPES = ('DETRDistill', 'KDDETR', 'D3ETR', 'QSKD', 'DETRFeatureKD')
 DISTILLER_PREFIXES = ('detr-distill', 'kd-detr', 'd3etr', 'qskd', 'fitnet', 'mgd', 'fgd')
@@ -40,13 +40,6 @@ def test_sweep_lists_every_toy_distiller():
         assert any(n.startswith(prefix + '_') for n in names), (prefix, names)
 
 
-def _data_opts(root):
-    opts = [f'{d}.dataset.data_root={root}'
-            for d in ('train_dataloader', 'val_dataloader', 'test_dataloader')]
-    return opts + [f'{e}.ann_file={root}annotations/instances_val.json'
-                   for e in ('val_evaluator', 'test_evaluator')]
-
-
 @slow
 @pytest.mark.parametrize('cfg_path', TOY_DISTILL_CONFIGS, ids=osp.basename)
 def test_toy_distiller_train_transfer_test(cfg_path, toy_data_root, tmp_path):
@@ -61,7 +54,7 @@ def test_toy_distiller_train_transfer_test(cfg_path, toy_data_root, tmp_path):
     torch.save(dict(meta=dict(epoch=12), state_dict=teacher.state_dict()), t_ckpt)
 
     work = str(tmp_path / 'work')
-    opts = _data_opts(toy_data_root)
+    opts = toy_data_cfg_options(toy_data_root)
     res = run_tool(['bash', 'tools/dist_train.sh', cfg_path, '2', '--work-dir', work,
                     '--cfg-options', f'model.teacher_ckpt={t_ckpt}', 'train_cfg.max_epochs=1',
                     'train_cfg.val_interval=1'] + opts,

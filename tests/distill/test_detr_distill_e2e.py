@@ -11,18 +11,10 @@ import pickle
 import sys
 
 import torch
-from toy_helpers import CONFIGS, free_port, run_tool
+from toy_helpers import CONFIGS, free_port, run_tool, toy_data_cfg_options
 
 TEACHER_CFG = osp.join(CONFIGS, 'toy', 'deformable-detr_tiny-r18_1xb2-12e_toy.py')
 DISTILL_CFG = osp.join(CONFIGS, 'toy', 'detr-distill_deformable-detr_tiny-r18_1xb2-12e_toy.py')
-
-
-def _data_options(root):
-    ann = osp.join(root, 'annotations', 'instances_val.json')
-    return [f'train_dataloader.dataset.data_root={root}',
-            f'val_dataloader.dataset.data_root={root}',
-            f'test_dataloader.dataset.data_root={root}', f'val_evaluator.ann_file={ann}',
-            f'test_evaluator.ann_file={ann}']
 
 
 def _last_metrics(json_files):
@@ -41,7 +33,7 @@ def _load_preds(path):
 
 def test_toy_distill_train_convert_test_same_map(toy_data_root, tmp_path):
     ann = osp.join(toy_data_root, 'annotations', 'instances_val.json')
-    data = _data_options(toy_data_root)
+    data = toy_data_cfg_options(toy_data_root)
     # 1. a tiny teacher, trained briefly
     res = run_tool([sys.executable, 'tools/train.py', TEACHER_CFG, '--work-dir',
                     str(tmp_path / 'teacher'), '--cfg-options', 'train_cfg.max_epochs=1'] + data)

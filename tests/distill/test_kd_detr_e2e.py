@@ -9,7 +9,7 @@ import re
 import torch
 from mmdet.registry import MODELS
 from mmengine.registry import init_default_scope
-from toy_helpers import free_port, load_toy_config, run_tool
+from toy_helpers import free_port, load_toy_config, run_tool, toy_data_cfg_options
 
 CFG = 'configs/toy/kd-detr-tprd_deformable-detr_tiny-r18_1xb2-12e_toy.py'
 TEACHER = 'toy/deformable-detr_tiny-r18_1xb2-12e_toy.py'
@@ -24,11 +24,7 @@ def test_dist_train_transfer_test(toy_data_root, tmp_path):
     torch.save(dict(meta=dict(epoch=12), state_dict=teacher.state_dict()), t_ckpt)
 
     work = str(tmp_path / 'work')
-    data = dict(train='train_dataloader', val='val_dataloader', test='test_dataloader')
-    opts = [f'{v}.dataset.data_root={toy_data_root}' for v in data.values()] + [
-        f'val_evaluator.ann_file={toy_data_root}annotations/instances_val.json',
-        f'test_evaluator.ann_file={toy_data_root}annotations/instances_val.json',
-    ]
+    opts = toy_data_cfg_options(toy_data_root)
     res = run_tool(['bash', 'tools/dist_train.sh', CFG, '2', '--work-dir', work,
                     '--cfg-options', f'model.teacher_ckpt={t_ckpt}', 'train_cfg.max_epochs=1',
                     'train_cfg.val_interval=1'] + opts,

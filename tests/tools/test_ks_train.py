@@ -5,7 +5,7 @@ import glob
 import os.path as osp
 
 import torch
-from toy_helpers import free_port, load_toy_config, run_tool
+from toy_helpers import free_port, load_toy_config, run_tool, toy_data_cfg_options
 
 from mmdet_ksdetr.models.detectors.ks_detr_mixin import is_ks_teacher_key, ks_student_state_dict
 
@@ -14,12 +14,8 @@ CFG = 'configs/toy/ks-dab-detr_tiny-r18_1xb2-12e_toy.py'
 
 def test_ks_dist_train_then_test(toy_data_root, tmp_path):
     work = str(tmp_path / 'work')
-    data = [f'{k}.dataset.data_root={toy_data_root}'
-            for k in ('train_dataloader', 'val_dataloader', 'test_dataloader')]
-    ann = [f'{k}.ann_file={toy_data_root}annotations/instances_val.json'
-           for k in ('val_evaluator', 'test_evaluator')]
     opts = ['--cfg-options', 'train_cfg.max_epochs=1', 'train_cfg.val_interval=1',
-            'default_hooks.logger.interval=1', *data, *ann]
+            'default_hooks.logger.interval=1', *toy_data_cfg_options(toy_data_root)]
     res = run_tool(['bash', 'tools/dist_train.sh', CFG, '2', '--work-dir', work, *opts],
                    env=dict(PORT=str(free_port())))
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
@@ -28,7 +24,7 @@ def test_ks_dist_train_then_test(toy_data_root, tmp_path):
         assert key in log, key
     ckpt = osp.join(work, 'epoch_1.pth')
     res = run_tool(['python', 'tools/test.py', CFG, ckpt, '--work-dir', work, '--cfg-options',
-                    *data, *ann])
+                    *toy_data_cfg_options(toy_data_root)])
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert 'bbox_mAP_copypaste' in res.stdout + res.stderr
 

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 import torch
-from toy_helpers import CONFIGS, ROOT, TOOLS, free_port, run_tool
+from toy_helpers import CONFIGS, ROOT, TOOLS, free_port, run_tool, toy_data_cfg_options
 
 sys.path.insert(0, TOOLS)
 import test as test_tool  # noqa: E402
@@ -15,21 +15,12 @@ import train as train_tool  # noqa: E402
 DEF_DETR = osp.join(CONFIGS, 'toy', 'deformable-detr_tiny-r18_1xb2-12e_toy.py')
 
 
-def _data_opts(root):
-    return [
-        f'train_dataloader.dataset.data_root={root}', f'val_dataloader.dataset.data_root={root}',
-        f'test_dataloader.dataset.data_root={root}',
-        f'val_evaluator.ann_file={root}annotations/instances_val.json',
-        f'test_evaluator.ann_file={root}annotations/instances_val.json'
-    ]
-
-
 @pytest.mark.skipif(torch.cuda.is_available(), reason='CPU gloo workflow')
 def test_dist_train_resume_and_test(toy_data_root, tmp_path):
     work = str(tmp_path / 'work')
     env = dict(PORT=str(free_port()), OMP_NUM_THREADS='1')
     opts = ['--cfg-options', 'train_cfg.max_epochs=1', 'train_cfg.val_interval=1',
-            *_data_opts(toy_data_root)]
+            *toy_data_cfg_options(toy_data_root)]
     out = run_tool(['bash', osp.join(TOOLS, 'dist_train.sh'), DEF_DETR, '2', '--work-dir', work,
                     *opts], env=env)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
@@ -50,7 +41,7 @@ def test_dist_train_resume_and_test(toy_data_root, tmp_path):
     out = run_tool([sys.executable, osp.join(TOOLS, 'test.py'), DEF_DETR,
                     osp.join(work, 'epoch_2.pth'), '--work-dir', str(tmp_path / 'test'),
                     '--out', str(tmp_path / 'res.pkl'), '--cfg-options',
-                    *_data_opts(toy_data_root)])
+                    *toy_data_cfg_options(toy_data_root)])
     log = out.stdout + out.stderr
     assert out.returncode == 0, log[-4000:]
     assert re.search(r'coco/bbox_mAP: \d\.\d+', log)
@@ -75,19 +66,19 @@ def test_missing_data_root(tmp_path):
 def test_missing_checkpoint(toy_data_root, tmp_path):
     with pytest.raises(SystemExit, match='checkpoint ".*nothing.pth" does not exist'):
         test_tool.main([DEF_DETR, str(tmp_path / 'nothing.pth'), '--cfg-options',
-                        *_data_opts(toy_data_root)])
+                        *toy_data_cfg_options(toy_data_root)])
 
 
 def test_checkpoint_that_is_not_a_checkpoint(toy_data_root, tmp_path):
     text = tmp_path / 'notes.pth'
     text.write_text('this is not a checkpoint')
     with pytest.raises(SystemExit, match='is not a PyTorch checkpoint'):
-        test_tool.main([DEF_DETR, str(text), '--cfg-options', *_data_opts(toy_data_root)])
+        test_tool.main([DEF_DETR, str(text), '--cfg-options', *toy_data_cfg_options(toy_data_root)])
     tensor_list = tmp_path / 'list.pth'
     torch.save([torch.ones(2)], tensor_list)
     with pytest.raises(SystemExit, match='not a model checkpoint'):
         test_tool.main([DEF_DETR, str(tensor_list), '--cfg-options',
-                        *_data_opts(toy_data_root)])
+                        *toy_data_cfg_options(toy_data_root)])
 
 
 class _RunsCode:
@@ -100,7 +91,7 @@ def test_checkpoint_with_code_is_refused(toy_data_root, tmp_path, capsys):
     path = tmp_path / 'evil.pth'
     torch.save({'state_dict': {'w': torch.ones(1)}, 'meta': _RunsCode()}, path)
     with pytest.raises(SystemExit, match='not allowed under torch.load.weights_only=True.'):
-        test_tool.main([DEF_DETR, str(path), '--cfg-options', *_data_opts(toy_data_root)])
+        test_tool.main([DEF_DETR, str(path), '--cfg-options', *toy_data_cfg_options(toy_data_root)])
     assert 'unpickling ran code' not in capsys.readouterr().out
 
 
@@ -109,7 +100,7 @@ def test_resume_from_bad_checkpoint(toy_data_root, tmp_path):
     bad.write_bytes(b'\x00' * 10)
     with pytest.raises(SystemExit, match='is not a PyTorch checkpoint'):
         train_tool.main([DEF_DETR, '--resume', str(bad), '--cfg-options',
-                         *_data_opts(toy_data_root)])
+                         *toy_data_cfg_options(toy_data_root)])
 
 
 def test_dist_train_usage():

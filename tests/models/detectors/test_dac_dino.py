@@ -9,7 +9,8 @@ import torch
 from mmdet.models.detectors import DINO
 from mmengine.registry import init_default_scope
 from mmengine.runner import load_checkpoint
-from toy_helpers import CONFIGS, TOOLS, free_port, load_toy_config, run_tool, toy_batch
+from toy_helpers import (CONFIGS, TOOLS, free_port, load_toy_config, run_tool, toy_batch,
+                         toy_data_cfg_options)
 
 DAC_CFG = 'toy/dac-dino-cdn-ice-4scale_tiny-r18_1xb2-12e_toy.py'
 STOCK_CFG = 'toy/dino-4scale_tiny-r18_1xb2-12e_toy.py'
@@ -179,15 +180,6 @@ def test_wrong_head_is_a_clear_error(toy_data_root):
         MODELS.build(cfg.model)
 
 
-def _data_opts(root):
-    return [
-        f'train_dataloader.dataset.data_root={root}', f'val_dataloader.dataset.data_root={root}',
-        f'test_dataloader.dataset.data_root={root}',
-        f'val_evaluator.ann_file={root}annotations/instances_val.json',
-        f'test_evaluator.ann_file={root}annotations/instances_val.json'
-    ]
-
-
 @pytest.mark.skipif(torch.cuda.is_available(), reason='CPU gloo workflow')
 def test_dist_train_then_stock_dino_tests_the_checkpoint(toy_data_root, tmp_path):
     """tools/dist_train.sh trains the DAC toy config on 2 CPU processes; tools/test.py gives
@@ -195,7 +187,7 @@ def test_dist_train_then_stock_dino_tests_the_checkpoint(toy_data_root, tmp_path
     work = str(tmp_path / 'work')
     out = run_tool(['bash', osp.join(TOOLS, 'dist_train.sh'), osp.join(CONFIGS, DAC_CFG), '2',
                     '--work-dir', work, '--cfg-options', 'train_cfg.max_epochs=1',
-                    'train_cfg.val_interval=1', *_data_opts(toy_data_root)],
+                    'train_cfg.val_interval=1', *toy_data_cfg_options(toy_data_root)],
                    env=dict(PORT=str(free_port()), OMP_NUM_THREADS='1'))
     log = out.stdout + out.stderr
     assert out.returncode == 0, log[-4000:]
@@ -207,7 +199,7 @@ def test_dist_train_then_stock_dino_tests_the_checkpoint(toy_data_root, tmp_path
     for cfg in (DAC_CFG, STOCK_CFG):
         out = run_tool([sys.executable, osp.join(TOOLS, 'test.py'), osp.join(CONFIGS, cfg), ckpt,
                         '--work-dir', str(tmp_path / 'test'), '--cfg-options',
-                        *_data_opts(toy_data_root)])
+                        *toy_data_cfg_options(toy_data_root)])
         log = out.stdout + out.stderr
         assert out.returncode == 0, log[-4000:]
         found = re.search(r'bbox_mAP_copypaste: ([-\d. ]+)', log)
