@@ -13,8 +13,9 @@ While the detector runs its own ``extract_feat`` -> ``forward_transformer`` (or 
 ``loss``, see :func:`record_detr_internals`), the first call of ``extract_feat``,
 ``forward_transformer`` and ``forward_decoder`` on *that instance* is recorded (a temporary
 instance attribute; the class is never patched and the computation is unchanged). The per-layer
-logits and boxes are then ``bbox_head.forward(**head_inputs)`` on the recorded head inputs,
-i.e. exactly what ``bbox_head.loss`` / ``bbox_head.predict`` compute from them. A subclass that
+logits and boxes are ``bbox_head.forward(**head_inputs)`` on the recorded head inputs, i.e.
+exactly what ``bbox_head.loss`` / ``bbox_head.predict`` compute from them (taken from the
+detector's own head call when there was one with exactly these inputs, so nothing runs twice). A subclass that
 overrides ``forward_transformer`` or a hook works unchanged as long as it calls
 ``self.forward_decoder(**kwargs)`` for its main decoder pass first and returns the main
 stream's ``hidden_states`` / ``references`` in the head-input dict (the mmdet contract).
@@ -32,10 +33,12 @@ has denoising queries.
 import inspect
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor
+
+from .merged_decoding import decode_merged, mergeable_inputs, supports_merged_decoding
 
 __all__ = ['DETRInternals', 'get_detr_internals', 'record_detr_internals']
 
@@ -75,6 +78,9 @@ class DETRInternals:
             denoising parts included; re-run the decoder with other queries from these (e.g.
             DETRDistill's teacher group).
         head_inputs: the full ``forward_transformer`` output, ready for ``bbox_head.loss``.
+        group_decoder_outputs: by name, the ``forward_decoder`` outputs of the extra query
+            groups decoded along with the main queries (``extra_groups`` of
+            :func:`record_detr_internals`, e.g. DETRDistill's teacher group); empty otherwise.
     """
     cls_logits: Tensor
     bbox_preds: Tensor
@@ -92,6 +98,7 @@ class DETRInternals:
     dn_meta: Optional[dict] = None
     decoder_inputs: Dict = field(default_factory=dict, repr=False)
     head_inputs: Dict = field(default_factory=dict, repr=False)
+    group_decoder_outputs: Dict[str, Dict] = field(default_factory=dict, repr=False)
 
     # per-query tensors and the axis that holds the queries (sliced by without_denoising)
     _QUERY_AXES = dict(cls_logits=2, bbox_preds=2, hidden_states=2, queries=1, query_pos=1,
@@ -191,21 +198,75 @@ class DETRInternalsRecorder:
     """Filled while a detector runs inside :func:`record_detr_internals`; read
     :attr:`internals` after the ``with`` block."""
 
-    def __init__(self, detector, keep_denoising=False):
+    def __init__(self, detector, keep_denoising=False, extra_groups=None, merge_groups=True):
         self.detector = detector
         self.keep_denoising = keep_denoising
+        self.extra_groups = dict(extra_groups or {})
+        self.merge_groups = merge_groups
+        self.group_outputs = {}
+        self.merged = False  # whether the extra groups shared the main decoder pass
         self.records = {}
+        self.head_call = None  # (bound arguments, output) of the first bbox_head call
+        self.head_signature = inspect.signature(detector.bbox_head.forward)
         self._internals = None
 
     def _wrap(self, name, method):
 
         def wrapper(*args, **kwargs):
-            out = method(*args, **kwargs)
+            if name == 'forward_decoder' and name not in self.records and self.extra_groups:
+                out = self._decode_with_groups(method, args, kwargs)
+            else:
+                out = method(*args, **kwargs)
             if name not in self.records:
                 self.records[name] = (args, kwargs, out)
             return out
 
         return wrapper
+
+    def _decode_with_groups(self, forward_decoder, args, kwargs):
+        """The main decoder pass plus the extra groups: one merged pass when the detector
+        and the inputs allow it (:mod:`~mmdet_ksdetr.models.merged_decoding`), else one
+        ``forward_decoder`` call per group after the main one."""
+        if args:
+            raise RuntimeError(f'{type(self.detector).__name__}.forward_decoder was called with '
+                               f'positional arguments; DETR hooks pass keyword arguments')
+        names = list(self.extra_groups)
+        groups = [self.extra_groups[name](kwargs) for name in names]
+        if self.merge_groups and supports_merged_decoding(self.detector) and all(
+                mergeable_inputs(kwargs, g) for g in groups):
+            out, group_outs = decode_merged(self.detector, forward_decoder, kwargs, groups)
+            self.merged = True
+        else:
+            out = forward_decoder(**kwargs)
+            group_outs = [forward_decoder(**g) for g in groups]
+        self.group_outputs = dict(zip(names, group_outs))
+        return out
+
+    def _wrap_head(self, method):
+        signature = self.head_signature = inspect.signature(method)
+
+        def wrapper(*args, **kwargs):
+            out = method(*args, **kwargs)
+            if self.head_call is None:
+                try:
+                    bound = signature.bind(*args, **kwargs).arguments
+                except TypeError:
+                    bound = None
+                self.head_call = (bound, out)
+            return out
+
+        return wrapper
+
+    def _recorded_head_outputs(self, head_kwargs):
+        """The outputs of the detector's own ``bbox_head`` call when it got exactly (the same
+        tensor objects as) ``head_kwargs``, e.g. inside ``bbox_head.loss``; else ``None``."""
+        if self.head_call is None or self.head_call[0] is None:
+            return None
+        bound, out = self.head_call
+        if set(bound) != set(head_kwargs) or any(bound[k] is not v
+                                                 for k, v in head_kwargs.items()):
+            return None
+        return out
 
     @property
     def internals(self) -> DETRInternals:
@@ -234,9 +295,13 @@ class DETRInternalsRecorder:
                                f'positional arguments; DETR hooks pass keyword arguments')
 
         head = det.bbox_head
-        params = inspect.signature(head.forward).parameters
+        params = self.head_signature.parameters
         head_kwargs = {k: v for k, v in head_inputs.items() if k in params}
-        outs = head(**head_kwargs)
+        # reuse the head outputs the detector computed itself (its loss), so the distillation
+        # losses back-propagate through the same head pass as the GT losses; else run the head
+        outs = self._recorded_head_outputs(head_kwargs)
+        if outs is None:
+            outs = head(**head_kwargs)
         cls_logits, bbox_preds = outs[0], outs[1]
         hidden_states = head_inputs['hidden_states']
         num_layers = hidden_states.shape[0]
@@ -260,12 +325,15 @@ class DETRInternalsRecorder:
             num_denoising_queries=num_dn,
             dn_meta=dn_meta,
             decoder_inputs=dict(dec_inputs),
-            head_inputs=head_inputs)
+            head_inputs=head_inputs,
+            group_decoder_outputs=dict(self.group_outputs))
         return internals if self.keep_denoising else internals.without_denoising()
 
 
 @contextmanager
-def record_detr_internals(detector, keep_denoising: bool = False):
+def record_detr_internals(detector, keep_denoising: bool = False,
+                          extra_groups: Optional[Dict[str, Callable[[Dict], Dict]]] = None,
+                          merge_groups: bool = True):
     """Record the internals of whatever the detector runs inside the block, e.g. its own
     ``loss`` (so a student's GT losses and its internals come from one forward pass)::
 
@@ -273,27 +341,40 @@ def record_detr_internals(detector, keep_denoising: bool = False):
             losses = student.loss(batch_inputs, batch_data_samples)
         internals = rec.internals          # DETRInternals, with gradients
 
-    Only the first ``extract_feat`` / ``forward_transformer`` / ``forward_decoder`` call is
-    recorded. Nothing is patched on the class; the instance is restored on exit.
+    Only the first ``extract_feat`` / ``forward_transformer`` / ``forward_decoder`` /
+    ``bbox_head`` call is recorded; when the detector's own head call got exactly the recorded
+    head inputs, its outputs are reused instead of running the head again. Nothing is patched
+    on the class; the instances are restored on exit.
+
+    ``extra_groups`` (name -> function of the main ``forward_decoder`` keyword arguments that
+    returns a group's keyword arguments) are decoded along with the first ``forward_decoder``
+    call; their outputs land in ``internals.group_decoder_outputs[name]``. With
+    ``merge_groups`` they share the main pass (block-diagonal self-attention, see
+    :mod:`~mmdet_ksdetr.models.merged_decoding`) where the detector allows it
+    (``rec.merged`` tells), otherwise each group is a separate ``forward_decoder`` call.
     """
     _check_detector(detector)
-    rec = DETRInternalsRecorder(detector, keep_denoising)
-    own = vars(detector)
-    saved = {name: own[name] for name in _HOOKS if name in own}
-    for name in _HOOKS:
-        object.__setattr__(detector, name, rec._wrap(name, getattr(detector, name)))
+    rec = DETRInternalsRecorder(detector, keep_denoising, extra_groups, merge_groups)
+    head = detector.bbox_head
+    wrapped = [(detector, name, rec._wrap(name, getattr(detector, name))) for name in _HOOKS]
+    wrapped.append((head, 'forward', rec._wrap_head(head.forward)))
+    saved = [(obj, name, vars(obj).get(name)) for obj, name, _ in wrapped]
+    for obj, name, wrapper in wrapped:
+        object.__setattr__(obj, name, wrapper)
     try:
         yield rec
     finally:
-        for name in _HOOKS:
-            if name in saved:
-                object.__setattr__(detector, name, saved[name])
+        for obj, name, before in saved:
+            if before is not None:
+                object.__setattr__(obj, name, before)
             else:
-                object.__delattr__(detector, name)
+                object.__delattr__(obj, name)
 
 
 def get_detr_internals(detector, batch_inputs: Tensor, batch_data_samples: List,
-                       keep_denoising: bool = False) -> DETRInternals:
+                       keep_denoising: bool = False,
+                       extra_groups: Optional[Dict[str, Callable[[Dict], Dict]]] = None,
+                       merge_groups: bool = True) -> DETRInternals:
     """Run ``extract_feat`` and ``forward_transformer`` of a DETR-family detector and return
     its :class:`DETRInternals` (no loss, no post-processing).
 
@@ -303,12 +384,13 @@ def get_detr_internals(detector, batch_inputs: Tensor, batch_data_samples: List,
         batch_data_samples: their ``DetDataSample`` list (``img_shape`` is read; DINO in
             training also reads the GT for its denoising queries).
         keep_denoising: keep DINO's training-time denoising queries (see the module doc).
+        extra_groups, merge_groups: extra query groups, see :func:`record_detr_internals`.
 
     The detector's current mode is used as is: call ``detector.eval()`` first for a
     deterministic teacher (dropout off, no denoising queries), and wrap the call in
     ``torch.no_grad()`` when no gradient is needed.
     """
-    with record_detr_internals(detector, keep_denoising) as rec:
+    with record_detr_internals(detector, keep_denoising, extra_groups, merge_groups) as rec:
         img_feats = detector.extract_feat(batch_inputs)
         detector.forward_transformer(img_feats, batch_data_samples)
     return rec.internals

@@ -202,10 +202,48 @@ def test_teacher_group_with_identical_teacher_reproduces_student(toy_data_root):
         s = get_detr_internals(algo.student, data['inputs'], data['data_samples'])
         t = algo.teacher_forward(data['inputs'], data['data_samples'])
         group = algo.distiller.distill_losses['loss_teacher_group']
-        inputs = group.group_decoder_inputs(algo.student, s, t)
+        inputs = group.group_decoder_inputs(algo.student, s.decoder_inputs, t)
         out = algo.student.forward_decoder(**inputs)
     torch.testing.assert_close(out['hidden_states'], s.hidden_states)
     torch.testing.assert_close(t.cls_logits, s.cls_logits)
+
+
+@pytest.mark.parametrize('name', ['deformable', 'conditional', 'dino'])
+def test_teacher_group_in_the_student_pass_equals_a_separate_pass(toy_data_root, name):
+    """same_decoder_pass=True decodes the teacher group inside the student's own decoder
+    pass; without dropout every loss and gradient equals the separate pass of the spec."""
+    out, batch = {}, None
+    for merged in (True, False):
+        cfg = _cfg(toy_data_root) if name == 'deformable' else \
+            _variant_cfg(toy_data_root, name, num_queries=20)
+        batch = batch or toy_batch(cfg, toy_data_root, 'train', 2)  # one batch for both
+        cfg.model.distiller.distill_losses.loss_teacher_group.same_decoder_pass = merged
+        algo = _build(cfg)
+        for m in algo.modules():
+            if isinstance(m, torch.nn.Dropout):
+                m.p = 0.0
+            if isinstance(m, torch.nn.MultiheadAttention):
+                m.dropout = 0.0
+        algo.train()
+        data = algo.data_preprocessor(copy.deepcopy(batch), True)
+        calls = []
+        original = algo.student.forward_decoder
+        object.__setattr__(algo.student, 'forward_decoder',
+                           lambda **kw: calls.append(1) or original(**kw))
+        torch.manual_seed(7)
+        losses = algo.loss(data['inputs'], data['data_samples'])
+        assert len(calls) == (1 if merged else 2)
+        sum(v for k, v in losses.items() if 'loss' in k).backward()
+        grads = {n: p.grad.clone() for n, p in algo.student.named_parameters()
+                 if p.grad is not None}
+        out[merged] = (losses, grads)
+    (l_m, g_m), (l_s, g_s) = out[True], out[False]
+    assert set(l_m) == set(l_s) and 'distill.teacher_group.loss_cls' in l_m
+    for k in l_s:
+        torch.testing.assert_close(l_m[k], l_s[k], rtol=1e-4, atol=1e-5, msg=k)
+    assert set(g_m) == set(g_s)
+    for k in g_s:
+        torch.testing.assert_close(g_m[k], g_s[k], rtol=1e-3, atol=1e-5, msg=k)
 
 
 @pytest.mark.parametrize('name', ['conditional', 'dab', 'dino'])

@@ -109,6 +109,46 @@ def test_recording_loss_keeps_loss_and_gives_gradients(name, toy_data_root):
     assert model.bbox_head.cls_branches[0].weight.grad is not None
 
 
+@pytest.mark.parametrize('name', ['deformable', 'dino', 'conditional'])
+def test_recorded_loss_reuses_the_head_pass(name, toy_data_root):
+    """Inside a recorded loss the head runs once: the internals' logits and boxes are the
+    head's own loss-pass outputs (gradients through one head pass), equal to a fresh head
+    call on the recorded head inputs; the head is restored afterwards."""
+    cfg, model = _build(name, toy_data_root)
+    model.train()
+    inputs, samples = _data(cfg, model, toy_data_root, training=True)
+    calls = []
+    model.bbox_head.register_forward_hook(lambda *a: calls.append(1))
+    with record_detr_internals(model, keep_denoising=True) as rec:
+        model.loss(inputs, samples)
+        it = rec.internals
+    assert len(calls) == 1
+    assert 'forward' not in vars(model.bbox_head)
+    params = ('hidden_states', 'references')
+    fresh = model.bbox_head(**{k: v for k, v in it.head_inputs.items() if k in params})
+    assert len(calls) == 2
+    torch.testing.assert_close(it.cls_logits, fresh[0])
+    torch.testing.assert_close(it.bbox_preds, fresh[1])
+
+
+def test_head_is_run_when_its_own_call_had_other_inputs(toy_data_root):
+    """get_detr_internals (no loss) runs the head itself; a head call on other tensors inside
+    the block is not mistaken for the recorded one."""
+    cfg, model = _build('deformable', toy_data_root)
+    model.eval()
+    inputs, samples = _data(cfg, model, toy_data_root, training=False)
+    with torch.no_grad():
+        ref = get_detr_internals(model, inputs, samples)
+        with record_detr_internals(model) as rec:
+            feats = model.extract_feat(inputs)
+            head_inputs = model.forward_transformer(feats, samples)
+            other = [r.clone() for r in head_inputs['references']]
+            model.bbox_head(head_inputs['hidden_states'] * 0.0, other)
+            it = rec.internals
+    torch.testing.assert_close(it.cls_logits, ref.cls_logits)
+    torch.testing.assert_close(it.bbox_preds, ref.bbox_preds)
+
+
 def test_dino_denoising_queries_kept_or_sliced(toy_data_root):
     cfg, model = _build('dino', toy_data_root)
     model.train()

@@ -99,11 +99,11 @@ class D3ETR(TPRDDistillBase):
         self._attn['teacher'] = self._recorders[1].take()[0]
         return internals
 
-    def student_forward(self, batch_inputs, batch_data_samples):
+    def student_forward(self, batch_inputs, batch_data_samples, **group_options):
         if self._recorders is None:
-            return super().student_forward(batch_inputs, batch_data_samples)
+            return super().student_forward(batch_inputs, batch_data_samples, **group_options)
         with self._recorders[0].record():
-            out = super().student_forward(batch_inputs, batch_data_samples)
+            out = super().student_forward(batch_inputs, batch_data_samples, **group_options)
         self._attn['student'] = self._recorders[0].take()[0]
         return out
 

@@ -114,6 +114,16 @@ class DETRDistill(DETRDistillBase):
             raise ValueError(f'DETRDistill: student has {s_head.num_classes} classes, teacher '
                              f'{t_head.num_classes}; they must predict the same classes')
 
+    def student_group_options(self, teacher_internals) -> Dict:
+        """The teacher group is decoded along with the student's own queries (one merged
+        decoder pass unless ``TeacherGroupLoss(same_decoder_pass=False)``)."""
+        group = self._loss('teacher_group')
+        if group is None:
+            return {}
+        return dict(extra_groups={group.GROUP_NAME: group.extra_group(self.student,
+                                                                      teacher_internals)},
+                    merge_groups=group.same_decoder_pass)
+
     def _loss(self, role):
         name = self.roles.get(role)
         return None if name is None else self.distiller.distill_losses[name]

@@ -187,18 +187,27 @@ class DETRDistillBase(SingleTeacherDistill):
             internals = get_detr_internals(self.teacher, batch_inputs, batch_data_samples)
         return internals.detach()
 
-    def student_forward(self, batch_inputs, batch_data_samples):
+    def student_forward(self, batch_inputs, batch_data_samples,
+                        extra_groups: Optional[Dict] = None, merge_groups: bool = True):
         """The student's forward: ``(gt_losses, internals)`` from one pass; ``gt_losses`` is
-        empty when ``calculate_student_loss`` is False."""
+        empty when ``calculate_student_loss`` is False. ``extra_groups`` / ``merge_groups``:
+        query groups decoded along with the student's queries (see
+        :func:`~mmdet_ksdetr.models.detr_internals.record_detr_internals`)."""
         self.distiller.set_deliveries_override(True)
         with self.distiller.student_recorders, self.distiller.deliveries:
             if self.calculate_student_loss:
-                with record_detr_internals(self.student, self.keep_denoising) as rec:
+                with record_detr_internals(self.student, self.keep_denoising, extra_groups,
+                                           merge_groups) as rec:
                     losses = self.student.loss(batch_inputs, batch_data_samples)
                 return losses, rec.internals
             internals = get_detr_internals(self.student, batch_inputs, batch_data_samples,
-                                           self.keep_denoising)
+                                           self.keep_denoising, extra_groups, merge_groups)
             return {}, internals
+
+    def student_group_options(self, teacher_internals: DETRInternals) -> Dict:
+        """``extra_groups`` / ``merge_groups`` for :meth:`student_forward` in a training step
+        (subclasses that decode extra query groups with the student override this)."""
+        return {}
 
     def predict(self, batch_inputs, data_samples: Optional[List] = None, rescale: bool = True):
         """The student's ``predict`` (mmdet-style alias of ``forward(mode='predict')``)."""
@@ -206,7 +215,10 @@ class DETRDistillBase(SingleTeacherDistill):
 
     def loss(self, batch_inputs, data_samples: Optional[List] = None) -> Dict:
         teacher_internals = self.teacher_forward(batch_inputs, data_samples)
-        student_losses, student_internals = self.student_forward(batch_inputs, data_samples)
+        options = {} if self.distillation_stopped else \
+            self.student_group_options(teacher_internals)
+        student_losses, student_internals = self.student_forward(batch_inputs, data_samples,
+                                                                 **options)
         losses = add_prefix(student_losses, 'student')
         if not self.distillation_stopped:
             distill = self.compute_distill_losses(student_internals, teacher_internals,

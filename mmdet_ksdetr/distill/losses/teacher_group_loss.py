@@ -1,6 +1,7 @@
 """Query-prior assignment distillation, the "teacher group" of DETRDistill (spec §1.3, §6.4)."""
 import inspect
-from typing import List, Sequence
+from functools import partial
+from typing import Callable, Dict, List, Sequence
 
 import torch
 from mmdet.models.dense_heads import DETRHead
@@ -69,10 +70,19 @@ class TeacherGroupLoss(nn.Module):
     come from the student's ``reference_points_fc`` applied to the teacher's ``query_pos``,
     otherwise from the teacher's initial references (two-stage / DINO).
 
+    ``same_decoder_pass=True`` (default): the algorithm decodes the group inside the student's
+    own decoder pass, concatenated to the student's queries with a block-diagonal
+    self-attention mask (:mod:`~mmdet_ksdetr.models.merged_decoding`): the same outputs as a
+    separate pass, but every decoder operation and its backward runs once. Detectors whose
+    decoder is not a stock mmdet one get a separate pass, as with ``False``.
+
     Returns the DETR loss dict of the group with keys prefixed ``teacher_group.``, weighted.
     """
 
-    def __init__(self, assignment: str = 'rematch', loss_weight: float = 1.0):
+    GROUP_NAME = 'teacher_group'
+
+    def __init__(self, assignment: str = 'rematch', loss_weight: float = 1.0,
+                 same_decoder_pass: bool = True):
         super().__init__()
         if assignment not in _ASSIGNMENTS:
             raise ValueError(f'TeacherGroupLoss: assignment must be one of {_ASSIGNMENTS} '
@@ -80,10 +90,17 @@ class TeacherGroupLoss(nn.Module):
                              f'{assignment!r}')
         self.assignment = assignment
         self.loss_weight = loss_weight
+        self.same_decoder_pass = same_decoder_pass
 
-    def group_decoder_inputs(self, student, student_internals, teacher_internals) -> dict:
-        """The student's own decoder keyword arguments with the teacher's queries swapped in."""
-        inputs = dict(student_internals.decoder_inputs)
+    def extra_group(self, student, teacher_internals) -> Callable[[Dict], Dict]:
+        """The group for :func:`~mmdet_ksdetr.models.detr_internals.record_detr_internals`:
+        maps the student's ``forward_decoder`` inputs to the group's."""
+        return partial(self.group_decoder_inputs, student, teacher_internals=teacher_internals)
+
+    def group_decoder_inputs(self, student, decoder_inputs: Dict, teacher_internals) -> dict:
+        """The student's own decoder keyword arguments (``decoder_inputs``) with the teacher's
+        queries swapped in."""
+        inputs = dict(decoder_inputs)
         t = teacher_internals
         if t.queries is None or 'query' not in inputs:
             raise ValueError('TeacherGroupLoss needs content queries (`query`) in both '
@@ -116,8 +133,10 @@ class TeacherGroupLoss(nn.Module):
 
     def forward(self, student, student_internals, teacher_internals,
                 batch_data_samples: List, teacher_layers: Sequence[int]) -> dict:
-        inputs = self.group_decoder_inputs(student, student_internals, teacher_internals)
-        outputs = student.forward_decoder(**inputs)
+        outputs = student_internals.group_decoder_outputs.get(self.GROUP_NAME)
+        if outputs is None:  # not decoded along with the student's pass: a pass of its own
+            outputs = student.forward_decoder(**self.group_decoder_inputs(
+                student, student_internals.decoder_inputs, teacher_internals))
         cls_scores, bbox_preds = _head_outputs(student, outputs)
         head = student.bbox_head
         gts = [s.gt_instances for s in batch_data_samples]
