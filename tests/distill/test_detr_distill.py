@@ -208,6 +208,40 @@ def test_teacher_group_with_identical_teacher_reproduces_student(toy_data_root):
     torch.testing.assert_close(t.cls_logits, s.cls_logits)
 
 
+def test_layer_batched_feature_and_contrast_losses_equal_per_layer_calls(toy_data_root):
+    """The feature and CL losses are computed for all layers in one call each; the values
+    equal one call per student layer on that layer's teacher targets and matched pairs."""
+    cfg = _cfg(toy_data_root, dict(num_queries=20), dict(decoder=dict(num_layers=3)))
+    algo = _build(cfg)
+    algo.train()
+    data = _data(algo, cfg, toy_data_root)
+    samples = data['data_samples']
+    t = algo.teacher_forward(data['inputs'], samples)
+    _, s = algo.student_forward(data['inputs'], samples)
+    contrast = algo.distiller.distill_losses['loss_cl_kd']
+    reference_contrast = copy.deepcopy(contrast)  # its BN statistics move with every call
+    losses = algo.compute_distill_losses(s, t, samples)
+    layers = teacher_layer_map(s.num_layers, t.num_layers)
+    assert layers == [1, 2]
+    factors = s.img_size_factors()
+    from mmdet.structures.bbox import bbox_xyxy_to_cxcywh
+    t_boxes = bbox_xyxy_to_cxcywh(t.bboxes_xyxy(clamp=True)) / factors[None, :, None, :]
+    s_idx, t_idx = algo.matcher.match(s.cls_logits.detach(), s.bbox_preds.detach(),
+                                      t.scores()[layers], t_boxes[layers],
+                                      factors.expand(s.num_layers, -1, -1))
+    feat = algo.distiller.distill_losses['loss_feat_kd']
+    gts = [d.gt_instances.bboxes for d in samples]
+    for l, tl in enumerate(layers):
+        prefix = '' if l == s.num_layers - 1 else f'd{l}.'
+        ref_feat = feat(s.neck_feats, t.neck_feats, t.hidden_states[tl], t.scores()[tl],
+                        t.bboxes_xyxy()[tl], gts)
+        torch.testing.assert_close(losses[prefix + 'loss_feat_kd'], ref_feat)
+        s_q = torch.stack([s.hidden_states[l, b, s_idx[l, b]] for b in range(2)]).flatten(0, 1)
+        t_q = torch.stack([t.hidden_states[tl, b, t_idx[l, b]] for b in range(2)]).flatten(0, 1)
+        torch.testing.assert_close(losses[prefix + 'loss_cl_kd'],
+                                   reference_contrast(s_q, t_q))
+
+
 @pytest.mark.parametrize('name', ['deformable', 'conditional', 'dino'])
 def test_teacher_group_in_the_student_pass_equals_a_separate_pass(toy_data_root, name):
     """same_decoder_pass=True decodes the teacher group inside the student's own decoder

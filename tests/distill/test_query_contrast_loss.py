@@ -44,3 +44,27 @@ def test_degenerate_and_bad_input():
         loss_fn(torch.randn(3, 4), torch.randn(2, 4))
     with pytest.raises(ValueError, match='temperature'):
         QueryContrastLoss(temperature=0)
+
+
+@pytest.mark.parametrize('momentum', [0.1, None])
+def test_several_layers_at_once_equal_one_call_per_layer(momentum):
+    """forward_layers: each layer has its own BN batch statistics and negatives; values,
+    gradients and the BN running statistics equal L separate calls."""
+    import copy
+    torch.manual_seed(0)
+    batched = QueryContrastLoss(in_channels=8, proj_channels=16)
+    for bn in (batched.student_proj[2], batched.teacher_proj[2]):
+        bn.momentum = momentum
+    single = copy.deepcopy(batched)
+    s = torch.randn(3, 10, 8, requires_grad=True)
+    t = torch.randn(3, 10, 8)
+    losses = batched.forward_layers(s, t)
+    assert losses.shape == (3, )
+    grad = torch.autograd.grad(losses.sum(), [s] + list(batched.parameters()))
+    refs = torch.stack([single(s[l], t[l]) for l in range(3)])
+    ref_grad = torch.autograd.grad(refs.sum(), [s] + list(single.parameters()))
+    torch.testing.assert_close(losses, refs)
+    for a, b in zip(grad, ref_grad):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    for (name, a), b in zip(batched.state_dict().items(), single.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)

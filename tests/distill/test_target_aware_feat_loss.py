@@ -68,6 +68,36 @@ def test_loss_value_and_gradients():
     assert loss_fn(feats_t, feats_t, queries, scores, boxes, gts).item() == 0
 
 
+def test_several_layers_at_once_equal_one_call_per_layer():
+    """forward_layers / layered masks: (L, B, ...) teacher tensors give the L per-layer
+    results, values and student gradients."""
+    cases = [_case(seed) for seed in (2, 3, 4)]
+    feats_t = cases[0][0]
+    feats_s = [(f + 0.3 * torch.randn_like(f)).requires_grad_() for f in feats_t]
+    queries = torch.stack([c[1] for c in cases])
+    scores = torch.stack([c[2] for c in cases])
+    boxes = torch.stack([c[3] for c in cases])
+    gts = cases[0][4]
+    loss_fn = TargetAwareFeatLoss(topk=5)
+    layered_masks = target_aware_masks(feats_t, queries, scores, boxes, gts, topk=5)
+    losses = loss_fn.forward_layers(feats_s, feats_t, queries, scores, boxes, gts)
+    assert losses.shape == (3, )
+    grads = torch.autograd.grad(losses.sum(), feats_s)
+    ref_grads = [torch.zeros_like(f) for f in feats_s]
+    for l in range(3):
+        for m, feat in zip(layered_masks, feats_t):
+            assert m.shape == (3, 2) + feat.shape[2:]
+        single = target_aware_masks(feats_t, queries[l], scores[l], boxes[l], gts, topk=5)
+        for m, ref in zip(layered_masks, single):
+            torch.testing.assert_close(m[l], ref)
+        ref = loss_fn(feats_s, feats_t, queries[l], scores[l], boxes[l], gts)
+        torch.testing.assert_close(losses[l], ref)
+        for acc, g in zip(ref_grads, torch.autograd.grad(ref, feats_s)):
+            acc += g
+    for g, ref in zip(grads, ref_grads):
+        torch.testing.assert_close(g, ref)
+
+
 def test_mask_follows_the_teacher_queries():
     """Pixels whose teacher feature points along the confident query get the mask's maximum."""
     D = 4

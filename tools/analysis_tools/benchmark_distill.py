@@ -105,7 +105,9 @@ def main(argv=None):
     timers.wrap(algo.matcher, 'match', 'hungarian matching') if hasattr(algo, 'matcher') \
         else None
     for name, module in algo.distiller.distill_losses.items():
-        timers.wrap(module, 'forward', f'{name} ({type(module).__name__})')
+        for method in ('forward', 'forward_layers'):  # the layer-batched entry point too
+            if hasattr(module, method):
+                timers.wrap(module, method, f'{name} ({type(module).__name__})')
 
     def distill_step(batch):
         algo.train()
@@ -148,6 +150,7 @@ def main(argv=None):
     result = dict(config=args.config, device=args.device, img_size=args.img_size,
                   batch_size=args.batch_size, iters=n, warmup=args.warmup,
                   threads=torch.get_num_threads(), timer=args.timer, median_s=med, ratio=ratio,
+                  times_s=times,
                   distill_pieces_mean_s=pieces,
                   distill_pieces_share={k: v / med['distill'] for k, v in pieces.items()})
     print(f'{osp.basename(args.config)}  {args.img_size}x{args.img_size}, batch '

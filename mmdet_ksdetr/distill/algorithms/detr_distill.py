@@ -150,10 +150,19 @@ class DETRDistill(DETRDistillBase):
             s_idx, t_idx = self.matcher.match(
                 s.cls_logits.detach(), s.bbox_preds.detach(), kd_probs[layers],
                 t_boxes[layers], factors.expand(s.num_layers, -1, -1))
-        if feat_kd is not None:
-            t_xyxy = t.bboxes_xyxy()  # unclamped pixel boxes for the quality weights
-            gt_bboxes = [d.gt_instances.bboxes for d in batch_data_samples]
-            feat_cache = {}
+        if feat_kd is not None:  # one call for every distinct teacher layer
+            used = sorted(set(layers))
+            feat_losses = feat_kd.forward_layers(
+                s.neck_feats, t.neck_feats, t.hidden_states[used], t_probs[used],
+                t.bboxes_xyxy()[used],  # unclamped pixel boxes for the quality weights
+                [d.gt_instances.bboxes for d in batch_data_samples])
+            feat_by_layer = dict(zip(used, feat_losses.unbind(0)))
+        if contrast is not None:  # the matched pairs of every layer in one call
+            s_q = s.hidden_states.gather(2, s_idx[..., None].expand(
+                -1, -1, -1, s.hidden_states.shape[-1]))
+            t_hs = t.hidden_states[layers]
+            t_q = t_hs.gather(2, t_idx[..., None].expand(-1, -1, -1, t_hs.shape[-1]))
+            cl_losses = contrast.forward_layers(s_q.flatten(1, 2), t_q.flatten(1, 2))
         for l, tl in enumerate(layers):
             prefix = '' if l == s.num_layers - 1 else f'd{l}.'
             if logits_kd is not None:
@@ -167,14 +176,9 @@ class DETRDistill(DETRDistillBase):
                         s.batch_size * s.num_queries, 1)
                 losses.update({prefix + k: v for k, v in parts.items()})
             if feat_kd is not None:
-                if tl not in feat_cache:
-                    feat_cache[tl] = feat_kd(s.neck_feats, t.neck_feats, t.hidden_states[tl],
-                                             t_probs[tl], t_xyxy[tl], gt_bboxes)
-                losses[prefix + 'loss_feat_kd'] = feat_cache[tl]
+                losses[prefix + 'loss_feat_kd'] = feat_by_layer[tl]
             if contrast is not None:
-                s_q = gather_queries(s.hidden_states[l], s_idx[l]).flatten(0, 1)
-                t_q = gather_queries(t.hidden_states[tl], t_idx[l]).flatten(0, 1)
-                losses[prefix + 'loss_cl_kd'] = contrast(s_q, t_q)
+                losses[prefix + 'loss_cl_kd'] = cl_losses[l]
         if group is not None:
             losses.update(group(self.student, s, t, batch_data_samples, layers))
         return losses

@@ -40,24 +40,33 @@ def target_aware_masks(teacher_feats: Sequence[Tensor], teacher_queries: Tensor,
     ``A(x, y) = max(sum_k w_k <q_k, f(x, y)>, min_value) / max_xy(...)`` with q_k and f the
     L2-normalised teacher query and teacher feature. Because the sum is linear, it is computed
     as one weighted query vector per image dotted with the feature map (no K x H x W tensor).
+
+    Several decoder layers at once: ``teacher_queries`` (L, B, N, D), ``teacher_scores``
+    (L, B, N, C) and ``teacher_boxes_xyxy`` (L, B, N, 4) give masks (L, B, H_m, W_m).
     """
-    B, N, C = teacher_scores.shape
+    layered = teacher_queries.dim() == 4
+    if not layered:
+        teacher_queries, teacher_scores, teacher_boxes_xyxy = (
+            teacher_queries[None], teacher_scores[None], teacher_boxes_xyxy[None])
+    L, B, N, C = teacher_scores.shape
     k = min(topk, N * C)
-    scores, flat_idx = teacher_scores.reshape(B, N * C).topk(k, dim=1)
+    scores, flat_idx = teacher_scores.reshape(L * B, N * C).topk(k, dim=1)
     query_idx = torch.div(flat_idx, C, rounding_mode='floor')
-    boxes = teacher_boxes_xyxy.gather(1, query_idx[..., None].expand(-1, -1, 4))
-    weights = _quality_weights(scores, boxes, gt_bboxes)  # (B, K)
-    queries = F.normalize(teacher_queries, dim=-1)
+    boxes = teacher_boxes_xyxy.reshape(L * B, N, 4).gather(
+        1, query_idx[..., None].expand(-1, -1, 4))
+    weights = _quality_weights(scores, boxes, list(gt_bboxes) * L)  # (L * B, K)
+    queries = F.normalize(teacher_queries.reshape(L * B, N, -1), dim=-1)
     queries = queries.gather(1, query_idx[..., None].expand(-1, -1, queries.shape[-1]))
-    direction = (weights[..., None] * queries).sum(1)  # (B, D)
+    direction = (weights[..., None] * queries).sum(1).reshape(L, B, -1)  # (L, B, D)
     masks = []
     for feat in teacher_feats:
-        if feat.shape[1] != direction.shape[1]:
+        if feat.shape[1] != direction.shape[-1]:
             raise ValueError(f'TargetAwareFeatLoss: teacher features have {feat.shape[1]} '
-                             f'channels but decoder queries {direction.shape[1]}')
-        sim = torch.einsum('bd,bdhw->bhw', direction, F.normalize(feat, dim=1))
+                             f'channels but decoder queries {direction.shape[-1]}')
+        sim = torch.einsum('lbd,bdhw->lbhw', direction, F.normalize(feat, dim=1))
         sim = sim.clamp(min=min_value)
-        masks.append(sim / sim.flatten(1).amax(1)[:, None, None])
+        mask = sim / sim.flatten(2).amax(2)[..., None, None]
+        masks.append(mask if layered else mask[0])
     return masks
 
 
@@ -72,6 +81,8 @@ class TargetAwareFeatLoss(nn.Module):
     layer, ``teacher_scores`` (B, N, C) probabilities, ``teacher_boxes_xyxy`` (B, N, 4) pixel
     boxes (unclamped), ``gt_bboxes`` list of (G_b, 4) pixel boxes. The mask and the teacher
     features carry no gradient; padded pixels are included (as in the release).
+    :meth:`forward_layers` takes the teacher tensors of L layers, (L, B, N, ...), and returns
+    the L losses at the cost of about one.
 
     Args:
         loss_weight: weight of the loss (release: 1).
@@ -90,6 +101,17 @@ class TargetAwareFeatLoss(nn.Module):
     def forward(self, student_feats: Sequence[Tensor], teacher_feats: Sequence[Tensor],
                 teacher_queries: Tensor, teacher_scores: Tensor, teacher_boxes_xyxy: Tensor,
                 gt_bboxes: List[Tensor]) -> Tensor:
+        return self.forward_layers(student_feats, teacher_feats, teacher_queries[None],
+                                   teacher_scores[None], teacher_boxes_xyxy[None],
+                                   gt_bboxes)[0]
+
+    def forward_layers(self, student_feats: Sequence[Tensor], teacher_feats: Sequence[Tensor],
+                       teacher_queries: Tensor, teacher_scores: Tensor,
+                       teacher_boxes_xyxy: Tensor, gt_bboxes: List[Tensor]) -> Tensor:
+        """(L,) losses, one per teacher layer of the (L, B, N, ...) teacher tensors.
+
+        ``mean((A * (t - s))^2) = sum_xy A^2 * sum_c (t - s)^2 / (B C H W)``, so the squared
+        feature difference is computed once per level and weighted by each layer's mask."""
         if len(student_feats) != len(teacher_feats):
             raise ValueError(f'TargetAwareFeatLoss: student has {len(student_feats)} neck '
                              f'levels, teacher {len(teacher_feats)}; use necks with the same '
@@ -102,7 +124,8 @@ class TargetAwareFeatLoss(nn.Module):
         masks = target_aware_masks(teacher_feats, teacher_queries.detach(),
                                    teacher_scores.detach(), teacher_boxes_xyxy.detach(),
                                    gt_bboxes, self.topk, self.min_value)
-        loss = student_feats[0].new_zeros(())
+        loss = student_feats[0].new_zeros(teacher_queries.shape[0])
         for mask, s, t in zip(masks, student_feats, teacher_feats):
-            loss = loss + ((mask[:, None] * (t.detach() - s))**2).mean()
+            sq_diff = (t.detach() - s).square().sum(1)  # (B, H, W)
+            loss = loss + (mask.square() * sq_diff).flatten(1).sum(1) / s.numel()
         return self.loss_weight * loss
