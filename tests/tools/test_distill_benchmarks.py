@@ -27,6 +27,22 @@ def test_benchmark_distill_ratio_and_pieces(tmp_path, timer):
     assert json.loads(out.read_text())['timer'] == timer
 
 
+def test_benchmark_train_times_a_distillation_config_as_benchmark_distill(tmp_path, capsys):
+    """benchmark_train.py given one DETR distillation config measures, in one run, the
+    distillation step against (student step + teacher forward)."""
+    import benchmark_train
+    cfg = f'{CONFIGS}/toy/detr-distill_deformable-detr_tiny-r18_1xb2-12e_toy.py'
+    out = tmp_path / 'r.json'
+    res = benchmark_train.main([cfg, *TINY, '--timer', 'cpu', '--json', str(out)])
+    med = res['median_s']
+    assert res['ratio'] == pytest.approx(med['distill'] / (med['student'] + med['teacher']))
+    assert any('TeacherGroupLoss' in k for k in res['distill_pieces_mean_s'])
+    assert json.loads(out.read_text())['config'] == cfg
+    assert 'ratio distill / (student + teacher)' in capsys.readouterr().out
+    with pytest.raises(SystemExit, match='do not apply'):
+        benchmark_train.main([cfg, *TINY, '--inference'])
+
+
 def test_tprd_refinement_cost_share():
     import tprd_refinement_cost
     res = tprd_refinement_cost.main([TPRD_CFG, *TINY, '--timer', 'cpu'])

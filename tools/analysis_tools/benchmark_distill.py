@@ -104,6 +104,8 @@ def main(argv=None):
     timers = _Timers(args.device, clock)
     timers.wrap(algo.matcher, 'match', 'hungarian matching') if hasattr(algo, 'matcher') \
         else None
+    if getattr(algo, 'refiner', None) is not None:  # TPRD
+        timers.wrap(algo, 'refiner', 'TPRD teacher refinement')
     for name, module in algo.distiller.distill_losses.items():
         for method in ('forward', 'forward_layers'):  # the layer-batched entry point too
             if hasattr(module, method):

@@ -13,6 +13,12 @@ optimizer step (with the config's gradient clipping). Reported: median and mean 
 warm-up, and the ratio NEW/BASE of medians. Peak memory: CUDA peak allocation per model on GPU;
 on CPU each model is run again in a child process and the peak RSS growth over the built model
 is reported (``--no-memory`` skips it).
+
+Given one DETR distillation config (DETRDistill, KD-DETR, D3ETR, QSKD, with or without TPRD),
+it times, in one run, a distillation step against a plain student training step plus a teacher
+no-grad forward and reports ``distill / (student + teacher)`` with the share of each
+distillation loss (the measurement of ``benchmark_distill.py``; ``--inference`` and the memory
+runs do not apply).
 """
 import argparse
 import copy
@@ -259,8 +265,56 @@ def cpu_peak_memory(config, args):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _is_detr_distillation(config, cfg_options) -> bool:
+    """Whether ``config`` builds a DETR distillation algorithm (DETRDistillBase subclass)."""
+    from mmengine.config import Config
+    from mmrazor.registry import MODELS as RAZOR_MODELS
+
+    from mmdet_ksdetr.distill.algorithms.detr_distill_base import DETRDistillBase
+    cfg = Config.fromfile(check_config_path(config))
+    if cfg_options:
+        cfg.merge_from_dict(_parse_options(cfg_options))
+    model_type = cfg.model.get('type') if isinstance(cfg.get('model'), dict) else None
+    if not isinstance(model_type, str):
+        return False
+    cls = RAZOR_MODELS.get(model_type.split('.')[-1])
+    return isinstance(cls, type) and issubclass(cls, DETRDistillBase)
+
+
+def distillation_argv(args):
+    """benchmark_distill.py arguments for the same measurement settings."""
+    argv = [args.configs[0], '--iters', str(args.iters), '--warmup', str(args.warmup),
+            '--img-size', str(args.img_size), '--batch-size', str(args.batch_size),
+            '--num-gts', str(args.num_gts), '--timer', args.timer, '--seed', str(args.seed),
+            '--device', args.device]
+    if args.threads:
+        argv += ['--threads', str(args.threads)]
+    if args.cfg_options:
+        argv += ['--cfg-options', *args.cfg_options]
+    if args.json:
+        argv += ['--json', args.json]
+    return argv
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if len(args.configs) == 1 and not args.memory_child:
+        try:
+            distill = _is_detr_distillation(args.configs[0], args.cfg_options)
+        except InputError as e:
+            sys.exit(f'benchmark_train.py: error: {e}')
+        if distill:
+            # a DETR distillation config: its step against (student step + teacher forward)
+            if args.inference or args.no_train:
+                sys.exit('benchmark_train.py: error: --inference / --no-train do not apply to '
+                         'a distillation config; benchmark the student\'s inference with its '
+                         'own (student) config')
+            print('benchmark_train.py: a DETR distillation config; timing a distillation '
+                  'step against (student training step + teacher no-grad forward), as '
+                  'benchmark_distill.py does')
+            sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+            import benchmark_distill
+            return benchmark_distill.main(distillation_argv(args))
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
