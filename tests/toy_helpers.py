@@ -6,6 +6,15 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = osp.join(ROOT, 'configs')
 TOOLS = osp.join(ROOT, 'tools')
 
+# the five stock mmdet DETR variants as toy configs (relative to configs/)
+TOY_DETRS = {
+    'detr': 'toy/detr_tiny-r18_1xb2-12e_toy.py',
+    'conditional': 'toy/conditional-detr_tiny-r18_1xb2-12e_toy.py',
+    'dab': 'toy/dab-detr_tiny-r18_1xb2-12e_toy.py',
+    'deformable': 'toy/deformable-detr_tiny-r18_1xb2-12e_toy.py',
+    'dino': 'toy/dino-4scale_tiny-r18_1xb2-12e_toy.py',
+}
+
 
 def set_toy_data_root(cfg, data_root):
     """Point every dataloader and evaluator of a (toy) config at ``data_root``."""

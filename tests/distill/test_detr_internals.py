@@ -5,18 +5,12 @@ import pytest
 import torch
 from mmdet.registry import MODELS
 from mmengine.logging import MMLogger
-from toy_helpers import load_toy_config, toy_batch
+from toy_helpers import TOY_DETRS, load_toy_config, toy_batch
 
 from mmdet_ksdetr.models.detr_internals import (DETRInternals, get_detr_internals,
                                                 record_detr_internals)
 
-TOY = {
-    'detr': 'toy/detr_tiny-r18_1xb2-12e_toy.py',
-    'conditional': 'toy/conditional-detr_tiny-r18_1xb2-12e_toy.py',
-    'dab': 'toy/dab-detr_tiny-r18_1xb2-12e_toy.py',
-    'deformable': 'toy/deformable-detr_tiny-r18_1xb2-12e_toy.py',
-    'dino': 'toy/dino-4scale_tiny-r18_1xb2-12e_toy.py',
-}
+TOY = TOY_DETRS
 REF_DIM = dict(detr=None, conditional=2, dab=4, deformable=2, dino=4)
 
 

@@ -5,20 +5,14 @@ import pytest
 import torch
 from mmdet.registry import MODELS
 from mmengine.logging import MMLogger
-from toy_helpers import load_toy_config, toy_batch
+from toy_helpers import TOY_DETRS, load_toy_config, toy_batch
 
 from mmdet_ksdetr.distill.query_groups import group_decoder_inputs, query_kind, random_group
 from mmdet_ksdetr.models.detr_internals import get_detr_internals, record_detr_internals
 from mmdet_ksdetr.models.merged_decoding import (decode_merged, mergeable_inputs,
                                                  supports_merged_decoding)
 
-TOY = {
-    'detr': 'toy/detr_tiny-r18_1xb2-12e_toy.py',
-    'conditional': 'toy/conditional-detr_tiny-r18_1xb2-12e_toy.py',
-    'dab': 'toy/dab-detr_tiny-r18_1xb2-12e_toy.py',
-    'deformable': 'toy/deformable-detr_tiny-r18_1xb2-12e_toy.py',
-    'dino': 'toy/dino-4scale_tiny-r18_1xb2-12e_toy.py',
-}
+TOY = TOY_DETRS
 
 
 def _no_dropout(model):
