@@ -32,7 +32,8 @@ from typing import Dict, Optional
 import torch
 from torch import Tensor
 
-__all__ = ['query_kind', 'random_group', 'own_queries_group', 'decode_group', 'GroupOutputs']
+__all__ = ['query_kind', 'random_group', 'own_queries_group', 'decode_group', 'read_out_group',
+           'GroupOutputs']
 
 KINDS = ('embed', 'anchor', 'dab', 'pos')
 
@@ -144,12 +145,24 @@ def group_decoder_inputs(detector, decoder_inputs: Dict, kind: str,
     return inputs
 
 
-def decode_group(detector, internals, kind: str, group: Dict[str, Tensor]) -> GroupOutputs:
+def read_out_group(detector, decoder_outputs: Dict) -> GroupOutputs:
+    """A decoded group's ``forward_decoder`` outputs read out by the detector's head."""
+    params = inspect.signature(detector.bbox_head.forward).parameters
+    outs = detector.bbox_head(**{k: v for k, v in decoder_outputs.items() if k in params})
+    return GroupOutputs(outs[0], outs[1], decoder_outputs['hidden_states'])
+
+
+def decode_group(detector, internals, kind: str, group: Dict[str, Tensor],
+                 name: Optional[str] = None) -> GroupOutputs:
     """Decode ``group`` with ``detector``'s decoder on its encoder memory (from ``internals``,
     the same step's :class:`DETRInternals`) and read it out with its head. Gradients flow
-    where the detector's parameters and memory allow (wrap a teacher in ``no_grad``)."""
-    inputs = group_decoder_inputs(detector, internals.decoder_inputs, kind, group)
-    outputs = detector.forward_decoder(**inputs)
-    params = inspect.signature(detector.bbox_head.forward).parameters
-    outs = detector.bbox_head(**{k: v for k, v in outputs.items() if k in params})
-    return GroupOutputs(outs[0], outs[1], outputs['hidden_states'])
+    where the detector's parameters and memory allow (wrap a teacher in ``no_grad``).
+
+    ``name``: when ``internals.group_decoder_outputs`` already holds this group (decoded along
+    with the detector's own pass, ``record_detr_internals(extra_groups=...)``), only the head
+    runs."""
+    outputs = internals.group_decoder_outputs.get(name) if name is not None else None
+    if outputs is None:
+        inputs = group_decoder_inputs(detector, internals.decoder_inputs, kind, group)
+        outputs = detector.forward_decoder(**inputs)
+    return read_out_group(detector, outputs)

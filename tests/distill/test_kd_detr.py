@@ -183,3 +183,40 @@ def test_config_errors_and_init_from_teacher(toy_data_root):
     data = _data(algo, mixed, toy_data_root)
     with pytest.raises(ValueError, match='same DETR variant'):
         algo.loss(data['inputs'], data['data_samples'])
+
+
+@pytest.mark.parametrize('name', ['deformable_tprd', 'dino', 'dab'])
+def test_student_groups_in_its_own_pass_equal_separate_passes(toy_data_root, name):
+    """same_decoder_pass=True decodes the specific and general groups inside the student's own
+    decoder pass; without dropout every loss and gradient equals separate passes (the general
+    group's random queries are the same for student and teacher in both modes)."""
+    out, batch = {}, None
+    for merged in (True, False):
+        cfg = _cfg(name, toy_data_root, same_decoder_pass=merged)
+        batch = batch or toy_batch(cfg, toy_data_root, 'train', 2)
+        algo = _build(cfg)
+        for m in algo.modules():
+            if isinstance(m, torch.nn.Dropout):
+                m.p = 0.0
+            if isinstance(m, torch.nn.MultiheadAttention):
+                m.dropout = 0.0
+        algo.train()
+        data = algo.data_preprocessor(copy.deepcopy(batch), True)
+        calls = []
+        original = algo.student.forward_decoder
+        object.__setattr__(algo.student, 'forward_decoder',
+                           lambda **kw: calls.append(1) or original(**kw))
+        torch.manual_seed(11)
+        losses = algo.loss(data['inputs'], data['data_samples'])
+        assert len(calls) == (1 if merged else 3)  # own pass (+ specific + general)
+        sum(v for k, v in losses.items() if 'loss' in k).backward()
+        grads = {n: p.grad.clone() for n, p in algo.student.named_parameters()
+                 if p.grad is not None}
+        out[merged] = (losses, grads)
+    (l_m, g_m), (l_s, g_s) = out[True], out[False]
+    assert set(l_m) == set(l_s) and any(k.endswith('_general') for k in l_m)
+    for k in l_s:
+        torch.testing.assert_close(l_m[k], l_s[k], rtol=1e-4, atol=1e-5, msg=k)
+    assert set(g_m) == set(g_s)
+    for k in g_s:
+        torch.testing.assert_close(g_m[k], g_s[k], rtol=1e-3, atol=1e-5, msg=k)

@@ -6,7 +6,8 @@ import torch
 from mmrazor.registry import MODELS
 
 from ..losses.kd_detr_loss import KDDETRLoss
-from ..query_groups import decode_group, own_queries_group, query_kind, random_group
+from ..query_groups import (decode_group, group_decoder_inputs, own_queries_group,
+                            query_kind, random_group)
 from .detr_distill import teacher_layer_map
 from .tprd_distill_base import TPRDDistillBase
 
@@ -29,8 +30,9 @@ class KDDETR(TPRDDistillBase):
     general group is unchanged.
 
     The teacher's predictions for its own queries are its ordinary forward, so the specific
-    group costs one extra *student* decoder pass; the general group one student and one
-    (no-grad) teacher decoder pass.
+    group costs extra *student* decoder queries; the general group extra student queries and
+    one (no-grad) teacher decoder pass. The student's groups share its own decoder pass
+    (``same_decoder_pass``).
 
     Supported student/teacher pairs: single-stage Deformable DETR, DAB-DETR (no patterns), DINO,
     Conditional DETR (see :mod:`mmdet_ksdetr.distill.query_groups`); student and teacher must be
@@ -49,6 +51,9 @@ class KDDETR(TPRDDistillBase):
             differ); False (default, KD-DETR release): every student layer learns from the
             teacher's last layer. With ``tprd=True`` the specific group is always layer by
             layer; this flag then only concerns the general group.
+        same_decoder_pass (bool): the student decodes both groups inside its own decoder
+            pass (block-diagonal self-attention, :mod:`mmdet_ksdetr.models.merged_decoding`;
+            the same outputs as separate passes, fewer ops); False: one pass per group.
         tprd (bool): the TPRD switch (see above).
         **kwargs: :class:`TPRDDistillBase` / :class:`DETRDistillBase` arguments;
             ``distiller.distill_losses`` holds ``loss_general`` and/or ``loss_specific``
@@ -61,8 +66,9 @@ class KDDETR(TPRDDistillBase):
     GROUPS = ('general', 'specific')
 
     def __init__(self, num_general_queries: int = 300, layer_by_layer: bool = False,
-                 **kwargs):
+                 same_decoder_pass: bool = True, **kwargs):
         super().__init__(**kwargs)
+        self.same_decoder_pass = bool(same_decoder_pass)
         if num_general_queries < 1:
             raise ValueError(f'KDDETR: num_general_queries must be >= 1, got '
                              f'{num_general_queries}')
@@ -86,14 +92,45 @@ class KDDETR(TPRDDistillBase):
             raise ValueError('KDDETR: add "loss_general" and/or "loss_specific" (KDDETRLoss) '
                              'to distiller.distill_losses')
 
+    def student_group_options(self, teacher_internals) -> Dict:
+        """The student decodes its distillation-point groups along with its own queries (one
+        merged decoder pass where :mod:`~mmdet_ksdetr.models.merged_decoding` allows it, else
+        separate passes). The general group's random queries are kept for the teacher's pass
+        of the same step."""
+        t = teacher_internals
+        self._general_group = None
+        groups = {}
+
+        def kind_of(main):
+            return self._kind_pair(main, t.decoder_inputs)
+
+        if 'specific' in self.group_losses:
+            groups['specific'] = lambda main: group_decoder_inputs(
+                self.student, main, kind_of(main), own_queries_group(kind_of(main), t))
+        if 'general' in self.group_losses:
+
+            def general(main):
+                kind = kind_of(main)
+                memory = main['memory']
+                group = random_group(kind, self.num_general_queries, memory.shape[0],
+                                     memory.shape[-1], memory.device)
+                self._general_group = group
+                return group_decoder_inputs(self.student, main, kind, group)
+
+            groups['general'] = general
+        return dict(extra_groups=groups, merge_groups=self.same_decoder_pass)
+
     def _kinds(self, s, t):
-        kind = query_kind(self.student, s.decoder_inputs)
-        t_kind = query_kind(self.teacher, t.decoder_inputs)
+        return self._kind_pair(s.decoder_inputs, t.decoder_inputs)
+
+    def _kind_pair(self, s_inputs, t_inputs):
+        kind = query_kind(self.student, s_inputs)
+        t_kind = query_kind(self.teacher, t_inputs)
         if kind != t_kind:
             raise ValueError(f'KDDETR: student ({type(self.student).__name__}, "{kind}" queries) '
                              f'and teacher ({type(self.teacher).__name__}, "{t_kind}" queries) '
                              f'must be the same DETR variant to share query groups')
-        d_s, d_t = s.decoder_inputs['memory'].shape[-1], t.decoder_inputs['memory'].shape[-1]
+        d_s, d_t = s_inputs['memory'].shape[-1], t_inputs['memory'].shape[-1]
         if d_s != d_t:
             raise ValueError(f'KDDETR: student embed_dims {d_s} != teacher embed_dims {d_t}; '
                              f'shared query groups need equal embed_dims')
@@ -116,7 +153,8 @@ class KDDETR(TPRDDistillBase):
 
         if 'specific' in self.group_losses:
             loss_fn = self.group_losses['specific']
-            s_out = decode_group(self.student, s, kind, own_queries_group(kind, t))
+            s_out = decode_group(self.student, s, kind, own_queries_group(kind, t),
+                                 name='specific')
             t_logits, t_boxes, pos_labels = t.cls_logits, t.bbox_preds, None
             if self.tprd:
                 ref = self.teacher_targets(t_logits, t_boxes, batch_data_samples)
@@ -128,9 +166,14 @@ class KDDETR(TPRDDistillBase):
 
         if 'general' in self.group_losses:
             loss_fn = self.group_losses['general']
-            group = random_group(kind, self.num_general_queries, s.batch_size,
-                                 s.decoder_inputs['memory'].shape[-1], factors.device)
-            s_out = decode_group(self.student, s, kind, group)
+            group = getattr(self, '_general_group', None)
+            self._general_group = None
+            if group is None or 'general' not in s.group_decoder_outputs:
+                group = random_group(kind, self.num_general_queries, s.batch_size,
+                                     s.decoder_inputs['memory'].shape[-1], factors.device)
+                s_out = decode_group(self.student, s, kind, group)
+            else:  # decoded with the student's own pass; the teacher decodes the same group
+                s_out = decode_group(self.student, s, kind, group, name='general')
             with torch.no_grad():
                 t_out = decode_group(self.teacher, t, kind, group)
             for l, tl in enumerate(layers):
