@@ -82,3 +82,42 @@ def free_port():
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
         return s.getsockname()[1]
+
+
+def disable_dropout(module):
+    """Set every dropout of ``module`` to 0 (nn.Dropout and nn.MultiheadAttention's own), so
+    two computations that differ only in their random draws can be compared exactly."""
+    import torch
+    for m in module.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+        if isinstance(m, torch.nn.MultiheadAttention):
+            m.dropout = 0.0
+    return module
+
+
+def distill_loss_and_grads(algo, batch, seed):
+    """One ``algo.loss`` + backward on a copy of ``batch`` with dropout off: the loss dict, the
+    student's parameter gradients, and how often the student's ``forward_decoder`` ran."""
+    import copy
+
+    import torch
+    disable_dropout(algo).train()
+    data = algo.data_preprocessor(copy.deepcopy(batch), True)
+    calls = []
+    original = algo.student.forward_decoder
+    object.__setattr__(algo.student, 'forward_decoder',
+                       lambda **kw: calls.append(1) or original(**kw))
+    torch.manual_seed(seed)
+    losses = algo.loss(data['inputs'], data['data_samples'])
+    sum(v for k, v in losses.items() if 'loss' in k).backward()
+    grads = {n: p.grad.clone() for n, p in algo.student.named_parameters() if p.grad is not None}
+    return losses, grads, len(calls)
+
+
+def assert_same_tensors(a, b, rtol=1e-4, atol=1e-5):
+    """Two dicts of tensors with the same keys and (close) values."""
+    import torch
+    assert set(a) == set(b), sorted(set(a) ^ set(b))
+    for k in b:
+        torch.testing.assert_close(a[k], b[k], rtol=rtol, atol=atol, msg=k)

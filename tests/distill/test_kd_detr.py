@@ -7,7 +7,8 @@ import torch
 from mmengine.logging import MMLogger
 from mmengine.registry import init_default_scope
 from mmrazor.registry import MODELS
-from toy_helpers import load_toy_config, toy_batch
+from toy_helpers import (assert_same_tensors, distill_loss_and_grads, load_toy_config,
+                          toy_batch)
 
 from mmdet_ksdetr.distill.losses.kd_detr_loss import KDDETRLoss
 from mmdet_ksdetr.distill.query_groups import (decode_group, own_queries_group, query_kind,
@@ -194,29 +195,10 @@ def test_student_groups_in_its_own_pass_equal_separate_passes(toy_data_root, nam
     for merged in (True, False):
         cfg = _cfg(name, toy_data_root, same_decoder_pass=merged)
         batch = batch or toy_batch(cfg, toy_data_root, 'train', 2)
-        algo = _build(cfg)
-        for m in algo.modules():
-            if isinstance(m, torch.nn.Dropout):
-                m.p = 0.0
-            if isinstance(m, torch.nn.MultiheadAttention):
-                m.dropout = 0.0
-        algo.train()
-        data = algo.data_preprocessor(copy.deepcopy(batch), True)
-        calls = []
-        original = algo.student.forward_decoder
-        object.__setattr__(algo.student, 'forward_decoder',
-                           lambda **kw: calls.append(1) or original(**kw))
-        torch.manual_seed(11)
-        losses = algo.loss(data['inputs'], data['data_samples'])
-        assert len(calls) == (1 if merged else 3)  # own pass (+ specific + general)
-        sum(v for k, v in losses.items() if 'loss' in k).backward()
-        grads = {n: p.grad.clone() for n, p in algo.student.named_parameters()
-                 if p.grad is not None}
+        losses, grads, calls = distill_loss_and_grads(_build(cfg), batch, seed=11)
+        assert calls == (1 if merged else 3)  # own pass (+ specific + general)
         out[merged] = (losses, grads)
     (l_m, g_m), (l_s, g_s) = out[True], out[False]
-    assert set(l_m) == set(l_s) and any(k.endswith('_general') for k in l_m)
-    for k in l_s:
-        torch.testing.assert_close(l_m[k], l_s[k], rtol=1e-4, atol=1e-5, msg=k)
-    assert set(g_m) == set(g_s)
-    for k in g_s:
-        torch.testing.assert_close(g_m[k], g_s[k], rtol=1e-3, atol=1e-5, msg=k)
+    assert any(k.endswith('_general') for k in l_m)
+    assert_same_tensors(l_m, l_s)
+    assert_same_tensors(g_m, g_s, rtol=1e-3)

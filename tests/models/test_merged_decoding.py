@@ -5,7 +5,7 @@ import pytest
 import torch
 from mmdet.registry import MODELS
 from mmengine.logging import MMLogger
-from toy_helpers import TOY_DETRS, load_toy_config, toy_batch
+from toy_helpers import TOY_DETRS, disable_dropout, load_toy_config, toy_batch
 
 from mmdet_ksdetr.distill.query_groups import group_decoder_inputs, query_kind, random_group
 from mmdet_ksdetr.models.detr_internals import get_detr_internals, record_detr_internals
@@ -15,22 +15,13 @@ from mmdet_ksdetr.models.merged_decoding import (decode_merged, mergeable_inputs
 TOY = TOY_DETRS
 
 
-def _no_dropout(model):
-    for m in model.modules():
-        if isinstance(m, torch.nn.Dropout):
-            m.p = 0.0
-        if isinstance(m, torch.nn.MultiheadAttention):
-            m.dropout = 0.0
-    return model
-
-
 def _build(rel, data_root):
     cfg = load_toy_config(rel, data_root)
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)
     MMLogger.get_current_instance().setLevel('WARNING')
     model.init_weights()
-    _no_dropout(model).train()  # train: DINO adds its denoising queries and mask
+    disable_dropout(model).train()  # train: DINO adds its denoising queries and mask
     batch = toy_batch(cfg, data_root, 'train', 2)
     data = model.data_preprocessor(batch, True)
     return model, data['inputs'], data['data_samples']
