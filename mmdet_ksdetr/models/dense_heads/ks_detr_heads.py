@@ -10,7 +10,6 @@ stock keys (``loss_cls``, ``d0.loss_cls``, ...), each teacher group under
 """
 from typing import Dict, List, Optional, Tuple
 
-import torch
 from mmdet.models.dense_heads import (ConditionalDETRHead, DABDETRHead, DeformableDETRHead)
 from mmdet.models.layers.transformer import inverse_sigmoid
 from mmdet.registry import MODELS
