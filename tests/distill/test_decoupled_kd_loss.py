@@ -1,4 +1,7 @@
 """TPRD decoupled class distillation loss (spec dac-detr-and-tprd.md B2)."""
+import os.path as osp
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -7,6 +10,10 @@ from mmrazor.registry import MODELS
 
 from mmdet_ksdetr.distill.losses.decoupled_kd_loss import (DecoupledKDLoss, decoupled_kd_loss,
                                                             kd_kl_loss)
+
+sys.path.insert(0, osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))),
+                            'tools', 'analysis_tools'))
+from decoupled_kd_speed import all_pairs_decoupled_kd, main, make_inputs  # noqa: E402
 
 
 def _plain_kl(zs, zt, T=1.0):
@@ -95,3 +102,49 @@ def test_registered_and_bad_input():
         decoupled_kd_loss(torch.randn(3, 4), torch.randn(3, 4), torch.tensor([0, 4, -1]))
     with pytest.raises(ValueError, match='temperature'):
         DecoupledKDLoss(temperature=0)
+
+
+def _ties():
+    """Tied logits: equal rows, equal classes, target tied with others, all-equal rows."""
+    zs = torch.tensor([[1., 1., 1., 1.], [2., 2., 0., 0.], [0., 3., 3., -1.], [5., 5., 5., 5.]])
+    zt = torch.tensor([[1., 1., 1., 1.], [2., 0., 2., 0.], [3., 3., 0., 0.], [0., 0., 0., 0.]])
+    return zs, zt
+
+
+@pytest.mark.parametrize('case', ['none', 'all', 'mixed', 'ties', 'ties_all', 'batched_T'])
+def test_positive_rows_only_equals_all_pairs_split(case):
+    """Values and student gradients equal the straightforward all-pairs computation."""
+    g = torch.Generator().manual_seed(3)
+    T = 1.0
+    if case.startswith('ties'):
+        zs, zt = _ties()
+        labels = torch.tensor([0, 1, 1, 3]) if case == 'ties_all' else torch.tensor(
+            [0, -1, 2, -1])
+    else:
+        zs, zt = torch.randn(3, 5, 7, generator=g) * 4, torch.randn(3, 5, 7, generator=g) * 4
+        labels = torch.randint(0, 7, (3, 5), generator=g)
+        if case == 'none':
+            labels[:] = -1
+        elif case in ('mixed', 'batched_T'):
+            labels[torch.rand(3, 5, generator=g) < 0.5] = -1
+        T = 2.5 if case == 'batched_T' else 1.0
+    grads = []
+    for fn in (decoupled_kd_loss, all_pairs_decoupled_kd):
+        x = zs.clone().requires_grad_(True)
+        loss = fn(x, zt, labels, T, 0.7, 1.3)
+        (loss * torch.linspace(0.5, 2, loss.numel()).view(loss.shape)).sum().backward()
+        grads.append((loss.detach(), x.grad))
+    (new, g_new), (ref, g_ref) = grads
+    assert new.shape == labels.shape
+    torch.testing.assert_close(new, ref)
+    torch.testing.assert_close(g_new, g_ref)
+
+
+def test_speed_tool_runs_and_checks_equality(capsys):
+    zs, zt, labels = make_inputs(2, 2, 10, 5, 3)
+    assert int((labels >= 0).sum()) == 2 * 2 * 3
+    main(['--layers', '1', '--queries', '20', '--classes', '5', '--runs', '2', '--warmup', '0'])
+    out = capsys.readouterr().out
+    assert 'positive rows (mmdet_ksdetr)' in out and 'all pairs + torch.where' in out
+    with pytest.raises(ValueError, match='pos-per-image'):
+        make_inputs(1, 1, 4, 5, 9)

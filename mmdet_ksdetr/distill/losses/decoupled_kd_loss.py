@@ -32,6 +32,26 @@ def kd_kl_loss(student_logits: Tensor, teacher_logits: Tensor,
     return _kl_rows(F.log_softmax(zt, -1), F.log_softmax(zs, -1)) * temperature**2
 
 
+def _dkd_rows(zs: Tensor, zt: Tensor, labels: Tensor, alpha: float, beta: float) -> Tensor:
+    """``alpha * TCKD + beta * NCKD`` of positive rows: ``zs, zt [P, C]`` (already divided by
+    T), ``labels [P]`` -> ``[P]``."""
+    c = labels.long().unsqueeze(-1)
+    target = torch.zeros_like(zs, dtype=torch.bool).scatter_(-1, c, True)
+    very_neg = torch.finfo(torch.float32).min
+    zs_nt = zs.masked_fill(target, very_neg)
+    zt_nt = zt.masked_fill(target, very_neg)
+    ls, lt = F.log_softmax(zs, -1), F.log_softmax(zt, -1)
+    # TCKD: binary KL of [p(c), 1 - p(c)]; log(1 - p(c)) = lse(z without c) - lse(z).
+    ls_nc = torch.logsumexp(zs_nt, -1, keepdim=True) - torch.logsumexp(zs, -1, keepdim=True)
+    lt_nc = torch.logsumexp(zt_nt, -1, keepdim=True) - torch.logsumexp(zt, -1, keepdim=True)
+    tckd = _kl_rows(torch.cat([lt.gather(-1, c), lt_nc], -1),
+                    torch.cat([ls.gather(-1, c), ls_nc], -1))
+    # NCKD: KL of the softmax over the non-target classes (the target entry has p = 0).
+    lt_n, ls_n = F.log_softmax(zt_nt, -1), F.log_softmax(zs_nt, -1)
+    nckd = torch.where(target, torch.zeros_like(lt_n), lt_n.exp() * (lt_n - ls_n)).sum(-1)
+    return alpha * tckd + beta * nckd
+
+
 def decoupled_kd_loss(student_logits: Tensor,
                       teacher_logits: Tensor,
                       pos_labels: Optional[Tensor] = None,
@@ -39,6 +59,9 @@ def decoupled_kd_loss(student_logits: Tensor,
                       alpha: float = 1.0,
                       beta: float = 1.0) -> Tensor:
     """Per-pair decoupled class distillation loss.
+
+    The plain KL is computed for every pair, the TCKD / NCKD split only for the positive pairs
+    (the rows they replace).
 
     Args:
         student_logits (Tensor): ``[..., C]`` student class logits.
@@ -57,40 +80,24 @@ def decoupled_kd_loss(student_logits: Tensor,
                          f'teacher logits {tuple(teacher_logits.shape)} must have the same '
                          f'shape (one teacher prediction per student prediction)')
     C = student_logits.size(-1)
-    zs = student_logits.float() / temperature
-    zt = teacher_logits.detach().float() / temperature
-    ls, lt = F.log_softmax(zs, -1), F.log_softmax(zt, -1)
-    loss = _kl_rows(lt, ls)
-    if pos_labels is None:
-        return loss * temperature**2
-    if pos_labels.shape != student_logits.shape[:-1]:
-        raise ValueError(f'decoupled KD: pos_labels must have shape '
-                         f'{tuple(student_logits.shape[:-1])} (one label or -1 per pair), '
-                         f'got {tuple(pos_labels.shape)}')
-    pos = pos_labels >= 0
-    if not bool(pos.any()):
-        return loss * temperature**2
-    if C < 2:
-        raise ValueError('decoupled KD needs at least 2 classes for a non-target part')
-    if int(pos_labels.max()) >= C:
-        raise ValueError(f'decoupled KD: a positive label ({int(pos_labels.max())}) is >= the '
-                         f'number of classes ({C})')
-    c = pos_labels.clamp(min=0).long().unsqueeze(-1)
-    target = torch.zeros_like(zs, dtype=torch.bool).scatter_(-1, c, True)
-    very_neg = torch.finfo(torch.float32).min
-    zs_nt = zs.masked_fill(target, very_neg)
-    zt_nt = zt.masked_fill(target, very_neg)
-    # TCKD: binary KL of [p(c), 1 - p(c)]; log(1 - p(c)) = lse(z without c) - lse(z).
-    ls_c, lt_c = ls.gather(-1, c), lt.gather(-1, c)
-    ls_nc = torch.logsumexp(zs_nt, -1, keepdim=True) - torch.logsumexp(zs, -1, keepdim=True)
-    lt_nc = torch.logsumexp(zt_nt, -1, keepdim=True) - torch.logsumexp(zt, -1, keepdim=True)
-    tckd = _kl_rows(torch.cat([lt_c, lt_nc], -1), torch.cat([ls_c, ls_nc], -1))
-    # NCKD: KL of the softmax over the non-target classes (the target entry has p = 0).
-    lt_n, ls_n = F.log_softmax(zt_nt, -1), F.log_softmax(zs_nt, -1)
-    nckd = torch.where(target, torch.zeros_like(lt_n),
-                       lt_n.exp() * (lt_n - ls_n)).sum(-1)
-    loss = torch.where(pos, alpha * tckd + beta * nckd, loss)
-    return loss * temperature**2
+    zs = student_logits.float().reshape(-1, C) / temperature
+    zt = teacher_logits.detach().float().reshape(-1, C) / temperature
+    loss = _kl_rows(F.log_softmax(zt, -1), F.log_softmax(zs, -1))
+    if pos_labels is not None:
+        if pos_labels.shape != student_logits.shape[:-1]:
+            raise ValueError(f'decoupled KD: pos_labels must have shape '
+                             f'{tuple(student_logits.shape[:-1])} (one label or -1 per pair), '
+                             f'got {tuple(pos_labels.shape)}')
+        rows = (pos_labels.reshape(-1) >= 0).nonzero().squeeze(1)
+        if rows.numel():
+            labels = pos_labels.reshape(-1)[rows]
+            if C < 2:
+                raise ValueError('decoupled KD needs at least 2 classes for a non-target part')
+            if int(labels.max()) >= C:
+                raise ValueError(f'decoupled KD: a positive label ({int(labels.max())}) is >= '
+                                 f'the number of classes ({C})')
+            loss = loss.index_put((rows, ), _dkd_rows(zs[rows], zt[rows], labels, alpha, beta))
+    return (loss * temperature**2).view(student_logits.shape[:-1])
 
 
 @MODELS.register_module()

@@ -13,8 +13,8 @@ __all__ = ['KSDNDETRHead', 'KSDNDeformableDETRHead']
 
 @MODELS.register_module()
 class KSDNDETRHead(KSHeadMixin, DNDETRHead):
-    """DN-DETR head taking KS teacher groups in loss: hidden states / references of L + T
-    layers, (L + T, B, Q_dn + Q, C) and (L + T, B, Q_dn + Q, 4)."""
+    """DN-DETR head taking KS teacher groups in loss: student hidden states / references
+    (L, B, Q_dn + Q, C) / (L, B, Q_dn + Q, 4), each teacher's (1, B, Q_dn + Q, ...)."""
 
 
 @MODELS.register_module()

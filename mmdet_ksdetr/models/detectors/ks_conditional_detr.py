@@ -14,11 +14,11 @@ class KSConditionalDETR(KSDetectorMixin, ConditionalDETR):
     reference points, each teacher's last layer getting its own Hungarian matching and losses.
     ``predict()`` is Conditional DETR's.
 
-    Shapes: as :class:`~mmdet.models.detectors.ConditionalDETR`; in ``loss()`` the head gets
-    (L + T, B, Q, C) hidden states and the shared (B, Q, 2) references.
+    Shapes: as :class:`~mmdet.models.detectors.ConditionalDETR`; in ``loss()`` the head also gets
+    each teacher's (1, B, Q, C) hidden states with the shared (B, Q, 2) references.
     """
     ks_head_hint = "dict(type='KSConditionalDETRHead', ...)"
 
-    def _ks_merge_references(self, student, teachers, num_t, num_layers, batch_size):
+    def _ks_teacher_references(self, student, teachers, num_layers, batch_size):
         # Conditional DETR's reference points come from the queries only: one set for all
-        return student
+        return [student] * len(self.ks_teacher_names)

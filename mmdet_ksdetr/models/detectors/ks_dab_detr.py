@@ -16,7 +16,7 @@ class KSDABDETR(KSDetectorMixin, DABDETR):
     encoder's ``query_scale`` is computed from the unmodified input and reused by the teachers.
     ``predict()`` is DAB-DETR's.
 
-    Shapes: as :class:`~mmdet.models.detectors.DABDETR`; in ``loss()`` the head gets hidden
-    states and references of L + T layers, (L + T, B, Q, C) and (L + T, B, Q, 4).
+    Shapes: as :class:`~mmdet.models.detectors.DABDETR`; in ``loss()`` the head also gets
+    each teacher's last-layer hidden states (1, B, Q, C) and references (1, B, Q, 4).
     """
     ks_head_hint = "dict(type='KSDABDETRHead', ...)"

@@ -16,7 +16,7 @@ class KSDeformableDETR(KSDeformableDetectorMixin, DeformableDETR):
     and head (own box refinement per pass when ``with_box_refine``, same initial references).
     Two-stage is not supported. ``predict()`` is Deformable DETR's.
 
-    Shapes: as :class:`~mmdet.models.detectors.DeformableDETR`; in ``loss()`` the head gets
-    (L + T, B, Q, C) hidden states and a list of L + T references.
+    Shapes: as :class:`~mmdet.models.detectors.DeformableDETR`; in ``loss()`` the head also gets
+    each teacher's last-layer hidden states (1, B, Q, C) and a one-entry reference list.
     """
     ks_head_hint = "dict(type='KSDeformableDETRHead', ...)"

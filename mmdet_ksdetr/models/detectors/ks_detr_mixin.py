@@ -9,8 +9,10 @@ A KS detector is a stock mmdet DETR whose **last encoder layer** is replaced by 
 3. the student memory goes through the decoder as usual; the teacher memories go through the
    **same** decoder (same weights, queries, anchors / reference points, positional embeddings,
    DN queries and attention mask, padding mask), batched in one extra call;
-4. the head gets the student's L layers followed by each teacher pass's last layer and computes
-   an independent Hungarian matching and the standard losses for every group
+4. the head gets the student's L layers as usual and, as named arguments
+   ``ks_teacher_hidden_states`` / ``ks_teacher_references`` (dicts keyed by teacher name), each
+   teacher pass's last layer, and computes an independent Hungarian matching and the standard
+   losses for every group
    (:class:`~mmdet_ksdetr.models.dense_heads.ks_detr_heads.KSHeadMixin`).
 
 ``predict()`` and ``_forward()`` are the stock mmdet code paths: no mask, no GT, no teacher.
@@ -18,6 +20,7 @@ A KS checkpoint minus its teacher-only parameters (every parameter with a ``teac
 component, see :func:`ks_student_state_dict`) loads into the stock detector.
 """
 import copy
+import inspect
 from collections import OrderedDict
 from typing import Dict, List, Mapping, Optional, Tuple
 
@@ -103,8 +106,6 @@ class KSDetectorMixin:
     ks_layer_type = KSDetrTransformerEncoderLayer
     #: head type suggested in the error message when the config names a non-KS head
     ks_head_hint = 'a KS head (KSDABDETRHead, KSConditionalDETRHead, ...)'
-    #: whether ``pre_decoder`` takes ``batch_data_samples`` (DN detectors)
-    ks_pre_decoder_needs_samples = False
     #: decoder inputs that are not per image (not repeated for the batched teacher passes)
     ks_shared_decoder_keys = ('spatial_shapes', 'level_start_index', 'dn_mask')
 
@@ -122,9 +123,6 @@ class KSDetectorMixin:
         if head_cls is None or not issubclass(head_cls, KSHeadMixin):
             raise ValueError(f'bbox_head.type={head_type!r} cannot take the KS teacher '
                              f'prediction groups in loss(); use {self.ks_head_hint}')
-        bbox_head = copy.copy(bbox_head)
-        bbox_head['ks_teacher_names'] = self.ks_teacher_names
-        kwargs['bbox_head'] = bbox_head
         super().__init__(*args, **kwargs)
         if self.bbox_head.embed_dims != self.embed_dims:
             raise ValueError(f'bbox_head.embed_dims={self.bbox_head.embed_dims} does not match '
@@ -153,7 +151,10 @@ class KSDetectorMixin:
                             batch_data_samples: OptSampleList = None,
                             with_ks_teachers: bool = False) -> Dict:
         """The stock transformer pass; with ``with_ks_teachers`` (``loss()`` only) also the
-        teacher streams and their decoder passes, merged into L + T prediction groups."""
+        teacher streams and their decoder passes, whose last layers are added to the head
+        inputs as ``ks_teacher_hidden_states`` and ``ks_teacher_references`` (dicts keyed by
+        teacher name, see :class:`~mmdet_ksdetr.models.dense_heads.ks_detr_heads.KSHeadMixin`).
+        """
         if not with_ks_teachers:
             return super().forward_transformer(img_feats, batch_data_samples)
         encoder_inputs_dict, decoder_inputs_dict = self.pre_transformer(
@@ -165,19 +166,17 @@ class KSDetectorMixin:
             batch_data_samples, spatial_shapes, encoder_inputs_dict.get('feat_mask'))
         encoder_outputs_dict = self.forward_encoder(**encoder_inputs_dict)
         teacher_memories = encoder_outputs_dict.pop('ks_teacher_memories')
-        if self.ks_pre_decoder_needs_samples:
-            tmp_dec_in, head_inputs_dict = self.pre_decoder(
-                **encoder_outputs_dict, batch_data_samples=batch_data_samples)
-        else:
-            tmp_dec_in, head_inputs_dict = self.pre_decoder(**encoder_outputs_dict)
+        if 'batch_data_samples' in inspect.signature(self.pre_decoder).parameters:
+            # detectors whose queries depend on the GT (denoising): as their forward_transformer
+            encoder_outputs_dict['batch_data_samples'] = batch_data_samples
+        tmp_dec_in, head_inputs_dict = self.pre_decoder(**encoder_outputs_dict)
         decoder_inputs_dict.update(tmp_dec_in)
         decoder_outputs_dict = self.forward_decoder(**decoder_inputs_dict)  # student first
         teacher_outputs_dict = self._ks_teacher_decoder_pass(decoder_inputs_dict,
                                                              teacher_memories)
         head_inputs_dict.update(decoder_outputs_dict)
         head_inputs_dict.update(
-            self._ks_merge_outputs(decoder_outputs_dict, teacher_outputs_dict,
-                                   len(teacher_memories)))
+            self._ks_teacher_head_inputs(decoder_outputs_dict, teacher_outputs_dict))
         return head_inputs_dict
 
     def forward_encoder(self, ks_fg_mask: Optional[Tensor] = None, **kwargs) -> Dict:
@@ -205,24 +204,24 @@ class KSDetectorMixin:
                 batched[key] = value
         return self.forward_decoder(**batched)
 
-    def _ks_merge_outputs(self, student: Dict, teachers: Dict, num_t: int) -> Dict:
-        """hidden states (L + T, B, Q, C) and matching references for the head."""
-        hs = student['hidden_states']
-        num_layers, batch_size = hs.shape[0], hs.shape[1]
-        t_hs = teachers['hidden_states'][-1]  # (T * B, Q, C): last layer of each pass
-        hidden_states = torch.cat([hs, t_hs.view(num_t, batch_size, *t_hs.shape[1:])], 0)
-        out = dict(hidden_states=hidden_states)
-        if 'references' in student:
-            out['references'] = self._ks_merge_references(student['references'],
-                                                          teachers['references'], num_t,
-                                                          num_layers, batch_size)
-        return out
+    def _ks_teacher_head_inputs(self, student: Dict, teachers: Dict) -> Dict:
+        """The last decoder layer of each teacher pass, by teacher name: hidden states
+        (1, B, Q, C) and the reference that layer was predicted from, in the format of the
+        student's ``references`` for one layer."""
+        num_layers, batch_size = student['hidden_states'].shape[:2]
+        t_hs = teachers['hidden_states'][-1].split(batch_size, 0)  # T x (B, Q, C)
+        t_refs = self._ks_teacher_references(student.get('references'),
+                                             teachers.get('references'), num_layers,
+                                             batch_size)
+        return dict(
+            ks_teacher_hidden_states={n: h[None] for n, h in zip(self.ks_teacher_names, t_hs)},
+            ks_teacher_references=dict(zip(self.ks_teacher_names, t_refs)))
 
-    def _ks_merge_references(self, student, teachers, num_t, num_layers, batch_size):
-        """Layered references (L, B, Q, d), entry i used by layer i (DAB-DETR, DN-DETR):
-        append the reference each teacher pass used for its last layer."""
-        t_ref = teachers[num_layers - 1]
-        return torch.cat([student, t_ref.view(num_t, batch_size, *t_ref.shape[1:])], 0)
+    def _ks_teacher_references(self, student, teachers, num_layers: int,
+                               batch_size: int) -> List:
+        """Layered references (L, B, Q, d), entry i used by layer i (DAB-DETR, DN-DETR): each
+        teacher's last-layer reference as (1, B, Q, d)."""
+        return [r[None] for r in teachers[num_layers - 1].split(batch_size, 0)]
 
 
 class KSDeformableDetectorMixin(KSDetectorMixin):
@@ -250,6 +249,8 @@ class KSDeformableDetectorMixin(KSDetectorMixin):
         return dict(memory=memory, memory_mask=feat_mask, spatial_shapes=spatial_shapes,
                     ks_teacher_memories=teacher_memories)
 
-    def _ks_merge_references(self, student, teachers, num_t, num_layers, batch_size):
-        t_ref = teachers[num_layers - 1]  # (T * B, Q, d)
-        return list(student[:num_layers]) + list(t_ref.split(batch_size, 0))
+    def _ks_teacher_references(self, student, teachers, num_layers: int,
+                               batch_size: int) -> List:
+        """mmdet's reference list ``[init, inter_1, ...]`` (entry i used by layer i): each
+        teacher's last-layer reference as a one-entry list."""
+        return [[r] for r in teachers[num_layers - 1].split(batch_size, 0)]

@@ -16,4 +16,3 @@ class KSDNDeformableDETR(KSDeformableDetectorMixin, DNDeformableDETR):
     and DN losses. ``predict()`` is DN-Deformable-DETR's.
     """
     ks_head_hint = "dict(type='KSDNDeformableDETRHead', ...)"
-    ks_pre_decoder_needs_samples = True

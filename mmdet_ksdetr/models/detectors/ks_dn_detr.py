@@ -13,7 +13,7 @@ class KSDNDETR(KSDetectorMixin, DNDETR):
     teacher decoder passes get the same noised DN queries and DN attention mask as the student,
     and every teacher group gets the matching and the DN losses. ``predict()`` is DN-DETR's.
 
-    Shapes: as :class:`DNDETR`; in ``loss()`` the head gets L + T layers.
+    Shapes: as :class:`DNDETR`; in ``loss()`` the head also gets each
+    teacher's last layer (``ks_teacher_hidden_states`` / ``ks_teacher_references``).
     """
     ks_head_hint = "dict(type='KSDNDETRHead', ...)"
-    ks_pre_decoder_needs_samples = True

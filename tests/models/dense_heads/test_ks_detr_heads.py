@@ -1,5 +1,6 @@
 """KS heads: every teacher group gets the stock last-layer loss (own Hungarian matching, same
 weights) under its own keys; deformable teacher groups use the last layer's branches."""
+import pytest
 import torch
 from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
@@ -37,16 +38,27 @@ def _gts():
     return gts, metas
 
 
+def _samples(gts, metas):
+    samples = []
+    for gt, meta in zip(gts, metas):
+        s = DetDataSample(metainfo=meta)
+        s.gt_instances = gt
+        samples.append(s)
+    return samples
+
+
 def test_teacher_groups_get_the_stock_last_layer_loss():
-    ks = _head('KSDABDETRHead', ks_teacher_names=('ks_a', 'ks_b'))
+    ks = _head('KSDABDETRHead')
     stock = _head('DABDETRHead')
     stock.load_state_dict(ks.state_dict())
     g = torch.Generator().manual_seed(1)
     hidden = torch.randn(5, B, Q, C, generator=g)  # 3 student layers + 2 teacher groups
     refs = torch.rand(5, B, Q, 4, generator=g) * 0.5 + 0.25
     gts, metas = _gts()
-    cls, box = ks(hidden, refs)
-    losses = ks.loss_by_feat(cls, box, gts, metas)
+    losses = ks.loss(hidden[:3], refs[:3], _samples(gts, metas),
+                     ks_teacher_hidden_states=dict(ks_a=hidden[3:4], ks_b=hidden[4:5]),
+                     ks_teacher_references=dict(ks_a=refs[3:4], ks_b=refs[4:5]))
+    cls, box = stock(hidden, refs)
     student = stock.loss_by_feat(cls[:3], box[:3], gts, metas)
     assert {k: v for k, v in losses.items() if not k.startswith('ks_')}.keys() == student.keys()
     for k, v in student.items():
@@ -56,22 +68,24 @@ def test_teacher_groups_get_the_stock_last_layer_loss():
         assert set(alone) == {'loss_cls', 'loss_bbox', 'loss_iou'}
         for k, v in alone.items():
             torch.testing.assert_close(losses[f'{name}.{k}'], v)
+    with pytest.raises(ValueError, match='same teachers'):
+        ks.loss(hidden[:3], refs[:3], _samples(gts, metas),
+                ks_teacher_hidden_states=dict(ks_a=hidden[3:4]), ks_teacher_references={})
 
 
 def test_deformable_teacher_groups_use_the_last_layer_branches():
-    head = _head('KSDeformableDETRHead', ks_teacher_names=('ks_a', ), share_pred_layer=False,
-                 num_pred_layer=3)
+    head = _head('KSDeformableDETRHead', share_pred_layer=False, num_pred_layer=3)
     with torch.no_grad():
         for branch in list(head.cls_branches) + [m[-1] for m in head.reg_branches]:
             branch.weight.normal_()
     g = torch.Generator().manual_seed(2)
     hidden = torch.randn(4, B, Q, C, generator=g)
     refs = [torch.rand(B, Q, 4, generator=g) * 0.5 + 0.25 for _ in range(4)]
-    cls, box = head(hidden, refs)
-    assert cls.shape[0] == 4
-    torch.testing.assert_close(cls[3], head.cls_branches[2](hidden[3]))
-    assert not torch.allclose(cls[3], head.cls_branches[0](hidden[3]))
+    cls, box = head.forward_ks_teacher(hidden[3:4], refs[3:4])
+    assert cls.shape[0] == 1
+    torch.testing.assert_close(cls[0], head.cls_branches[2](hidden[3]))
+    assert not torch.allclose(cls[0], head.cls_branches[0](hidden[3]))
     ref = refs[3].clamp(1e-5, 1 - 1e-5)
     torch.testing.assert_close(
-        box[3], (head.reg_branches[2](hidden[3]) + torch.log(ref / (1 - ref))).sigmoid(),
+        box[0], (head.reg_branches[2](hidden[3]) + torch.log(ref / (1 - ref))).sigmoid(),
         atol=1e-4, rtol=1e-4)

@@ -110,8 +110,11 @@ def test_six_decoder_layers_give_eight_groups(name, toy_data_root):
     data = _data(cfg, model, toy_data_root)
     head_in = model.forward_transformer(
         model.extract_feat(data['inputs']), data['data_samples'], with_ks_teachers=True)
-    assert head_in['hidden_states'].shape[0] == 8
-    assert len(head_in['references']) == 8
+    # 6 student layers + 2 teacher groups of one layer each
+    assert head_in['hidden_states'].shape[0] == 6
+    assert sorted(head_in['ks_teacher_hidden_states']) == ['ks_share_a', 'ks_share_v']
+    assert sorted(head_in['ks_teacher_references']) == ['ks_share_a', 'ks_share_v']
+    assert all(h.shape[0] == 1 for h in head_in['ks_teacher_hidden_states'].values())
     losses = model.loss(data['inputs'], data['data_samples'])
     prefixes = {k.rsplit('loss_', 1)[0] for k in losses}
     assert prefixes == {'', 'd0.', 'd1.', 'd2.', 'd3.', 'd4.', 'ks_share_v.', 'ks_share_a.'}
