@@ -2,11 +2,15 @@
 
 
 def build_runner(cfg):
-    """The mmengine Runner of ``cfg``: ``Runner.from_cfg``, or the registered ``runner_type``."""
+    """The mmengine Runner of ``cfg``: ``Runner.from_cfg``, or the registered ``runner_type``;
+    a ``DivergenceHook`` joins ``cfg.custom_hooks`` unless the config has one."""
     from mmdet.utils import setup_cache_size_limit_of_dynamo
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
     setup_cache_size_limit_of_dynamo()
+    hooks = list(cfg.get('custom_hooks') or [])
+    if not any(h.get('type') in ('DivergenceHook', 'mmengine.DivergenceHook') for h in hooks):
+        cfg.custom_hooks = hooks + [dict(type='DivergenceHook')]  # stop a diverging run clearly
     if 'runner_type' not in cfg:
         return Runner.from_cfg(cfg)
     return RUNNERS.build(cfg)
