@@ -9,8 +9,9 @@ def build_runner(cfg):
     from mmengine.runner import Runner
     setup_cache_size_limit_of_dynamo()
     hooks = list(cfg.get('custom_hooks') or [])
-    if not any(h.get('type') in ('DivergenceHook', 'mmengine.DivergenceHook') for h in hooks):
-        cfg.custom_hooks = hooks + [dict(type='DivergenceHook')]  # stop a diverging run clearly
+    names = [str(h.get('type') if isinstance(h, dict) else h) for h in hooks]
+    if not any('DivergenceHook' in name for name in names):
+        cfg.custom_hooks = hooks + [dict(type='DivergenceHook')]  # a diverging run stops clearly
     if 'runner_type' not in cfg:
         return Runner.from_cfg(cfg)
     return RUNNERS.build(cfg)

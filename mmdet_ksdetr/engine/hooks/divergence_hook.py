@@ -33,8 +33,8 @@ class DivergenceHook(Hook):
       largest absolute value of all trained parameters after the update, in one host sync;
       each loss's last finite value is remembered for the message.
     * After the forward of every DETR head in training mode (a module forward hook, so the
-      frozen teacher and validation are skipped): its outputs, in one host sync, right before
-      the head's Hungarian assigner (which copies its cost to the CPU anyway). Huge but finite
+      frozen teacher and validation are skipped): its outputs, in one host sync per head call,
+      right before the head's Hungarian assigner (which copies its cost to the CPU anyway). Huge but finite
       weights often give NaN only in the next forward pass; this stops the run there instead
       of inside scipy.
 
