@@ -96,12 +96,33 @@ def disable_dropout(module):
     return module
 
 
+def perturb_parameters(module, seed, std=0.05):
+    """Add seeded N(0, std^2) noise to every parameter of ``module`` (in place; returns it).
+
+    mmdet zero-initialises the last box layer of DETR heads, so freshly built models predict
+    their reference points as boxes: a student decoding the teacher's queries (or the same
+    random queries) then predicts exactly the teacher's boxes, and every L1 term sits at its
+    kink |0|, where one ulp of round-off flips the gradient sign(0) from 0 to +-1. Noise on
+    every parameter moves such comparisons off the kink."""
+    import torch
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(torch.randn(p.shape, generator=g).to(p) * std)
+    return module
+
+
 def distill_loss_and_grads(algo, batch, seed):
     """One ``algo.loss`` + backward on a copy of ``batch`` with dropout off: the loss dict, the
-    student's parameter gradients, and how often the student's ``forward_decoder`` ran."""
+    student's parameter gradients, and how often the student's ``forward_decoder`` ran.
+
+    Every parameter (student and teacher) first gets seeded noise
+    (:func:`perturb_parameters`), so two computations that should agree are not compared
+    at the kink of an L1 term (fresh DETR heads predict student boxes equal to the teacher's)."""
     import copy
 
     import torch
+    perturb_parameters(algo, seed)
     disable_dropout(algo).train()
     data = algo.data_preprocessor(copy.deepcopy(batch), True)
     calls = []

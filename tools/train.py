@@ -14,8 +14,9 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 import mmdet_ksdetr  # noqa: E402,F401  (compat shims + registration)
 from mmengine.config import DictAction  # noqa: E402
 
-from mmdet_ksdetr.utils import (InputError, build_runner, check_config_path,  # noqa: E402
-                                check_data_paths, shutdown_distributed)
+from mmdet_ksdetr.engine.hooks import describe_divergence  # noqa: E402
+from mmdet_ksdetr.utils import (InputError, TrainingDivergedError, build_runner,  # noqa: E402
+                                check_config_path, check_data_paths, shutdown_distributed)
 
 
 def parse_args(argv=None):
@@ -86,7 +87,14 @@ def main(argv=None):
         cfg = build_config(args)
     except (InputError, FileNotFoundError) as e:
         sys.exit(f'train.py: error: {e}')
-    build_runner(cfg).train()
+    runner = build_runner(cfg)
+    try:
+        runner.train()
+    except (TrainingDivergedError, ValueError) as e:  # NaN/inf loss, weights or matching cost
+        message = describe_divergence(runner, e)
+        if message is None:
+            raise
+        sys.exit(f'train.py: error: {message}')
     shutdown_distributed()
 
 

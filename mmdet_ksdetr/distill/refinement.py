@@ -31,6 +31,8 @@ from mmengine.structures import InstanceData
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
+from ..utils.divergence import check_finite_cost
+
 __all__ = [
     'RefinedTeacher', 'refine_teacher_predictions', 'assign_teacher_layers', 'pad_gt',
     'gt_from_data_samples', 'TeacherPredictionRefiner', 'aligned_iou_cxcywh'
@@ -276,7 +278,8 @@ def assign_teacher_layers(logits: Tensor, boxes: Tensor, batch_data_samples,
                                 bboxes=xyxy[:, b].reshape(L * Q, 4) * factor)
             cost = sum(mc(pred_instances=pred, gt_instances=gt_inst, img_meta=ds.metainfo)
                        for mc in match_costs)
-            cost = cost.view(L, Q, -1).float().cpu().numpy()
+            cost = check_finite_cost(cost.view(L, Q, -1).float().cpu().numpy(),
+                                     'TPRD teacher-to-GT matching')
             for layer in range(L):
                 rows, cols = linear_sum_assignment(cost[layer])
                 out[layer, b, torch.as_tensor(rows, device=out.device)] = torch.as_tensor(

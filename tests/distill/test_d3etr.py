@@ -7,7 +7,7 @@ import torch
 from mmengine.logging import MMLogger
 from mmengine.registry import init_default_scope
 from mmrazor.registry import MODELS
-from toy_helpers import load_toy_config, toy_batch
+from toy_helpers import load_toy_config, perturb_parameters, toy_batch
 
 from mmdet_ksdetr.distill.algorithms.d3etr import _sub_matrix
 from mmdet_ksdetr.distill.attention_recorder import DecoderAttentionRecorder
@@ -34,10 +34,7 @@ def _build(path, data_root, seed=0, **algo):
 
 
 def _perturb_and_copy(algo, seed=3):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in algo.teacher.parameters():
-            p.add_(torch.randn(p.shape, generator=g) * 0.05)
+    perturb_parameters(algo.teacher, seed)
     algo.student.load_state_dict(algo.teacher.state_dict())
 
 

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from mmdet_ksdetr.distill.losses.distill_matcher import DistillHungarianMatcher
 from mmdet_ksdetr.distill.losses.hungarian_logit_kd_loss import HungarianLogitKDLoss
+from mmdet_ksdetr.utils import TrainingDivergedError
 
 
 def _random_case(ns, nt, c=3, seed=0):
@@ -83,9 +84,13 @@ def test_matcher_rejects_bad_input():
     with pytest.raises(ValueError, match='class counts'):
         DistillHungarianMatcher().match(torch.zeros(2, 3), torch.rand(2, 4), torch.zeros(2, 4),
                                         torch.rand(2, 4), torch.ones(4))
-    with pytest.raises(FloatingPointError):
-        DistillHungarianMatcher().match(torch.full((2, 3), float('nan')), torch.rand(2, 4),
-                                        torch.rand(2, 3), torch.rand(2, 4), torch.ones(4))
+    for bad in (float('nan'), float('inf')):
+        logits = torch.zeros(2, 3)
+        logits[1, 2] = bad
+        with pytest.raises(TrainingDivergedError, match='student-to-teacher distillation '
+                           'matching cost has NaN/inf entries.*clip_grad'):
+            DistillHungarianMatcher().match(logits, torch.rand(2, 4), torch.rand(2, 3),
+                                            torch.rand(2, 4), torch.ones(4))
 
 
 def test_logit_kd_loss_formula_and_unmatched_background():

@@ -8,7 +8,7 @@ from mmengine.logging import MMLogger
 from mmengine.registry import init_default_scope
 from mmrazor.registry import MODELS
 from toy_helpers import (assert_same_tensors, distill_loss_and_grads, load_toy_config,
-                          toy_batch)
+                          perturb_parameters, toy_batch)
 
 from mmdet_ksdetr.distill.losses.kd_detr_loss import KDDETRLoss
 from mmdet_ksdetr.distill.query_groups import (decode_group, own_queries_group, query_kind,
@@ -52,10 +52,7 @@ def _data(algo, cfg, data_root):
 def _perturb_and_copy_teacher_to_student(algo, seed=3):
     """Random non-zero weights everywhere (mmdet zero-inits the last box layer), then the
     student becomes an exact copy of the teacher."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in algo.teacher.parameters():
-            p.add_(torch.randn(p.shape, generator=g) * 0.05)
+    perturb_parameters(algo.teacher, seed)
     algo.student.load_state_dict(algo.teacher.state_dict())
 
 

@@ -109,3 +109,20 @@ def test_training_step(path, toy_data_root):
     assert algo.student.neck.convs[0].conv.weight.grad.abs().sum() > 0
     assert any(p.grad is not None and p.grad.abs().sum() > 0
                for p in algo.student.bbox_head.parameters())
+
+
+def test_hard_negative_matching_rejects_non_finite_cost(toy_data_root):
+    """The hard-negative Hungarian matching checks the cost it hands to scipy: NaN/inf there
+    raises TrainingDivergedError, outside the selected rows / columns it is never read."""
+    from mmdet_ksdetr.utils import TrainingDivergedError
+    algo, _ = _build(CFG, toy_data_root)
+    cost = torch.rand(1, 4, 3)
+    s_hn = torch.tensor([[True, True, False, False]])
+    t_hn = torch.tensor([[True, False, True]])
+    cost[0, 3, 1] = float('nan')  # row 3 / column 1 are not hard negatives
+    b, s, t = algo._hard_negative_pairs(cost, s_hn, t_hn)
+    assert b.tolist() == [0, 0] and sorted(s.tolist()) == [0, 1]
+    for bad in (float('nan'), float('inf')):
+        cost[0, 1, 2] = bad
+        with pytest.raises(TrainingDivergedError, match='QSKD hard-negative matching'):
+            algo._hard_negative_pairs(cost, s_hn, t_hn)

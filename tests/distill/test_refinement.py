@@ -255,3 +255,25 @@ def test_batched_assignment_equals_mmdet_assigner():
     slow = assign_teacher_layers(logits, boxes, samples, Wrapped())
     assert torch.equal(fast, slow)
     assert (fast >= 0).sum() == L * 4
+
+
+@pytest.mark.parametrize('where,bad', [('logits', float('nan')), ('boxes', float('nan')),
+                                       ('boxes', float('inf'))])
+def test_non_finite_teacher_predictions_raise_divergence(where, bad):
+    """A NaN/inf matching cost (from a NaN GT-class logit, a NaN or inf box) stops with
+    TrainingDivergedError naming the TPRD matching, not scipy's "matrix contains invalid
+    numeric entries"."""
+    from mmdet_ksdetr.distill.refinement import assign_teacher_layers
+    from mmdet_ksdetr.utils import TrainingDivergedError
+    logits = torch.zeros(2, 1, 4, 3)
+    boxes = torch.full((2, 1, 4, 4), 0.5)
+    samples = [_sample(64, 96, [[5, 5, 40, 30]], [0])]
+    assigner = TeacherPredictionRefiner().assigner
+    assert (assign_teacher_layers(logits, boxes, samples, assigner) >= 0).sum() == 2
+    if where == 'logits':
+        logits[1, 0, 2, 0] = bad  # the GT's class: the focal cost reads it
+    else:
+        boxes[1, 0, 2, 1] = bad
+    with pytest.raises(TrainingDivergedError, match='TPRD teacher-to-GT matching cost has '
+                       'NaN/inf entries.*clip_grad=dict'):
+        assign_teacher_layers(logits, boxes, samples, assigner)

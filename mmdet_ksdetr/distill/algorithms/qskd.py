@@ -8,6 +8,7 @@ from mmdet.structures.bbox import bbox_cxcywh_to_xyxy, bbox_overlaps
 from mmrazor.registry import MODELS
 from scipy.optimize import linear_sum_assignment
 
+from ...utils.divergence import check_finite_cost
 from ..attention_recorder import DecoderAttentionRecorder
 from ..losses.distill_matcher import DistillHungarianMatcher
 from ..losses.pair_kd_loss import PairKDLoss
@@ -125,7 +126,8 @@ class QSKD(TPRDDistillBase):
             rows, cols = np.nonzero(s_np[b])[0], np.nonzero(t_np[b])[0]
             if len(rows) == 0 or len(cols) == 0:
                 continue
-            r, c = linear_sum_assignment(cost_np[b][np.ix_(rows, cols)])
+            r, c = linear_sum_assignment(
+                check_finite_cost(cost_np[b][np.ix_(rows, cols)], 'QSKD hard-negative matching'))
             out[0].append(np.full(len(r), b))
             out[1].append(rows[r])
             out[2].append(cols[c])

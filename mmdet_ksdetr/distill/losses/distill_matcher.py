@@ -19,6 +19,8 @@ from mmrazor.registry import TASK_UTILS
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
+from ...utils.divergence import check_finite_cost
+
 __all__ = ['DistillHungarianMatcher', 'soft_bce_cost']
 
 
@@ -89,9 +91,7 @@ class DistillHungarianMatcher:
         lead, (ns, nt) = cost.shape[:-2], cost.shape[-2:]
         m = min(ns, nt)
         flat = cost.reshape(-1, ns, nt).cpu().numpy().astype(np.float32, copy=False)
-        if not np.isfinite(flat).all():
-            raise FloatingPointError('distillation matching cost has NaN/inf entries: the '
-                                     'student or the teacher produced non-finite outputs')
+        check_finite_cost(flat, 'student-to-teacher distillation matching')
         s_idx = np.empty((flat.shape[0], m), dtype=np.int64)
         t_idx = np.empty((flat.shape[0], m), dtype=np.int64)
         for k in range(flat.shape[0]):

@@ -8,6 +8,8 @@ from mmdet.structures.bbox import bbox_overlaps
 from mmengine.structures import InstanceData
 from torch import Tensor
 
+from ...utils.divergence import check_finite_cost
+
 
 @dataclass
 class OneToManyAssignResult:
@@ -109,7 +111,8 @@ class OneToManyAssigner:
     def assign(self, pred_instances: InstanceData, gt_instances: InstanceData,
                img_meta: Optional[dict] = None, **kwargs) -> OneToManyAssignResult:
         """Assign queries to GTs; returns the positive (query, GT) pairs of one image."""
-        scores = self.match_scores(pred_instances, gt_instances)
+        scores = check_finite_cost(self.match_scores(pred_instances, gt_instances),
+                                   'DAC one-to-many assignment')
         num_gts, num_queries = scores.shape
         device = scores.device
         empty = torch.zeros(0, dtype=torch.long, device=device)

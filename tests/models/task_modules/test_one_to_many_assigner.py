@@ -5,6 +5,7 @@ from mmdet.registry import TASK_UTILS
 from mmengine.structures import InstanceData
 
 from mmdet_ksdetr.models.task_modules.one_to_many_assigner import OneToManyAssigner
+from mmdet_ksdetr.utils import TrainingDivergedError
 
 NEG = -30.0  # sigmoid(-30) ~ 1e-13: no class term
 
@@ -119,3 +120,18 @@ def test_no_gt_and_bad_input():
         assigner.assign(_preds([[0, 0, 10]], torch.zeros(1, 2)), _gts([[0, 0, 5, 5]], [0]))
     with pytest.raises(ValueError, match='topk'):
         OneToManyAssigner(topk=0)
+
+
+@pytest.mark.parametrize('where', ['logits', 'boxes'])
+def test_non_finite_predictions_raise_divergence_not_nan_positives(where):
+    """A NaN prediction stops with TrainingDivergedError instead of positives with NaN match
+    scores. (IoU and sigmoid keep M finite for inf inputs; NaN is the only non-finite M.)"""
+    logits = torch.full((3, 2), NEG)
+    boxes = torch.tensor([[0, 0, 10, 10], [20, 20, 30, 30], [0, 0, 12, 12]], dtype=torch.float)
+    gts = _gts([[0, 0, 10, 10]], [0])
+    assert OneToManyAssigner().assign(_preds(boxes.tolist(), logits), gts).num_pos >= 1
+    (logits if where == 'logits' else boxes)[0, 0] = float('nan')
+    with pytest.raises(TrainingDivergedError,
+                       match='DAC one-to-many assignment cost has NaN/inf entries'):
+        OneToManyAssigner().assign(_preds(boxes.tolist(), logits), gts)
+
