@@ -14,8 +14,8 @@ from mmdet_ksdetr.distill.attention_recorder import DecoderAttentionRecorder
 from mmdet_ksdetr.distill.losses.pair_kd_loss import PairKDLoss
 from mmdet_ksdetr.models.detr_internals import get_detr_internals
 
-CFG = 'toy/d3etr_deformable-detr_tiny-r18_1xb2-12e_toy.py'
-CFG_TPRD = 'toy/d3etr-tprd_deformable-detr_tiny-r18_1xb2-12e_toy.py'
+CFG = 'toy/d3etr/d3etr_deformable-detr_tiny-r18_1xb2-12e_toy.py'
+CFG_TPRD = 'toy/d3etr/d3etr-tprd_deformable-detr_tiny-r18_1xb2-12e_toy.py'
 
 
 def _build(path, data_root, seed=0, **algo):

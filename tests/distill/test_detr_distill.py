@@ -15,7 +15,7 @@ from mmdet_ksdetr.distill.algorithms.detr_distill import DETRDistill, teacher_la
 from mmdet_ksdetr.distill.algorithms.detr_distill_base import TeacherCheckpointError
 from mmdet_ksdetr.models.detr_internals import get_detr_internals
 
-CFG = 'toy/detr-distill_deformable-detr_tiny-r18_1xb2-12e_toy.py'
+CFG = 'toy/detr_distill/detr-distill_deformable-detr_tiny-r18_1xb2-12e_toy.py'
 TOY = {
     'conditional': 'toy/conditional-detr_tiny-r18_1xb2-12e_toy.py',
     'dab': 'toy/dab-detr_tiny-r18_1xb2-12e_toy.py',

@@ -15,7 +15,7 @@ from mmdet_ksdetr.distill.losses.decoupled_kd_loss import decoupled_kd_loss
 from mmdet_ksdetr.distill.losses.hungarian_logit_kd_loss import gather_queries
 from mmdet_ksdetr.models.detr_internals import get_detr_internals
 
-CFG = 'toy/detr-distill-tprd_deformable-detr_tiny-r18_1xb2-12e_toy.py'
+CFG = 'toy/detr_distill/detr-distill-tprd_deformable-detr_tiny-r18_1xb2-12e_toy.py'
 
 
 def _build(data_root, **algo):

@@ -10,7 +10,8 @@ from toy_helpers import load_toy_config, toy_batch
 
 from mmdet_ksdetr.distill.losses.fgd_loss import FGDLoss
 
-CFGS = {m: f'toy/{m}_deformable-detr_tiny-r18_1xb2-12e_toy.py' for m in ('fitnet', 'mgd', 'fgd')}
+CFGS = {m: f'toy/feature_kd/{m}_deformable-detr_tiny-r18_1xb2-12e_toy.py'
+        for m in ('fitnet', 'mgd', 'fgd')}
 
 
 def _build(method, data_root, **algo):

@@ -16,12 +16,12 @@ from mmdet_ksdetr.distill.query_groups import (decode_group, own_queries_group, 
 from mmdet_ksdetr.models.detr_internals import get_detr_internals
 
 CFG = {
-    'deformable': 'toy/kd-detr_deformable-detr_tiny-r18_1xb2-12e_toy.py',
-    'deformable_tprd': 'toy/kd-detr-tprd_deformable-detr_tiny-r18_1xb2-12e_toy.py',
-    'dab': 'toy/kd-detr_dab-detr_tiny-r18_1xb2-12e_toy.py',
-    'dab_tprd': 'toy/kd-detr-tprd_dab-detr_tiny-r18_1xb2-12e_toy.py',
-    'dino': 'toy/kd-detr_dino-4scale_tiny-r18_1xb2-12e_toy.py',
-    'dino_tprd': 'toy/kd-detr-tprd_dino-4scale_tiny-r18_1xb2-12e_toy.py',
+    'deformable': 'toy/kd_detr/kd-detr_deformable-detr_tiny-r18_1xb2-12e_toy.py',
+    'deformable_tprd': 'toy/kd_detr/kd-detr-tprd_deformable-detr_tiny-r18_1xb2-12e_toy.py',
+    'dab': 'toy/kd_detr/kd-detr_dab-detr_tiny-r18_1xb2-12e_toy.py',
+    'dab_tprd': 'toy/kd_detr/kd-detr-tprd_dab-detr_tiny-r18_1xb2-12e_toy.py',
+    'dino': 'toy/kd_detr/kd-detr_dino-4scale_tiny-r18_1xb2-12e_toy.py',
+    'dino_tprd': 'toy/kd_detr/kd-detr-tprd_dino-4scale_tiny-r18_1xb2-12e_toy.py',
 }
 
 

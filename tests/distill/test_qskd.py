@@ -12,8 +12,8 @@ from mmdet_ksdetr.distill.algorithms.qskd import _max_giou_to_gt, _query_of_gt
 from mmdet_ksdetr.distill.attention_recorder import splat_attention
 from mmdet_ksdetr.distill.losses.qskd_feature_loss import AttnGuidedFeatureLoss
 
-CFG = 'toy/qskd_deformable-detr_tiny-r18_1xb2-12e_toy.py'
-CFG_TPRD = 'toy/qskd-tprd_deformable-detr_tiny-r18_1xb2-12e_toy.py'
+CFG = 'toy/qskd/qskd_deformable-detr_tiny-r18_1xb2-12e_toy.py'
+CFG_TPRD = 'toy/qskd/qskd-tprd_deformable-detr_tiny-r18_1xb2-12e_toy.py'
 
 
 def _build(path, data_root, seed=0, same_student=False, **algo):

@@ -7,8 +7,8 @@ from toy_helpers import CONFIGS, ROOT, run_tool
 
 sys.path.insert(0, f'{ROOT}/tools/analysis_tools')
 
-TPRD_CFG = f'{CONFIGS}/toy/kd-detr-tprd_deformable-detr_tiny-r18_1xb2-12e_toy.py'
-PLAIN_CFG = f'{CONFIGS}/toy/kd-detr_deformable-detr_tiny-r18_1xb2-12e_toy.py'
+TPRD_CFG = f'{CONFIGS}/toy/kd_detr/kd-detr-tprd_deformable-detr_tiny-r18_1xb2-12e_toy.py'
+PLAIN_CFG = f'{CONFIGS}/toy/kd_detr/kd-detr_deformable-detr_tiny-r18_1xb2-12e_toy.py'
 TINY = ['--iters', '2', '--warmup', '0', '--img-size', '64', '--batch-size', '1', '--num-gts',
         '2', '--threads', '1']
 
@@ -31,7 +31,7 @@ def test_benchmark_train_times_a_distillation_config_as_benchmark_distill(tmp_pa
     """benchmark_train.py given one DETR distillation config measures, in one run, the
     distillation step against (student step + teacher forward)."""
     import benchmark_train
-    cfg = f'{CONFIGS}/toy/detr-distill_deformable-detr_tiny-r18_1xb2-12e_toy.py'
+    cfg = f'{CONFIGS}/toy/detr_distill/detr-distill_deformable-detr_tiny-r18_1xb2-12e_toy.py'
     out = tmp_path / 'r.json'
     res = benchmark_train.main([cfg, *TINY, '--timer', 'cpu', '--json', str(out)])
     med = res['median_s']
