@@ -2,7 +2,8 @@
 # pairs every query), adaptive + fixed matching, predictions 1 / 5 / 2, self-attention 1e4,
 # cross-attention 1e3. TPRD variant: d3etr-tprd_deformable-detr_tiny-r18_1xb2-12e_toy.py.
 #
-#   PORT=29641 bash tools/dist_train.sh configs/toy/d3etr/d3etr_deformable-detr_tiny-r18_1xb2-12e_toy.py 2
+#   PORT=29641 bash tools/dist_train.sh \
+#       configs/toy/d3etr/d3etr_deformable-detr_tiny-r18_1xb2-12e_toy.py 2
 _base_ = ['../deformable-detr_tiny-r18_1xb2-12e_toy.py']
 
 teacher_ckpt = 'work_dirs/deformable-detr_tiny-r18_1xb2-12e_toy/epoch_12.pth'

@@ -3,7 +3,8 @@
 # predictions 1 / 5 / 2 averaged per pair, attention-guided feature loss 100.
 # TPRD variant: qskd-tprd_deformable-detr_tiny-r18_1xb2-12e_toy.py.
 #
-#   PORT=29641 bash tools/dist_train.sh configs/toy/qskd/qskd_deformable-detr_tiny-r18_1xb2-12e_toy.py 2
+#   PORT=29641 bash tools/dist_train.sh \
+#       configs/toy/qskd/qskd_deformable-detr_tiny-r18_1xb2-12e_toy.py 2
 _base_ = ['../deformable-detr_tiny-r18_1xb2-12e_toy.py']
 
 teacher_ckpt = 'work_dirs/deformable-detr_tiny-r18_1xb2-12e_toy/epoch_12.pth'
