@@ -1,0 +1,138 @@
+"""Loss dict and parameter-gradient fingerprints of every toy KS, DAC, distiller and baseline
+config on one fixed batch, dropout off: the numbers a refactoring must not change.
+
+Record (writes ``reference.json`` beside this file; run from the repository root):
+
+    python tests/data/equivalence/recorder.py
+
+``tests/test_equivalence_reference.py`` recomputes the same numbers with the code as it is and
+compares them with the recorded ones to float32 round-off. Re-record only when a change of
+behaviour is intended, and say so in the commit.
+
+Each model is built with seed 0, ``init_weights()`` as the Runner does, then every parameter is
+moved by seeded N(0, 0.02) noise (mmdet zero-inits the last box layer; exact zeros would put L1
+terms at their kink, where round-off flips the sign of the gradient). Distillers get a random
+teacher (``teacher_ckpt=None``). The batch is the first two training images of the toy set
+(``make_toy_coco(seed=0)``) through the train pipeline after ``set_random_seed(0)``, and ``torch.manual_seed(1)`` runs right before the loss so that
+denoising noise and random distillation queries are the same draw.
+
+A gradient is fingerprinted by three numbers: its sum, its L2 norm, and its dot product with a
+fixed N(0, 1) vector (seeded by the parameter's name), which together catch any change beyond
+round-off in any element.
+"""
+import copy
+import json
+import os
+import os.path as osp
+import sys
+import tempfile
+import warnings
+import zlib
+
+HERE = osp.dirname(osp.abspath(__file__))
+ROOT = osp.dirname(osp.dirname(osp.dirname(HERE)))
+REFERENCE = osp.join(HERE, 'reference.json')
+TOY = osp.join(ROOT, 'configs', 'toy')
+
+
+def toy_configs():
+    """Every toy config, relative to the repository root, sorted."""
+    out = []
+    for dirpath, _, files in os.walk(TOY):
+        for f in files:
+            if f.endswith('.py'):
+                out.append(osp.relpath(osp.join(dirpath, f), ROOT))
+    return sorted(out)
+
+
+def _noise_all_parameters(model, seed=7, std=0.02):
+    import torch
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for _, p in sorted(model.named_parameters(), key=lambda kv: kv[0]):
+            p.add_(torch.randn(p.shape, generator=g) * std)
+
+
+def _fingerprint(name, grad):
+    import torch
+    g = grad.detach().double().flatten()
+    gen = torch.Generator().manual_seed(zlib.crc32(name.encode()))
+    probe = torch.randn(g.numel(), generator=gen, dtype=torch.float64)
+    return [float(g.sum()), float(g.norm()), float(g @ probe)]
+
+
+def build_model(cfg):
+    import torch
+    from mmengine.logging import MMLogger
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmdet')
+    torch.manual_seed(0)
+    model_cfg = copy.deepcopy(cfg.model)
+    if 'teacher_ckpt' in model_cfg:
+        model_cfg['teacher_ckpt'] = None
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        if model_cfg.get('_scope_') == 'mmrazor':
+            from mmrazor.registry import MODELS
+        else:
+            from mmdet.registry import MODELS
+        model = MODELS.build(model_cfg)
+    MMLogger.get_current_instance().setLevel('WARNING')
+    model.init_weights()
+    _noise_all_parameters(model)
+    return model
+
+
+def record_one(rel_cfg, data_root):
+    """``{'losses': {name: value}, 'grads': {param: [sum, norm, probe]}}`` of one config."""
+    import torch
+    from mmengine.config import Config
+    sys.path.insert(0, osp.join(ROOT, 'tests'))
+    from toy_helpers import disable_dropout, set_toy_data_root, toy_batch
+    cfg = set_toy_data_root(Config.fromfile(osp.join(ROOT, rel_cfg)), data_root)
+    model = build_model(cfg)
+    disable_dropout(model).train()
+    from mmengine.runner import set_random_seed
+    set_random_seed(0)  # the train pipeline's random flip draws from python / numpy
+    batch = toy_batch(cfg, data_root, 'train', 2)
+    data = model.data_preprocessor(batch, True)
+    torch.manual_seed(1)
+    losses = model.loss(data['inputs'], data['data_samples'])
+    total = sum(v for k, v in losses.items() if 'loss' in k and isinstance(v, torch.Tensor))
+    total.backward()
+    out_losses = {}
+    for k, v in losses.items():
+        if isinstance(v, torch.Tensor):
+            out_losses[k] = float(v.detach().double().sum())
+    grads = {n: _fingerprint(n, p.grad) for n, p in model.named_parameters()
+             if p.grad is not None}
+    return {'losses': out_losses, 'grads': grads}
+
+
+def make_data_root(tmpdir):
+    sys.path.insert(0, osp.join(ROOT, 'tools', 'misc'))
+    from make_toy_coco import make_toy_coco
+    root = osp.join(tmpdir, 'toy_coco')
+    make_toy_coco(root, num_train=16, num_val=8, seed=0)
+    return root + '/'
+
+
+def main():
+    import torch
+    torch.set_num_threads(1)
+    import mmdet_ksdetr  # noqa: F401
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = make_data_root(tmp)
+        for rel in toy_configs():
+            print('recording', rel, flush=True)
+            out[rel] = record_one(rel, root)
+    tmp_path = REFERENCE + '.tmp'
+    with open(tmp_path, 'w') as f:
+        json.dump(out, f, indent=0, sort_keys=True)
+    os.replace(tmp_path, REFERENCE)
+    print('wrote', REFERENCE)
+
+
+if __name__ == '__main__':
+    main()
