@@ -2,7 +2,7 @@
 # -> Deformable DETR R50 (student), 50 epochs, 8 GPUs x 2 images (spec detr-distill.md §1, §3).
 # Release: teacher 44.8 AP, student 44.1 -> 46.6 AP (COCO val2017; not reproduced here).
 #
-#   bash tools/dist_train.sh configs/detr_distill/deformable-detr_r101_16xb2-50e_coco.py 8
+#   bash tools/dist_train.sh configs/detectors/deformable-detr_r101_16xb2-50e_coco.py 8
 #   bash tools/dist_train.sh configs/detr_distill/<this file> 8 \
 #       --cfg-options model.teacher_ckpt=work_dirs/deformable-detr_r101_16xb2-50e_coco/epoch_50.pth
 #   python tools/pth_transfer.py --ckpt_path work_dirs/<this>/epoch_50.pth --output_path r50.pth

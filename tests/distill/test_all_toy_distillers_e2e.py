@@ -21,7 +21,7 @@ from toy_helpers import CONFIGS, free_port, run_tool, toy_data_cfg_options
 DISTILLER_TYPES = ('DETRDistill', 'KDDETR', 'D3ETR', 'QSKD', 'DETRFeatureKD')
 DISTILLER_PREFIXES = ('detr-distill', 'kd-detr', 'd3etr', 'qskd', 'fitnet', 'mgd', 'fgd')
 TOY_DISTILL_CONFIGS = sorted(
-    p for p in glob.glob(osp.join(CONFIGS, 'toy', '*.py'))
+    p for p in glob.glob(osp.join(CONFIGS, 'toy', '**', '*.py'), recursive=True)
     if osp.basename(p).split('_')[0].replace('-tprd', '') in DISTILLER_PREFIXES)
 
 slow = pytest.mark.skipif(os.environ.get('MMDET_KSDETR_SLOW') != '1',
@@ -32,7 +32,7 @@ def test_sweep_lists_every_toy_distiller():
     """The sweep covers 4 TPRD distillers with and without TPRD plus the feature baselines, and
     no distiller config in configs/toy/ escapes it."""
     names = [osp.basename(p) for p in TOY_DISTILL_CONFIGS]
-    for path in glob.glob(osp.join(CONFIGS, 'toy', '*.py')):
+    for path in glob.glob(osp.join(CONFIGS, 'toy', '**', '*.py'), recursive=True):
         is_distiller = Config.fromfile(path).model.get('type') in DISTILLER_TYPES
         assert is_distiller == (path in TOY_DISTILL_CONFIGS), path
     assert sum(n.split('_')[0].endswith('-tprd') for n in names) >= 4, names

@@ -14,7 +14,8 @@ import torch
 from toy_helpers import CONFIGS, free_port, run_tool, toy_data_cfg_options
 
 TEACHER_CFG = osp.join(CONFIGS, 'toy', 'deformable-detr_tiny-r18_1xb2-12e_toy.py')
-DISTILL_CFG = osp.join(CONFIGS, 'toy', 'detr-distill_deformable-detr_tiny-r18_1xb2-12e_toy.py')
+DISTILL_CFG = osp.join(CONFIGS, 'toy', 'detr_distill',
+                       'detr-distill_deformable-detr_tiny-r18_1xb2-12e_toy.py')
 
 
 def _last_metrics(json_files):

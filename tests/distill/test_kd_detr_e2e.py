@@ -11,7 +11,7 @@ from mmdet.registry import MODELS
 from mmengine.registry import init_default_scope
 from toy_helpers import free_port, load_toy_config, run_tool, toy_data_cfg_options
 
-CFG = 'configs/toy/kd-detr-tprd_deformable-detr_tiny-r18_1xb2-12e_toy.py'
+CFG = 'configs/toy/kd_detr/kd-detr-tprd_deformable-detr_tiny-r18_1xb2-12e_toy.py'
 TEACHER = 'toy/deformable-detr_tiny-r18_1xb2-12e_toy.py'
 
 

@@ -101,12 +101,12 @@ def test_recorder_merges_or_falls_back(toy_data_root):
 
 def test_unknown_decoders_and_inputs_are_not_merged(toy_data_root):
     # KS-DETR changes the encoder only: its decoder pass is mmdet's and may be merged
-    model, inputs, samples = _build('toy/ks-deformable-detr_tiny-r18_1xb2-12e_toy.py',
+    model, inputs, samples = _build('toy/ks_detr/ks-deformable-detr_tiny-r18_1xb2-12e_toy.py',
                                     toy_data_root)
     assert supports_merged_decoding(model)
     # DAC-DETR's forward_decoder also runs its auxiliary decoder: not merged
     model, inputs, samples = _build(
-        'toy/dac-deformable-detr-refine-twostage_tiny-r18_1xb2-12e_toy.py', toy_data_root)
+        'toy/dac_detr/dac-deformable-detr-refine-twostage_tiny-r18_1xb2-12e_toy.py', toy_data_root)
     assert not supports_merged_decoding(model)
     model, inputs, samples = _build(TOY['deformable'], toy_data_root)
     main = get_detr_internals(model, inputs, samples).decoder_inputs

@@ -7,8 +7,8 @@ from toy_helpers import CONFIGS, ROOT, run_tool
 
 sys.path.insert(0, f'{ROOT}/tools/analysis_tools')
 
-TPRD_CFG = f'{CONFIGS}/toy/kd-detr-tprd_deformable-detr_tiny-r18_1xb2-12e_toy.py'
-PLAIN_CFG = f'{CONFIGS}/toy/kd-detr_deformable-detr_tiny-r18_1xb2-12e_toy.py'
+TPRD_CFG = f'{CONFIGS}/toy/kd_detr/kd-detr-tprd_deformable-detr_tiny-r18_1xb2-12e_toy.py'
+PLAIN_CFG = f'{CONFIGS}/toy/kd_detr/kd-detr_deformable-detr_tiny-r18_1xb2-12e_toy.py'
 TINY = ['--iters', '2', '--warmup', '0', '--img-size', '64', '--batch-size', '1', '--num-gts',
         '2', '--threads', '1']
 
@@ -27,11 +27,20 @@ def test_benchmark_distill_ratio_and_pieces(tmp_path, timer):
     assert json.loads(out.read_text())['timer'] == timer
 
 
+def test_benchmark_distill_times_tprd_without_hiding_the_refiner():
+    """QSKD + TPRD reads its refiner's assigner during the step: timing the refinement must
+    leave the refiner object in place."""
+    import benchmark_distill
+    cfg = f'{CONFIGS}/toy/qskd/qskd-tprd_deformable-detr_tiny-r18_1xb2-12e_toy.py'
+    res = benchmark_distill.main([cfg, *TINY, '--timer', 'cpu'])
+    assert res['distill_pieces_mean_s']['TPRD teacher refinement'] > 0
+
+
 def test_benchmark_train_times_a_distillation_config_as_benchmark_distill(tmp_path, capsys):
     """benchmark_train.py given one DETR distillation config measures, in one run, the
     distillation step against (student step + teacher forward)."""
     import benchmark_train
-    cfg = f'{CONFIGS}/toy/detr-distill_deformable-detr_tiny-r18_1xb2-12e_toy.py'
+    cfg = f'{CONFIGS}/toy/detr_distill/detr-distill_deformable-detr_tiny-r18_1xb2-12e_toy.py'
     out = tmp_path / 'r.json'
     res = benchmark_train.main([cfg, *TINY, '--timer', 'cpu', '--json', str(out)])
     med = res['median_s']

@@ -9,7 +9,7 @@ from toy_helpers import free_port, load_toy_config, run_tool, toy_data_cfg_optio
 
 from mmdet_ksdetr.models.detectors.ks_detr_mixin import is_ks_teacher_key, ks_student_state_dict
 
-CFG = 'configs/toy/ks-dab-detr_tiny-r18_1xb2-12e_toy.py'
+CFG = 'configs/toy/ks_detr/ks-dab-detr_tiny-r18_1xb2-12e_toy.py'
 
 
 def test_ks_dist_train_then_test(toy_data_root, tmp_path):

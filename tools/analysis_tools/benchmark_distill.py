@@ -5,7 +5,7 @@
 
 Builds the distillation algorithm of ``DISTILL_CFG`` with random weights (no checkpoint is
 loaded, nothing is downloaded) and times, interleaved on the same synthetic batches
-(``benchmark_train.make_batches``):
+(``mmdet_ksdetr.utils.benchmark.make_batches``):
 
 * ``distill``: one full training step of the algorithm (preprocess, teacher forward, student
   forward + GT loss, distillation losses, backward, optimizer step);
@@ -24,18 +24,15 @@ import json
 import os.path as osp
 import statistics
 import sys
-import time
-from collections import defaultdict
 
-HERE = osp.dirname(osp.abspath(__file__))
-sys.path.insert(0, osp.dirname(osp.dirname(HERE)))
-sys.path.insert(0, HERE)
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 import torch  # noqa: E402
 
 import mmdet_ksdetr  # noqa: E402,F401  (compat + registration)
-from benchmark_train import (_num_classes, _sync, add_timer_argument,  # noqa: E402
-                             build_model, make_batches, timer_clock)
+from mmdet_ksdetr.utils.benchmark import (CallTimers, add_timer_argument,  # noqa: E402
+                                          build_model, make_batches, num_classes, sync,
+                                          timer_clock)
 
 
 def parse_args(argv=None):
@@ -59,32 +56,6 @@ def parse_args(argv=None):
     return args
 
 
-class _Timers:
-    """Accumulates the time (``clock``) of wrapped callables (instance attributes, restored
-    never: the benchmark process ends)."""
-
-    def __init__(self, device, clock=time.perf_counter):
-        self.device = device
-        self.clock = clock
-        self.totals = defaultdict(float)
-        self.active = False
-
-    def wrap(self, obj, attr, name):
-        fn = getattr(obj, attr)
-
-        def timed(*a, **k):
-            if not self.active:
-                return fn(*a, **k)
-            _sync(self.device)
-            start = self.clock()
-            out = fn(*a, **k)
-            _sync(self.device)
-            self.totals[name] += self.clock() - start
-            return out
-
-        object.__setattr__(obj, attr, timed)
-
-
 def main(argv=None):
     args = parse_args(argv)
     if args.threads:
@@ -98,14 +69,17 @@ def main(argv=None):
     student_optim = build_optim_wrapper(student, copy.deepcopy(cfg.optim_wrapper))
     torch.manual_seed(args.seed)
     batches = make_batches(max(4, args.warmup + args.iters), args.batch_size, args.img_size,
-                           args.num_gts, _num_classes(cfg), args.seed)
+                           args.num_gts, num_classes(cfg), args.seed)
 
     clock = args.clock
-    timers = _Timers(args.device, clock)
+    timers = CallTimers(args.device, clock)
     timers.wrap(algo.matcher, 'match', 'hungarian matching') if hasattr(algo, 'matcher') \
         else None
-    if getattr(algo, 'refiner', None) is not None:  # TPRD
-        timers.wrap(algo, 'refiner', 'TPRD teacher refinement')
+    if getattr(algo, 'refiner', None) is not None:  # TPRD: the refiner's two steps (the
+        # refiner object itself stays: algorithms read its attributes, e.g. QSKD its assigner)
+        from mmdet_ksdetr.distill import refinement
+        for fn in ('assign_teacher_layers', 'refine_teacher_predictions'):
+            timers.wrap(refinement, fn, 'TPRD teacher refinement')
     for name, module in algo.distiller.distill_losses.items():
         for method in ('forward', 'forward_layers'):  # the layer-batched entry point too
             if hasattr(module, method):
@@ -115,14 +89,14 @@ def main(argv=None):
         algo.train()
         start = clock()
         algo.train_step(batch, optim)
-        _sync(args.device)
+        sync(args.device)
         return clock() - start
 
     def student_step(batch):
         student.train()
         start = clock()
         student.train_step(batch, student_optim)
-        _sync(args.device)
+        sync(args.device)
         return clock() - start
 
     def teacher_step(batch):
@@ -130,7 +104,7 @@ def main(argv=None):
         start = clock()
         data = algo.data_preprocessor(batch, True)
         algo.teacher_forward(data['inputs'], data['data_samples'])
-        _sync(args.device)
+        sync(args.device)
         return clock() - start
 
     steps = dict(distill=distill_step, student=student_step, teacher=teacher_step)

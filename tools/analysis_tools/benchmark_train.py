@@ -27,7 +27,7 @@ import os.path as osp
 import statistics
 import subprocess
 import sys
-import time
+import tempfile
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
@@ -35,6 +35,11 @@ import torch  # noqa: E402
 
 import mmdet_ksdetr  # noqa: E402,F401  (compat + registration)
 from mmdet_ksdetr.utils import InputError, check_config_path  # noqa: E402
+from mmdet_ksdetr.utils.benchmark import (add_timer_argument, build_model,  # noqa: E402
+                                          make_batches, num_classes, parse_cfg_options, sync,
+                                          timer_clock)
+
+DISTILL_TOOL = osp.join(osp.dirname(osp.abspath(__file__)), 'benchmark_distill.py')
 
 
 def parse_args(argv=None):
@@ -65,109 +70,6 @@ def parse_args(argv=None):
     return args
 
 
-def _strip_downloads(node):
-    """Remove pretrained-weight loading (nothing is downloaded; weights stay random)."""
-    if isinstance(node, dict):
-        init = node.get('init_cfg')
-        if isinstance(init, dict) and init.get('type') == 'Pretrained':
-            node['init_cfg'] = None
-        if 'teacher_ckpt' in node:
-            node['teacher_ckpt'] = None
-        for v in node.values():
-            _strip_downloads(v)
-    elif isinstance(node, (list, tuple)):
-        for v in node:
-            _strip_downloads(v)
-
-
-def _parse_options(options):
-    from mmengine.config import DictAction
-    parsed = {}
-    for kv in options:
-        key, val = kv.split('=', maxsplit=1)
-        parsed[key] = DictAction._parse_iterable(val)
-    return parsed
-
-
-def build_model(config, cfg_options, device):
-    """Build the model and its optimizer wrapper from a config (random init)."""
-    from mmengine.config import Config
-    from mmengine.optim import build_optim_wrapper
-    from mmengine.registry import MODELS, init_default_scope
-    cfg = Config.fromfile(check_config_path(config))
-    if cfg_options:
-        cfg.merge_from_dict(_parse_options(cfg_options))
-    _strip_downloads(cfg._cfg_dict)
-    init_default_scope(cfg.get('default_scope', 'mmdet'))
-    model = MODELS.build(cfg.model)
-    if hasattr(model, 'init_weights'):
-        model.init_weights()
-    model = model.to(device)
-    optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
-    return cfg, model, optim_wrapper
-
-
-def make_batches(n, batch_size, img_size, num_gts, num_classes, seed):
-    """``n`` synthetic batches in the dataloader format (uint8 CHW images + DetDataSample)."""
-    from mmdet.structures import DetDataSample
-    from mmengine.structures import InstanceData
-    gen = torch.Generator().manual_seed(seed)
-    batches = []
-    for _ in range(n):
-        inputs, samples = [], []
-        for _ in range(batch_size):
-            inputs.append(torch.randint(0, 256, (3, img_size, img_size), generator=gen,
-                                        dtype=torch.uint8))
-            xy = torch.rand(num_gts, 2, generator=gen) * img_size * 0.7
-            wh = (torch.rand(num_gts, 2, generator=gen) * 0.25 + 0.05) * img_size
-            boxes = torch.cat([xy, (xy + wh).clamp(max=img_size - 1)], dim=1)
-            sample = DetDataSample(metainfo=dict(
-                img_id=0, img_path='', ori_shape=(img_size, img_size),
-                img_shape=(img_size, img_size), scale_factor=(1.0, 1.0), flip=False,
-                flip_direction=None))
-            sample.gt_instances = InstanceData(
-                bboxes=boxes, labels=torch.randint(0, num_classes, (num_gts, ), generator=gen))
-            samples.append(sample)
-        batches.append(dict(inputs=inputs, data_samples=samples))
-    return batches
-
-
-def _num_classes(cfg):
-    def find(node):
-        if isinstance(node, dict):
-            if 'num_classes' in node and isinstance(node['num_classes'], int):
-                return node['num_classes']
-            for v in node.values():
-                found = find(v)
-                if found:
-                    return found
-        return None
-
-    return find(cfg._cfg_dict.get('model', {})) or 80
-
-
-def add_timer_argument(parser):
-    """``--timer {wall,cpu}``, shared by the benchmark tools of this folder."""
-    parser.add_argument('--timer', choices=['wall', 'cpu'], default='wall',
-                        help='wall clock, or CPU time of this process (CPU only: robust to '
-                        'other jobs sharing the cores; use with --threads 1)')
-
-
-def timer_clock(parser, args):
-    """The clock ``--timer`` asks for: ``time.perf_counter`` or, for ``cpu``,
-    ``time.process_time`` (refused on an accelerator, whose work it would not count)."""
-    if args.timer == 'wall':
-        return time.perf_counter
-    if torch.device(args.device).type != 'cpu':
-        parser.error('--timer cpu measures CPU time: use it with --device cpu')
-    return time.process_time
-
-
-def _sync(device):
-    if str(device).startswith('cuda'):
-        torch.cuda.synchronize()
-
-
 class Bench:
     """One model under test: a training step and a predict step on a given batch."""
 
@@ -183,20 +85,20 @@ class Bench:
     def train_step(self, batch):
         self.model.train()
         batch = copy.deepcopy(batch)  # the preprocessor / model may modify samples in place
-        _sync(self.device)
+        sync(self.device)
         start = self.clock()
         self.model.train_step(batch, self.optim)
-        _sync(self.device)
+        sync(self.device)
         return self.clock() - start
 
     @torch.no_grad()
     def infer_step(self, batch):
         self.model.eval()
         batch = copy.deepcopy(batch)
-        _sync(self.device)
+        sync(self.device)
         start = self.clock()
         self.model.test_step(batch)
-        _sync(self.device)
+        sync(self.device)
         return self.clock() - start
 
 
@@ -227,7 +129,7 @@ def memory_child(args):
     """Child-process entry: peak RSS growth (MiB) of training one config on CPU."""
     bench = Bench(args.configs[0], args)
     batches = make_batches(2, args.batch_size, args.img_size, args.num_gts,
-                           _num_classes(bench.cfg), args.seed)
+                           num_classes(bench.cfg), args.seed)
     base = _reset_peak_rss()
     for it in range(max(2, args.warmup)):
         bench.train_step(batches[it % 2])
@@ -273,7 +175,7 @@ def _is_detr_distillation(config, cfg_options) -> bool:
     from mmdet_ksdetr.distill.algorithms.detr_distill_base import DETRDistillBase
     cfg = Config.fromfile(check_config_path(config))
     if cfg_options:
-        cfg.merge_from_dict(_parse_options(cfg_options))
+        cfg.merge_from_dict(parse_cfg_options(cfg_options))
     model_type = cfg.model.get('type') if isinstance(cfg.get('model'), dict) else None
     if not isinstance(model_type, str):
         return False
@@ -281,7 +183,7 @@ def _is_detr_distillation(config, cfg_options) -> bool:
     return isinstance(cls, type) and issubclass(cls, DETRDistillBase)
 
 
-def distillation_argv(args):
+def distillation_argv(args, json_path):
     """benchmark_distill.py arguments for the same measurement settings."""
     argv = [args.configs[0], '--iters', str(args.iters), '--warmup', str(args.warmup),
             '--img-size', str(args.img_size), '--batch-size', str(args.batch_size),
@@ -291,9 +193,22 @@ def distillation_argv(args):
         argv += ['--threads', str(args.threads)]
     if args.cfg_options:
         argv += ['--cfg-options', *args.cfg_options]
-    if args.json:
-        argv += ['--json', args.json]
-    return argv
+    return argv + ['--json', json_path]
+
+
+def run_benchmark_distill(args):
+    """benchmark_distill.py with the same settings, in a child process: its report is printed
+    here and its result returned."""
+    with tempfile.TemporaryDirectory() as tmp:
+        json_path = args.json or osp.join(tmp, 'distill.json')
+        out = subprocess.run([sys.executable, DISTILL_TOOL, *distillation_argv(args, json_path)],
+                             stdout=subprocess.PIPE, text=True)
+        print(out.stdout, end='')
+        if out.returncode != 0:
+            sys.exit(f'benchmark_train.py: error: benchmark_distill.py failed '
+                     f'(exit {out.returncode}; its message is above)')
+        with open(json_path) as f:
+            return json.load(f)
 
 
 def main(argv=None):
@@ -312,9 +227,7 @@ def main(argv=None):
             print('benchmark_train.py: a DETR distillation config; timing a distillation '
                   'step against (student training step + teacher no-grad forward), as '
                   'benchmark_distill.py does')
-            sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-            import benchmark_distill
-            return benchmark_distill.main(distillation_argv(args))
+            return run_benchmark_distill(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -324,9 +237,9 @@ def main(argv=None):
         benches = [Bench(c, args) for c in args.configs]
     except InputError as e:
         sys.exit(f'benchmark_train.py: error: {e}')
-    num_classes = min(_num_classes(b.cfg) for b in benches)
+    n_classes = min(num_classes(b.cfg) for b in benches)
     batches = make_batches(min(4, args.warmup + args.iters), args.batch_size, args.img_size,
-                           args.num_gts, num_classes, args.seed)
+                           args.num_gts, n_classes, args.seed)
     if not args.no_train:
         if args.device.startswith('cuda'):
             for bench in benches:  # peak memory per model needs separate passes on GPU

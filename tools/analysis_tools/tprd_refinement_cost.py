@@ -5,12 +5,11 @@ the vectorised refinement), measured inside real training steps of a TPRD config
         [--img-size 512] [--batch-size 2] [--num-gts 6] [--cfg-options k=v ...]
 
 The model is built with random weights (nothing downloaded) and trained on the synthetic
-batches of ``benchmark_train.py``; the two TPRD functions are wrapped with timers for the run
-(the library is not modified). Printed: median step time, median time of the assignment and
-of the refinement per step, and their share of the step.
+batches of ``benchmark_train.py`` (``mmdet_ksdetr.utils.benchmark``); the two TPRD functions
+are wrapped with timers for the run (the library is not modified). Printed: median step time,
+median time of the assignment and of the refinement per step, and their share of the step.
 """
 import argparse
-import importlib.util
 import os.path as osp
 import statistics
 import sys
@@ -21,14 +20,9 @@ sys.path.insert(0, ROOT)
 import torch  # noqa: E402
 
 import mmdet_ksdetr  # noqa: E402,F401
-
-
-def _bench_module():
-    spec = importlib.util.spec_from_file_location(
-        'benchmark_train', osp.join(ROOT, 'tools', 'analysis_tools', 'benchmark_train.py'))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from mmdet_ksdetr.utils.benchmark import (CallTimers, add_timer_argument,  # noqa: E402
+                                          build_model, make_batches, num_classes, sync,
+                                          timer_clock)
 
 
 def main(argv=None):
@@ -41,48 +35,35 @@ def main(argv=None):
     p.add_argument('--num-gts', type=int, default=6)
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     p.add_argument('--threads', type=int, default=None)
-    bench = _bench_module()
-    bench.add_timer_argument(p)
+    add_timer_argument(p)
     p.add_argument('--cfg-options', nargs='+', default=[])
     args = p.parse_args(argv)
-    clock = bench.timer_clock(p, args)
+    clock = timer_clock(p, args)
     if args.threads:
         torch.set_num_threads(args.threads)
 
     from mmdet_ksdetr.distill import refinement
-    cfg, model, optim = bench.build_model(args.config, args.cfg_options, args.device)
+    cfg, model, optim = build_model(args.config, args.cfg_options, args.device)
     if not getattr(model, 'tprd', False):
         sys.exit(f'{args.config}: the model has no TPRD switch on (model.tprd=True needed)')
-    timers = dict(assign=[], refine=[])
-
-    def timed(name, fn):
-        def wrapper(*a, **kw):
-            bench._sync(args.device)
-            start = clock()
-            out = fn(*a, **kw)
-            bench._sync(args.device)
-            timers[name].append(clock() - start)
-            return out
-        return wrapper
-
-    refinement.assign_teacher_layers = timed('assign', refinement.assign_teacher_layers)
-    refinement.refine_teacher_predictions = timed('refine',
-                                                  refinement.refine_teacher_predictions)
-    batches = bench.make_batches(args.iters + args.warmup, args.batch_size, args.img_size,
-                                 args.num_gts, bench._num_classes(cfg), 0)
+    timers = CallTimers(args.device, clock)
+    timers.wrap(refinement, 'assign_teacher_layers', 'assign')
+    timers.wrap(refinement, 'refine_teacher_predictions', 'refine')
+    timers.active = True
+    batches = make_batches(args.iters + args.warmup, args.batch_size, args.img_size,
+                           args.num_gts, num_classes(cfg), 0)
     steps, assign, refine = [], [], []
     model.train()
     for i, batch in enumerate(batches):
-        for v in timers.values():
-            v.clear()
-        bench._sync(args.device)
+        timers.totals.clear()
+        sync(args.device)
         start = clock()
         model.train_step(batch, optim)
-        bench._sync(args.device)
+        sync(args.device)
         if i >= args.warmup:
             steps.append(clock() - start)
-            assign.append(sum(timers['assign']))
-            refine.append(sum(timers['refine']))
+            assign.append(timers.totals['assign'])
+            refine.append(timers.totals['refine'])
     med = statistics.median
     step, a, r = med(steps), med(assign), med(refine)
     print(f'{osp.basename(args.config)} on {args.device}, {args.img_size}px x '

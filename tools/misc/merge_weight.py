@@ -14,7 +14,7 @@ Use it with ``load_from=merged.pth`` in a distillation config (and no ``teacher_
 
     python tools/misc/merge_weight.py --student resnet18.pth --student-prefix backbone. \\
         --teacher deformable-detr_r50.pth --out work_dirs/merged.pth
-    python tools/train.py configs/tprd/<cfg>.py --cfg-options load_from=work_dirs/merged.pth
+    python tools/train.py configs/kd_detr/<cfg>.py --cfg-options load_from=work_dirs/merged.pth
 
 Inputs may be ``.pth`` (plain state dict, ``{'state_dict': ...}`` or ``{'model': ...}``) or a
 detectron2-style ``.pkl`` of numpy arrays (read with an unpickler that only accepts numpy

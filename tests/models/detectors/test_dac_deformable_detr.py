@@ -6,7 +6,7 @@ from mmengine.registry import init_default_scope
 from mmengine.runner import load_checkpoint
 from toy_helpers import load_toy_config, toy_batch
 
-DAC_CFG = 'toy/dac-deformable-detr-refine-twostage_tiny-r18_1xb2-12e_toy.py'
+DAC_CFG = 'toy/dac_detr/dac-deformable-detr-refine-twostage_tiny-r18_1xb2-12e_toy.py'
 STOCK_CFG = 'toy/deformable-detr_tiny-r18_1xb2-12e_toy.py'
 
 

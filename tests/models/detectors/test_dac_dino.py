@@ -12,7 +12,7 @@ from mmengine.runner import load_checkpoint
 from toy_helpers import (CONFIGS, TOOLS, free_port, load_toy_config, run_tool, toy_batch,
                          toy_data_cfg_options)
 
-DAC_CFG = 'toy/dac-dino-cdn-ice-4scale_tiny-r18_1xb2-12e_toy.py'
+DAC_CFG = 'toy/dac_detr/dac-dino-cdn-ice-4scale_tiny-r18_1xb2-12e_toy.py'
 STOCK_CFG = 'toy/dino-4scale_tiny-r18_1xb2-12e_toy.py'
 NUM_LAYERS = 2
 

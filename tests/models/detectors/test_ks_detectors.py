@@ -16,13 +16,15 @@ from mmdet_ksdetr.models.detectors.ks_detr_mixin import is_ks_teacher_key, ks_st
 from mmdet_ksdetr.models.detectors.ks_gt_check_hook import KSCheckTrainGTHook
 
 PAIRS = {
-    'dab': ('toy/ks-dab-detr_tiny-r18_1xb2-12e_toy.py', 'toy/dab-detr_tiny-r18_1xb2-12e_toy.py'),
-    'conditional': ('toy/ks-conditional-detr_tiny-r18_1xb2-12e_toy.py',
+    'dab': ('toy/ks_detr/ks-dab-detr_tiny-r18_1xb2-12e_toy.py',
+            'toy/dab-detr_tiny-r18_1xb2-12e_toy.py'),
+    'conditional': ('toy/ks_detr/ks-conditional-detr_tiny-r18_1xb2-12e_toy.py',
                     'toy/conditional-detr_tiny-r18_1xb2-12e_toy.py'),
-    'deformable': ('toy/ks-deformable-detr_tiny-r18_1xb2-12e_toy.py',
+    'deformable': ('toy/ks_detr/ks-deformable-detr_tiny-r18_1xb2-12e_toy.py',
                    'toy/deformable-detr_tiny-r18_1xb2-12e_toy.py'),
-    'dn': ('toy/ks-dn-detr_tiny-r18_1xb2-12e_toy.py', 'toy/dn-detr_tiny-r18_1xb2-12e_toy.py'),
-    'dn_deformable': ('toy/ks-dn-deformable-detr_tiny-r18_1xb2-12e_toy.py',
+    'dn': ('toy/ks_detr/ks-dn-detr_tiny-r18_1xb2-12e_toy.py',
+           'toy/dn-detr_tiny-r18_1xb2-12e_toy.py'),
+    'dn_deformable': ('toy/ks_detr/ks-dn-deformable-detr_tiny-r18_1xb2-12e_toy.py',
                       'toy/dn-deformable-detr_tiny-r18_1xb2-12e_toy.py'),
 }
 DEFORMABLE = {'deformable', 'dn_deformable'}

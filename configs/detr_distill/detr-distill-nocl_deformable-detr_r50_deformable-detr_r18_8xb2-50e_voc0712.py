@@ -1,0 +1,33 @@
+# DETRDistill baseline (TPRD release's setting) on Pascal VOC: Deformable DETR R50 (VOC-trained
+# teacher, see configs/detectors/deformable-detr_r50_8xb2-50e_voc0712.py) -> Deformable DETR
+# R18, lr 1e-4, 50 epochs with the lr drop at 40 (TPRD's 51,750 iterations / drop at 42,000 at
+# batch 16). No CL loss.
+# TPRD version: detr-distill-tprd_..._voc0712.py.
+#
+#   bash tools/dist_train.sh configs/detr_distill/<this file> 8 \
+#       --cfg-options model.teacher_ckpt=work_dirs/deformable-detr_r50_8xb2-50e_voc0712/epoch_50.pth
+#   python tools/pth_transfer.py --ckpt_path work_dirs/<this>/epoch_50.pth --output_path r18.pth
+#   bash tools/dist_test.sh configs/detectors/deformable-detr_r18_8xb2-50e_voc0712.py r18.pth 8
+_base_ = '../kd_detr/kd-detr_deformable-detr_r50_deformable-detr_r18_8xb2-50e_voc0712.py'
+
+model = dict(
+    _delete_=True,
+    _scope_='mmrazor',
+    type='DETRDistill',
+    architecture=_base_.student,
+    teacher=_base_.teacher,
+    teacher_ckpt=_base_.teacher_ckpt,
+    tprd=False,
+    layer_by_layer=True,
+    matcher=dict(cls_cost=1.0, l1_cost=5.0, giou_cost=2.0),
+    distiller=dict(
+        type='ConfigurableDistiller',
+        distill_losses=dict(
+            loss_logits_kd=dict(type='HungarianLogitKDLoss', loss_cls_weight=1.0,
+                                loss_bbox_weight=5.0, loss_iou_weight=2.0),
+            loss_feat_kd=dict(type='TargetAwareFeatLoss', loss_weight=2.0, topk=100),
+            loss_teacher_group=dict(type='TeacherGroupLoss', assignment='teacher',
+                                    loss_weight=1.0,
+                                    # 300 + 300 queries: merging into the student's pass measured no faster on CPU
+                                    # (see docs/detr_distill.md); keep the spec's separate pass. Toy configs merge.
+                                    same_decoder_pass=False))))

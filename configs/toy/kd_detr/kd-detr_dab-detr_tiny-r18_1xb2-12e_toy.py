@@ -1,0 +1,28 @@
+# KD-DETR on the toy set with DAB-DETR teacher and student (distillation points are 4-d
+# anchors: random N(0, 1) anchors and the teacher's learned anchors). Weights 1 / 5 / 2 for both
+# groups as in TPRD's DAB-DETR config. TPRD variant: kd-detr-tprd_dab-detr_tiny-r18_1xb2-12e_toy.py.
+_base_ = ['../dab-detr_tiny-r18_1xb2-12e_toy.py']
+
+teacher_ckpt = 'work_dirs/dab-detr_tiny-r18_1xb2-12e_toy/epoch_12.pth'
+
+student = dict(_base_.model, num_queries=20, _scope_='mmdet')
+teacher = dict(_base_.model, _scope_='mmdet')
+
+model = dict(
+    _delete_=True,
+    _scope_='mmrazor',
+    type='KDDETR',
+    architecture=student,
+    teacher=teacher,
+    teacher_ckpt=teacher_ckpt,
+    tprd=False,
+    num_general_queries=30,
+    distiller=dict(
+        type='ConfigurableDistiller',
+        distill_losses=dict(
+            loss_general=dict(type='KDDETRLoss', temperature=10.0, loss_cls_weight=1.0,
+                              loss_bbox_weight=5.0, loss_iou_weight=2.0),
+            loss_specific=dict(type='KDDETRLoss', temperature=10.0, loss_cls_weight=1.0,
+                               loss_bbox_weight=5.0, loss_iou_weight=2.0))))
+
+find_unused_parameters = True

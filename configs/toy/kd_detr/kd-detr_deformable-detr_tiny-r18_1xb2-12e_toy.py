@@ -1,0 +1,34 @@
+# KD-DETR on the toy set: a tiny Deformable DETR teacher (30 queries) distils into a tiny
+# Deformable DETR student (20 queries) through 30 random "general" and the teacher's 30
+# "specific" distillation points. CPU-sized; used by the tests. TPRD variant:
+# kd-detr-tprd_deformable-detr_tiny-r18_1xb2-12e_toy.py (same file plus model.tprd=True).
+#
+#   python tools/train.py configs/toy/deformable-detr_tiny-r18_1xb2-12e_toy.py   # teacher
+#   PORT=29641 bash tools/dist_train.sh \
+#       configs/toy/kd_detr/kd-detr_deformable-detr_tiny-r18_1xb2-12e_toy.py 2
+_base_ = ['../deformable-detr_tiny-r18_1xb2-12e_toy.py']
+
+teacher_ckpt = 'work_dirs/deformable-detr_tiny-r18_1xb2-12e_toy/epoch_12.pth'
+
+student = dict(_base_.model, num_queries=20, _scope_='mmdet')
+teacher = dict(_base_.model, _scope_='mmdet')
+
+model = dict(
+    _delete_=True,
+    _scope_='mmrazor',
+    type='KDDETR',
+    architecture=student,
+    teacher=teacher,
+    teacher_ckpt=teacher_ckpt,
+    tprd=False,
+    num_general_queries=30,
+    init_student_from_teacher=['level_embed'],
+    distiller=dict(
+        type='ConfigurableDistiller',
+        distill_losses=dict(
+            loss_general=dict(type='KDDETRLoss', temperature=10.0, loss_cls_weight=2.0,
+                              loss_bbox_weight=5.0, loss_iou_weight=2.0),
+            loss_specific=dict(type='KDDETRLoss', temperature=10.0, loss_cls_weight=2.0,
+                               loss_bbox_weight=5.0, loss_iou_weight=2.0))))
+
+find_unused_parameters = True

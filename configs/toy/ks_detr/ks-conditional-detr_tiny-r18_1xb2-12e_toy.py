@@ -1,0 +1,10 @@
+# KS-Conditional-DETR on the toy set: the tiny Conditional DETR of
+# conditional-detr_tiny-r18_1xb2-12e_toy.py with triple attention (sMLP teacher input) in its
+# (only) encoder layer. Same budget as its baseline.
+_base_ = ['../conditional-detr_tiny-r18_1xb2-12e_toy.py']
+
+model = dict(
+    type='KSConditionalDETR',
+    ks_cfg=dict(mode='triple', teacher_input=dict(type='KSSMLP')),
+    bbox_head=dict(type='KSConditionalDETRHead'))
+custom_hooks = [dict(type='KSCheckTrainGTHook')]

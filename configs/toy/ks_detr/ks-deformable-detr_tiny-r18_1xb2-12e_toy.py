@@ -1,0 +1,10 @@
+# KS-Deformable-DETR on the toy set: the tiny Deformable DETR of
+# deformable-detr_tiny-r18_1xb2-12e_toy.py with deformable triple attention (v0) in its (only)
+# encoder layer. Same budget as its baseline.
+_base_ = ['../deformable-detr_tiny-r18_1xb2-12e_toy.py']
+
+model = dict(
+    type='KSDeformableDETR',
+    ks_cfg=dict(mode='triple', teacher_input=dict(type='KSSMLP')),
+    bbox_head=dict(type='KSDeformableDETRHead'))
+custom_hooks = [dict(type='KSCheckTrainGTHook')]

@@ -1,0 +1,33 @@
+# QSKD on the toy set: tiny Deformable DETR teacher (30 queries) and student (20 queries); group
+# query selection (positives through the shared GT, hard negatives matched by Hungarian) with
+# predictions 1 / 5 / 2 averaged per pair, attention-guided feature loss 100.
+# TPRD variant: qskd-tprd_deformable-detr_tiny-r18_1xb2-12e_toy.py.
+#
+#   PORT=29641 bash tools/dist_train.sh \
+#       configs/toy/qskd/qskd_deformable-detr_tiny-r18_1xb2-12e_toy.py 2
+_base_ = ['../deformable-detr_tiny-r18_1xb2-12e_toy.py']
+
+teacher_ckpt = 'work_dirs/deformable-detr_tiny-r18_1xb2-12e_toy/epoch_12.pth'
+
+student = dict(_base_.model, num_queries=20, _scope_='mmdet')
+teacher = dict(_base_.model, _scope_='mmdet')
+
+model = dict(
+    _delete_=True,
+    _scope_='mmrazor',
+    type='QSKD',
+    architecture=student,
+    teacher=teacher,
+    teacher_ckpt=teacher_ckpt,
+    tprd=False,
+    layer_by_layer=True,
+    matcher=dict(cls_cost=1.0, l1_cost=5.0, giou_cost=2.0),
+    hard_negative_giou=0.0,
+    distiller=dict(
+        type='ConfigurableDistiller',
+        distill_losses=dict(
+            loss_pred=dict(type='PairKDLoss', loss_cls_weight=1.0, loss_bbox_weight=5.0,
+                           loss_iou_weight=2.0, normalizer='pairs'),
+            loss_feat=dict(type='AttnGuidedFeatureLoss', loss_weight=100.0))))
+
+find_unused_parameters = True

@@ -1,0 +1,147 @@
+"""What the benchmark tools (``tools/analysis_tools/benchmark_train.py``,
+``benchmark_distill.py``, ``tprd_refinement_cost.py``) share: the ``--timer`` choice and its
+clock, device synchronisation, timers around callables, a random-init model built from a config
+(nothing downloaded) and synthetic training batches. The tools import it; no tool imports
+another tool."""
+import time
+from collections import defaultdict
+
+import torch
+
+from .checks import check_config_path
+
+
+def add_timer_argument(parser):
+    """``--timer {wall,cpu}``, shared by the benchmark tools."""
+    parser.add_argument('--timer', choices=['wall', 'cpu'], default='wall',
+                        help='wall clock, or CPU time of this process (CPU only: robust to '
+                        'other jobs sharing the cores; use with --threads 1)')
+
+
+def timer_clock(parser, args):
+    """The clock ``--timer`` asks for: ``time.perf_counter`` or, for ``cpu``,
+    ``time.process_time`` (refused on an accelerator, whose work it would not count)."""
+    if args.timer == 'wall':
+        return time.perf_counter
+    if torch.device(args.device).type != 'cpu':
+        parser.error('--timer cpu measures CPU time: use it with --device cpu')
+    return time.process_time
+
+
+def sync(device):
+    """Wait for queued CUDA work, so that a clock reading covers it (no-op on CPU)."""
+    if str(device).startswith('cuda'):
+        torch.cuda.synchronize()
+
+
+class CallTimers:
+    """Accumulates, per name, the time (``clock``) spent in wrapped callables while
+    :attr:`active` is true. :meth:`wrap` replaces the attribute for the rest of the process
+    (benchmark processes only; nothing restores it)."""
+
+    def __init__(self, device, clock=time.perf_counter):
+        self.device = device
+        self.clock = clock
+        self.totals = defaultdict(float)
+        self.active = False
+
+    def wrap(self, obj, attr, name):
+        """Time every call of ``obj.<attr>`` (an instance's method or a module's function)
+        under ``name``."""
+        fn = getattr(obj, attr)
+
+        def timed(*a, **k):
+            if not self.active:
+                return fn(*a, **k)
+            sync(self.device)
+            start = self.clock()
+            out = fn(*a, **k)
+            sync(self.device)
+            self.totals[name] += self.clock() - start
+            return out
+
+        object.__setattr__(obj, attr, timed)
+
+
+def _strip_downloads(node):
+    """Remove pretrained-weight loading (nothing is downloaded; weights stay random)."""
+    if isinstance(node, dict):
+        init = node.get('init_cfg')
+        if isinstance(init, dict) and init.get('type') == 'Pretrained':
+            node['init_cfg'] = None
+        if 'teacher_ckpt' in node:
+            node['teacher_ckpt'] = None
+        for v in node.values():
+            _strip_downloads(v)
+    elif isinstance(node, (list, tuple)):
+        for v in node:
+            _strip_downloads(v)
+
+
+def parse_cfg_options(options):
+    """``['key=value', ...]`` (``--cfg-options``) to a dict for ``Config.merge_from_dict``."""
+    from mmengine.config import DictAction
+    parsed = {}
+    for kv in options:
+        key, val = kv.split('=', maxsplit=1)
+        parsed[key] = DictAction._parse_iterable(val)
+    return parsed
+
+
+def build_model(config, cfg_options, device):
+    """Build the model and its optimizer wrapper from a config (random init)."""
+    from mmengine.config import Config
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import MODELS, init_default_scope
+    cfg = Config.fromfile(check_config_path(config))
+    if cfg_options:
+        cfg.merge_from_dict(parse_cfg_options(cfg_options))
+    _strip_downloads(cfg._cfg_dict)
+    init_default_scope(cfg.get('default_scope', 'mmdet'))
+    model = MODELS.build(cfg.model)
+    if hasattr(model, 'init_weights'):
+        model.init_weights()
+    model = model.to(device)
+    optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    return cfg, model, optim_wrapper
+
+
+def make_batches(n, batch_size, img_size, num_gts, num_classes, seed):
+    """``n`` synthetic batches in the dataloader format (uint8 CHW images + DetDataSample)."""
+    from mmdet.structures import DetDataSample
+    from mmengine.structures import InstanceData
+    gen = torch.Generator().manual_seed(seed)
+    batches = []
+    for _ in range(n):
+        inputs, samples = [], []
+        for _ in range(batch_size):
+            inputs.append(torch.randint(0, 256, (3, img_size, img_size), generator=gen,
+                                        dtype=torch.uint8))
+            xy = torch.rand(num_gts, 2, generator=gen) * img_size * 0.7
+            wh = (torch.rand(num_gts, 2, generator=gen) * 0.25 + 0.05) * img_size
+            boxes = torch.cat([xy, (xy + wh).clamp(max=img_size - 1)], dim=1)
+            sample = DetDataSample(metainfo=dict(
+                img_id=0, img_path='', ori_shape=(img_size, img_size),
+                img_shape=(img_size, img_size), scale_factor=(1.0, 1.0), flip=False,
+                flip_direction=None))
+            sample.gt_instances = InstanceData(
+                bboxes=boxes, labels=torch.randint(0, num_classes, (num_gts, ), generator=gen))
+            samples.append(sample)
+        batches.append(dict(inputs=inputs, data_samples=samples))
+    return batches
+
+
+def num_classes(cfg):
+    """The first integer ``num_classes`` in the config's model (80 if there is none)."""
+
+    def find(node):
+        if isinstance(node, dict):
+            if 'num_classes' in node and isinstance(node['num_classes'], int):
+                return node['num_classes']
+            for v in node.values():
+                found = find(v)
+                if found:
+                    return found
+        return None
+
+    return find(cfg._cfg_dict.get('model', {})) or 80
