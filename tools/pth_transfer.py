@@ -85,25 +85,11 @@ def student_state_dict(state):
         'already a plain detector checkpoint, use it with tools/test.py directly.')
 
 
-def _check_written(expected_keys):
-    """Read-back check of the temporary output before it is moved into place."""
-
-    def check(tmp):
-        from mmdet_ksdetr.utils import InputError, load_checkpoint_safely
-        try:
-            written = load_checkpoint_safely(tmp)
-        except InputError as e:
-            raise TransferError(f'the written file did not read back: {e}') from e
-        if set(written) != {'meta', 'state_dict'} or len(written['state_dict']) != expected_keys:
-            raise TransferError('the written file did not read back correctly')
-
-    return check
-
-
 def transfer(ckpt_path, output_path):
     """Convert ``ckpt_path`` and write ``output_path`` atomically; returns a summary dict.
     Raises :class:`TransferError` (bad input) or ``OutputPathError`` (output not writable)."""
-    from mmdet_ksdetr.utils.checkpoint_io import atomic_save, check_output_path
+    from mmdet_ksdetr.utils.checkpoint_io import (atomic_save, check_output_path,
+                                                   read_back_check)
     if not osp.isfile(ckpt_path):
         raise TransferError(f'--ckpt_path "{ckpt_path}" does not exist')
     check_output_path(output_path, inputs=[ckpt_path])
@@ -116,8 +102,8 @@ def transfer(ckpt_path, output_path):
     meta['pth_transfer'] = dict(source=osp.basename(ckpt_path), student_prefix=prefix,
                                 kept_keys=len(student),
                                 dropped_keys=len(state) - len(student))
-    atomic_save(dict(meta=meta, state_dict=student), output_path,
-                 check=_check_written(len(student)))
+    out = dict(meta=meta, state_dict=student)
+    atomic_save(out, output_path, check=read_back_check(out))
     return dict(prefix=prefix, kept=len(student), dropped=len(state) - len(student))
 
 

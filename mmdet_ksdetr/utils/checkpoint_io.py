@@ -173,3 +173,21 @@ def atomic_save(obj, path: str, check: Optional[Callable[[str], None]] = None) -
     """``torch.save(obj, path)``, atomically (see :func:`atomic_write`)."""
     import torch
     atomic_write(path, lambda f: torch.save(obj, f), check=check)
+
+
+def read_back_check(obj: Dict) -> Callable[[str], None]:
+    """A ``check`` for :func:`atomic_save` of the dict ``obj``: the temporary file must load
+    with :func:`~mmdet_ksdetr.utils.checks.load_checkpoint_safely` and hold ``obj``'s keys and
+    ``state_dict`` keys, in order; otherwise the write fails (``cannot write ...``)."""
+
+    def check(tmp: str) -> None:
+        from .checks import InputError, load_checkpoint_safely
+        try:
+            written = load_checkpoint_safely(tmp)
+        except InputError as e:
+            raise OSError(f'the written file does not read back ({e})') from e
+        if not (isinstance(written, dict) and list(written) == list(obj) and
+                list(written.get('state_dict', {})) == list(obj.get('state_dict', {}))):
+            raise OSError('the written file does not read back with the same keys')
+
+    return check

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mmdet_ksdetr.utils.checkpoint_io import (OutputPathError, atomic_save, atomic_write,
-                                              check_output_path)
+                                              check_output_path, read_back_check)
 
 
 @pytest.mark.parametrize('code,expected', [
@@ -73,3 +73,15 @@ def test_check_output_path(tmp_path):
     with pytest.raises(OutputPathError, match='does not exist: create it first'):
         check_output_path(str(tmp_path / 'nope' / 'o.pth'))
     assert check_output_path(str(tmp_path / 'o.pth'), inputs=[str(src)]) == str(tmp_path / 'o.pth')
+
+
+def test_read_back_check(tmp_path):
+    out = str(tmp_path / 'o.pth')
+    obj = dict(meta=dict(epoch=1), state_dict={'a': torch.ones(1), 'b': torch.zeros(2)})
+    atomic_save(obj, out, check=read_back_check(obj))
+    assert list(torch.load(out, weights_only=True)['state_dict']) == ['a', 'b']
+    other = dict(meta=dict(epoch=1), state_dict={'a': torch.ones(1)})
+    with pytest.raises(OutputPathError, match='does not read back with the same keys'):
+        atomic_save(other, out, check=read_back_check(obj))
+    assert list(torch.load(out, weights_only=True)['state_dict']) == ['a', 'b']
+    assert os.listdir(tmp_path) == ['o.pth']

@@ -61,6 +61,7 @@ def test_payloads_really_run_code_when_unpickled(tmp_path):
         os.remove(marker)
 
 
+@pytest.mark.filterwarnings('ignore:Detected pickle protocol')
 @pytest.mark.parametrize('fmt', ['zip', 'legacy', 'pickle4'])
 def test_hostile_checkpoint_refused_naming_the_global(tmp_path, fmt):
     marker, files = _hostile_files(tmp_path, fmt)
@@ -132,6 +133,17 @@ def test_damaged_or_foreign_files(tmp_path):
         load_checkpoint_safely(str(tmp_path / 'cut.pth'))
     with pytest.raises(InputError, match='does not exist'):
         load_checkpoint_safely(str(tmp_path / 'missing.pth'))
+
+
+def test_unreadable_file(tmp_path, monkeypatch):
+    torch.save({'w': torch.zeros(1)}, tmp_path / 'ok.pth')
+
+    def no_permission(*args, **kwargs):
+        raise PermissionError(13, 'Permission denied')
+
+    monkeypatch.setattr(torch.serialization, 'load', no_permission)
+    with pytest.raises(InputError, match=r'^cannot read checkpoint ".*ok.pth": Permission denied$'):
+        load_checkpoint_safely(str(tmp_path / 'ok.pth'))
 
 
 def test_mmengine_checkpoint_with_empty_history_buffer_loads(tmp_path):

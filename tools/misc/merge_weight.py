@@ -161,25 +161,10 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def _check_written(num_keys):
-    """Read-back check of the temporary output before it is moved into place."""
-
-    def check(tmp):
-        from mmdet_ksdetr.utils import InputError, load_checkpoint_safely
-        try:
-            written = load_checkpoint_safely(tmp)
-        except InputError as e:
-            raise MergeError(f'the written file did not read back: {e}') from e
-        if len(written.get('state_dict', ())) != num_keys:
-            raise MergeError('the written file did not read back correctly')
-
-    return check
-
-
 def main(argv=None):
     args = parse_args(argv)
     from mmdet_ksdetr.utils.checkpoint_io import (OutputPathError, atomic_save,
-                                                   check_output_path)
+                                                   check_output_path, read_back_check)
     try:
         if args.student_prefix and not args.student_prefix.endswith('.'):
             raise MergeError(f'--student-prefix "{args.student_prefix}" must end with "."')
@@ -188,9 +173,9 @@ def main(argv=None):
         teacher = load_state(args.teacher)
         merged, report = merge_weights(student, teacher, args.student_prefix,
                                        tuple(args.copy_to_student))
-        meta = dict(merged_from=dict(student=args.student, teacher=args.teacher))
-        atomic_save(dict(meta=meta, state_dict=merged), args.out,
-                    check=_check_written(len(merged)))
+        out = dict(meta=dict(merged_from=dict(student=args.student, teacher=args.teacher)),
+                   state_dict=merged)
+        atomic_save(out, args.out, check=read_back_check(out))
     except (MergeError, OutputPathError) as e:
         sys.exit(f'merge_weight.py: error: {e}')
     print(f'wrote {args.out}: {report["num_student"]} student keys -> architecture.'
