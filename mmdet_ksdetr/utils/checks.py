@@ -1,5 +1,6 @@
 """Up-front checks of what a user hands the tools, each failing with a message that says what
 to fix instead of a traceback from deep inside mmengine."""
+import errno
 import os.path as osp
 import pickle
 import zipfile
@@ -69,18 +70,24 @@ def load_checkpoint_safely(path, mmap=True):
         mmap = mmap and zipfile.is_zipfile(path)  # legacy (non-zip) files cannot be mmapped
         return torch.serialization.load(path, map_location='cpu', weights_only=True,
                                         mmap=mmap)
-    except OSError as e:
-        raise InputError(f'cannot read checkpoint "{path}": {e.strerror or e}') from e
-    except Exception as e:  # noqa: BLE001  (any parse failure means: not a checkpoint)
-        culprit = refused_global(path, e)
-        if culprit:
-            raise InputError(code_refusal(f'checkpoint "{path}"', culprit)) from e
-        if isinstance(e, pickle.UnpicklingError):
-            raise InputError(f'"{path}" is not a PyTorch checkpoint (it does not unpickle)'
-                             ) from e
-        first = str(e).splitlines()[0] if str(e) else 'empty file'
-        raise InputError(f'"{path}" is not a PyTorch checkpoint ({type(e).__name__}: '
-                         f'{first})') from e
+    except Exception as e:  # noqa: BLE001  (any failure: say which, in one line)
+        raise InputError(_load_error_message(path, e)) from e
+
+
+_UNREADABLE = (errno.EACCES, errno.EPERM, errno.EIO, errno.EISDIR)
+
+
+def _load_error_message(path, e):
+    """Why ``path`` did not load: unreadable, refused (would run code) or not a checkpoint."""
+    if isinstance(e, OSError) and e.errno in _UNREADABLE:
+        return f'cannot read checkpoint "{path}": {e.strerror or e}'
+    culprit = refused_global(path, e)
+    if culprit:
+        return code_refusal(f'checkpoint "{path}"', culprit)
+    if isinstance(e, pickle.UnpicklingError):
+        return f'"{path}" is not a PyTorch checkpoint (it does not unpickle)'
+    first = str(e).splitlines()[0] if str(e) else 'empty file'
+    return f'"{path}" is not a PyTorch checkpoint ({type(e).__name__}: {first})'
 
 
 def check_checkpoint(path):
