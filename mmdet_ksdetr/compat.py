@@ -88,7 +88,9 @@ def patch_mmrazor_quantization_import():
 # the argument (mmengine#1655, PR#1650), and every runner checkpoint holds ``message_hub``
 # (``HistoryBuffer`` objects with numpy arrays) and sometimes numpy scalars in ``meta``. We
 # allow-list exactly those data-only types so resume / load_from / teacher_ckpt / test.py work
-# while an untrusted checkpoint still cannot run code.
+# while an untrusted checkpoint still cannot run code. numpy pickles the (empty) data of an empty
+# array - an empty ``HistoryBuffer`` - as ``builtins.bytes()``, which torch also refuses
+# ("Unsupported global: GLOBAL bytes"): a narrow stand-in answers it.
 _HISTORY_BUFFER_STATISTICS = ('min', 'max', 'current', 'mean')
 
 
@@ -105,6 +107,20 @@ def _history_buffer_getattr(obj, name):
         f'weights_only loading (only HistoryBuffer statistics methods are)')
 
 
+def _empty_bytes(*args):
+    """Stand-in for ``builtins.bytes`` while unpickling: numpy pickles the data of an *empty*
+    array (e.g. an empty ``HistoryBuffer`` history) as ``bytes()``, a global torch's allow-list
+    lacks. Only that call (and a copy of a bytes object) is answered; ``bytes(n)`` with an
+    integer, which a checkpoint could use to allocate any amount of memory, is refused."""
+    if not args:
+        return b''
+    if len(args) == 1 and isinstance(args[0], (bytes, bytearray)):
+        return bytes(args[0])
+    raise pickle.UnpicklingError(
+        f'checkpoint asks for bytes{tuple(type(a).__name__ for a in args)}, which is not '
+        f'allowed under weights_only loading (only bytes() of empty numpy data is)')
+
+
 def _safe_checkpoint_types():
     import collections
 
@@ -119,7 +135,8 @@ def _safe_checkpoint_types():
         np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32,
         np.uint64, np.float16, np.float32, np.float64, np.str_, np.object_)]
     return [HistoryBuffer, _reconstruct, scalar, np.ndarray, np.dtype, collections.Counter,
-            (_history_buffer_getattr, 'builtins.getattr')] + dtype_classes
+            (_history_buffer_getattr, 'builtins.getattr'),
+            (_empty_bytes, 'builtins.bytes')] + dtype_classes
 
 
 @_once('torch_load_safe_globals')

@@ -114,6 +114,27 @@ def test_getattr_standin_only_allows_history_buffer_statistics():
         compat._history_buffer_getattr(HistoryBuffer, '__init__')
 
 
+def test_bytes_standin_only_rebuilds_empty_numpy_data(tmp_path):
+    """``bytes()`` (numpy's data of an empty array) loads; ``bytes(n)``, which would let a file
+    allocate any amount of memory, is refused at load."""
+    assert compat._empty_bytes() == b'' and compat._empty_bytes(b'ab') == b'ab'
+    with pytest.raises(pickle.UnpicklingError):
+        compat._empty_bytes(10**12)
+    compat.allow_mmengine_checkpoint_types()
+    path = str(tmp_path / 'empty.pth')
+    torch.save({'a': np.zeros((0, 2), np.float32)}, path)
+    assert torch.load(path, weights_only=True)['a'].shape == (0, 2)
+
+    class _Huge:
+
+        def __reduce__(self):
+            return (bytes, (10**12, ))
+
+    torch.save({'a': _Huge()}, path)
+    with pytest.raises(pickle.UnpicklingError, match='bytes'):
+        torch.load(path, weights_only=True)
+
+
 # --- 3. CPU distributed ----------------------------------------------------------------------
 _DIST_CODE = '''
 import os, torch

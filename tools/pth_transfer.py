@@ -13,15 +13,15 @@ output holds only ``meta`` (primitive values) and ``state_dict``, so stock mmdet
     python tools/test.py <student config> student_epoch_50.pth
 
 The input is read with ``weights_only=True`` (nothing is unpickled beyond tensors and plain
-containers); the output is written to a temporary file, re-loaded with ``weights_only=True``
-and only then moved into place, so a failed run never leaves a half-written file.
+containers; a file that would run code is refused); the output is written to a temporary file
+beside it, re-loaded with ``weights_only=True`` and only then renamed into place, so a failed or
+killed run never leaves a half-written file and never touches a previous output. An output
+that is the input is refused.
 """
 import argparse
 import collections
-import os
 import os.path as osp
 import sys
-import tempfile
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
@@ -86,14 +86,13 @@ def student_state_dict(state):
 
 
 def transfer(ckpt_path, output_path):
-    """Convert ``ckpt_path`` and write ``output_path`` atomically; returns a summary dict."""
+    """Convert ``ckpt_path`` and write ``output_path`` atomically; returns a summary dict.
+    Raises :class:`TransferError` (bad input) or ``OutputPathError`` (output not writable)."""
+    from mmdet_ksdetr.utils.checkpoint_io import (atomic_save, check_output_path,
+                                                   read_back_check)
     if not osp.isfile(ckpt_path):
         raise TransferError(f'--ckpt_path "{ckpt_path}" does not exist')
-    out_dir = osp.dirname(osp.abspath(output_path))
-    if not osp.isdir(out_dir):
-        raise TransferError(f'the folder of --output_path ("{out_dir}") does not exist')
-    if osp.isdir(output_path):
-        raise TransferError(f'--output_path "{output_path}" is a folder; give a file name')
+    check_output_path(output_path, inputs=[ckpt_path])
     ckpt = _load(ckpt_path)
     if not isinstance(ckpt, dict):
         raise TransferError(f'"{ckpt_path}" holds a {type(ckpt).__name__}, not a checkpoint')
@@ -103,18 +102,8 @@ def transfer(ckpt_path, output_path):
     meta['pth_transfer'] = dict(source=osp.basename(ckpt_path), student_prefix=prefix,
                                 kept_keys=len(student),
                                 dropped_keys=len(state) - len(student))
-    fd, tmp = tempfile.mkstemp(prefix='.pth_transfer_', suffix='.tmp', dir=out_dir)
-    os.close(fd)
-    try:
-        torch.save(dict(meta=meta, state_dict=student), tmp)
-        check = torch.load(tmp, map_location='cpu', weights_only=True)
-        if set(check) != {'meta', 'state_dict'} or len(check['state_dict']) != len(student):
-            raise TransferError(f'the written file {tmp} did not read back correctly')
-        os.replace(tmp, output_path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
+    out = dict(meta=meta, state_dict=student)
+    atomic_save(out, output_path, check=read_back_check(out))
     return dict(prefix=prefix, kept=len(student), dropped=len(state) - len(student))
 
 
@@ -132,9 +121,10 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    from mmdet_ksdetr.utils.checkpoint_io import OutputPathError
     try:
         info = transfer(args.ckpt_path, args.output_path)
-    except TransferError as e:
+    except (TransferError, OutputPathError) as e:
         sys.exit(f'pth_transfer.py: error: {e}')
     print(f'wrote {args.output_path}: {info["kept"]} student tensors (prefix '
           f'"{info["prefix"]}" stripped), {info["dropped"]} teacher/distiller tensors dropped')

@@ -51,12 +51,20 @@ def check_state_dict_fits(model, ckpt_state: Dict, source: str = 'checkpoint',
             '. Use the config the checkpoint was trained with, or opt in to non-strict loading')
 
 
+_FULL = {errno.ENOSPC, errno.EFBIG, getattr(errno, 'EDQUOT', errno.ENOSPC)}
+_NO_PERMISSION = {errno.EACCES, errno.EPERM, errno.EROFS}
+
+
 def _output_error(path: str, e: OSError) -> str:
+    """One line that says why ``path`` could not be written and what to do."""
     folder = osp.dirname(osp.abspath(path))
-    if e.errno == errno.ENOSPC:
-        return f'cannot write "{path}": the disk holding "{folder}" is full'
-    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+    if e.errno in _FULL:
+        return (f'cannot write "{path}": disk full / file too large ({e.strerror}); free space '
+                f'in "{folder}" or write elsewhere')
+    if e.errno in _NO_PERMISSION:
         return f'cannot write "{path}": no write permission in "{folder}"'
+    if e.errno == errno.ENOENT and not osp.isdir(folder):
+        return f'cannot write "{path}": output folder "{folder}" does not exist: create it first'
     return f'cannot write "{path}": {e.strerror or e}'
 
 
@@ -65,38 +73,87 @@ class OutputPathError(OSError):
 
 
 def check_output_path(path: str, inputs: Iterable[str] = ()) -> str:
-    """Refuse an output that is one of the ``inputs`` or sits in a missing folder."""
+    """Refuse an output that is one of the ``inputs`` (same real path or same file through a
+    link), is a folder, or sits in a missing folder. Returns ``path``."""
     out = osp.realpath(path)
     for p in inputs:
-        if p and osp.exists(p) and osp.realpath(p) == out:
+        if p and osp.exists(p) and (osp.realpath(p) == out or
+                                    (osp.exists(path) and osp.samefile(p, path))):
             raise OutputPathError(f'output "{path}" is also an input: choose another file name '
                                   f'(writing it would destroy the input)')
+    if osp.isdir(path):
+        raise OutputPathError(f'output "{path}" is a folder: give a file name')
     folder = osp.dirname(osp.abspath(path))
     if not osp.isdir(folder):
         raise OutputPathError(f'output folder "{folder}" does not exist: create it first')
     return path
 
 
-def atomic_write(path: str, write: Callable[[object], None], mode: str = 'wb') -> None:
-    """Call ``write(file_object)`` on a temporary file beside ``path``, fsync it, then rename it
-    to ``path``. On any failure the temporary file is removed, ``path`` is untouched and an
-    :class:`OutputPathError` (for OS errors) says why in one line."""
+class _ErrorRecordingFile:
+    """A file object that remembers the first ``OSError`` of a write: torch's zip writer turns
+    it into ``RuntimeError: ... unexpected pos ...``, which would hide a full disk."""
+
+    def __init__(self, f):
+        self._f = f
+        self.error: Optional[OSError] = None
+
+    def write(self, data):
+        try:
+            return self._f.write(data)
+        except OSError as e:
+            self.error = self.error or e
+            raise
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+
+def atomic_write(path: str, write: Callable[[object], None], mode: str = 'wb',
+                 check: Optional[Callable[[str], None]] = None) -> None:
+    """Call ``write(file_object)`` on a temporary file beside ``path`` (``.<name>.*.tmp``),
+    fsync it, call ``check(temporary_path)`` if given (e.g. read it back), then rename it to
+    ``path``. On any failure the temporary file is removed and ``path`` is untouched (a
+    ``kill -9`` can leave the temporary file, never a partial ``path``); OS errors, also those
+    torch hides behind a ``RuntimeError``, become an :class:`OutputPathError` in one line."""
     folder = osp.dirname(osp.abspath(path))
     tmp: Optional[str] = None
+    recorder: Optional[_ErrorRecordingFile] = None
     try:
         fd, tmp = tempfile.mkstemp(prefix=f'.{osp.basename(path)}.', suffix='.tmp', dir=folder)
+        os.fchmod(fd, _file_mode(path))
         with os.fdopen(fd, mode) as f:
-            write(f)
+            recorder = _ErrorRecordingFile(f)
+            write(recorder)
             f.flush()
             os.fsync(f.fileno())
+        if check is not None:
+            check(tmp)
         os.replace(tmp, path)
         tmp = None
         _fsync_dir(folder)
     except OSError as e:
         raise OutputPathError(_output_error(path, e)) from e
+    except Exception as e:
+        if recorder is not None and recorder.error is not None:
+            raise OutputPathError(_output_error(path, recorder.error)) from e
+        raise
     finally:
-        if tmp is not None and osp.exists(tmp):
-            os.unlink(tmp)
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+
+def _file_mode(path: str) -> int:
+    """Permissions for the new file: those of the file it replaces, else what ``open`` would
+    give (``0o666`` less the umask) rather than ``mkstemp``'s private ``0o600``."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0o022)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def _fsync_dir(folder: str) -> None:
@@ -112,7 +169,25 @@ def _fsync_dir(folder: str) -> None:
         os.close(fd)
 
 
-def atomic_save(obj, path: str) -> None:
+def atomic_save(obj, path: str, check: Optional[Callable[[str], None]] = None) -> None:
     """``torch.save(obj, path)``, atomically (see :func:`atomic_write`)."""
     import torch
-    atomic_write(path, lambda f: torch.save(obj, f))
+    atomic_write(path, lambda f: torch.save(obj, f), check=check)
+
+
+def read_back_check(obj: Dict) -> Callable[[str], None]:
+    """A ``check`` for :func:`atomic_save` of the dict ``obj``: the temporary file must load
+    with :func:`~mmdet_ksdetr.utils.checks.load_checkpoint_safely` and hold ``obj``'s keys and
+    ``state_dict`` keys, in order; otherwise the write fails (``cannot write ...``)."""
+
+    def check(tmp: str) -> None:
+        from .checks import InputError, load_checkpoint_safely
+        try:
+            written = load_checkpoint_safely(tmp)
+        except InputError as e:
+            raise OSError(f'the written file does not read back ({e})') from e
+        if not (isinstance(written, dict) and list(written) == list(obj) and
+                list(written.get('state_dict', {})) == list(obj.get('state_dict', {}))):
+            raise OSError('the written file does not read back with the same keys')
+
+    return check

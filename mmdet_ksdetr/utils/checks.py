@@ -1,10 +1,13 @@
 """Up-front checks of what a user hands the tools, each failing with a message that says what
 to fix instead of a traceback from deep inside mmengine."""
+import errno
 import os.path as osp
 import pickle
 import zipfile
 
 import torch
+
+from .pickle_globals import refused_global
 
 
 class InputError(ValueError):
@@ -36,26 +39,55 @@ def check_config_path(path):
     return path
 
 
+def code_refusal(what, culprit):
+    """The one-line refusal of a file whose unpickling would call ``culprit`` (a global such
+    as ``posix.system``)."""
+    return (f'{what} refused: the file would run code ({culprit}). Only tensors, plain '
+            f'containers and mmengine checkpoint data are loaded; do not use a file from a '
+            f'source you do not trust')
+
+
+def _ensure_weights_only_types():
+    """mmengine's data-only checkpoint types on torch's allow-list (``import mmdet_ksdetr``
+    already does it; repeated here so the loader never depends on import order)."""
+    from mmdet_ksdetr.compat import allow_mmengine_checkpoint_types
+    allow_mmengine_checkpoint_types()
+
+
 def load_checkpoint_safely(path, mmap=True):
-    """``torch.load`` with ``weights_only=True``; raises :class:`InputError` on anything that is
-    not a readable PyTorch checkpoint. Never unpickles arbitrary objects."""
+    """Load a checkpoint with ``torch.load(..., weights_only=True)``: tensors, plain containers
+    and mmengine's data-only types (see :mod:`mmdet_ksdetr.compat`), never code.
+
+    ``weights_only=True`` is passed explicitly, so ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` (which
+    only overrides an *unset* argument) cannot switch the check off. Raises
+    :class:`InputError` in one line: ``checkpoint "P" does not exist``, ``cannot read
+    checkpoint "P": ...``, ``checkpoint "P" refused: the file would run code (<global>) ...``
+    or ``"P" is not a PyTorch checkpoint (...)``."""
     if not osp.isfile(path):
         raise InputError(f'checkpoint "{path}" does not exist')
-    mmap = mmap and zipfile.is_zipfile(path)  # legacy (non-zip) files cannot be mmapped
+    _ensure_weights_only_types()
     try:
-        return torch.load(path, map_location='cpu', weights_only=True, mmap=mmap)
-    except pickle.UnpicklingError as e:
-        unsupported = [ln.strip() for ln in str(e).splitlines() if 'Unsupported global' in ln]
-        if not unsupported:
-            raise InputError(f'"{path}" is not a PyTorch checkpoint (it does not unpickle)') from e
-        raise InputError(
-            f'checkpoint "{path}" holds objects that are not allowed under torch.load('
-            f'weights_only=True): {unsupported[0]}. Only checkpoints written by mmengine or '
-            f'torch.save of tensors and plain containers are accepted; an untrusted file must '
-            f'not run code') from e
-    except Exception as e:  # noqa: BLE001  (any parse failure means: not a checkpoint)
-        raise InputError(f'"{path}" is not a PyTorch checkpoint ({type(e).__name__}: '
-                         f'{str(e).splitlines()[0] if str(e) else "empty file"})') from e
+        mmap = mmap and zipfile.is_zipfile(path)  # legacy (non-zip) files cannot be mmapped
+        return torch.serialization.load(path, map_location='cpu', weights_only=True,
+                                        mmap=mmap)
+    except Exception as e:  # noqa: BLE001  (any failure: say which, in one line)
+        raise InputError(_load_error_message(path, e)) from e
+
+
+_UNREADABLE = (errno.EACCES, errno.EPERM, errno.EIO, errno.EISDIR)
+
+
+def _load_error_message(path, e):
+    """Why ``path`` did not load: unreadable, refused (would run code) or not a checkpoint."""
+    if isinstance(e, OSError) and e.errno in _UNREADABLE:
+        return f'cannot read checkpoint "{path}": {e.strerror or e}'
+    culprit = refused_global(path, e)
+    if culprit:
+        return code_refusal(f'checkpoint "{path}"', culprit)
+    if isinstance(e, pickle.UnpicklingError):
+        return f'"{path}" is not a PyTorch checkpoint (it does not unpickle)'
+    first = str(e).splitlines()[0] if str(e) else 'empty file'
+    return f'"{path}" is not a PyTorch checkpoint ({type(e).__name__}: {first})'
 
 
 def check_checkpoint(path):

@@ -2,11 +2,13 @@
 import copy
 import os.path as osp
 import pickle
+import re
 
 import pytest
 import torch
 from mmdet.registry import MODELS
 from mmengine.registry import init_default_scope
+from output_helpers import hostile_payloads
 from toy_helpers import ROOT, load_toy_config, run_tool
 
 from merge_weight import MergeError, load_state, main, merge_weights
@@ -74,8 +76,18 @@ def test_bad_inputs(teacher_and_backbone, tmp_path):
     evil = str(tmp_path / 'evil.pkl')
     with open(evil, 'wb') as f:
         pickle.dump({'model': {'x': osp.join}}, f)
-    with pytest.raises(MergeError, match='not allowed'):
+    with pytest.raises(MergeError, match=re.escape('would run code (posixpath.join)')):
         load_state(evil)
+    marker = str(tmp_path / 'pwned')
+    for culprit, payload in hostile_payloads(marker).items():
+        with open(evil, 'wb') as f:
+            pickle.dump({'model': {'x': payload}}, f, protocol=2)
+        with pytest.raises(MergeError, match=re.escape(f'would run code ({culprit})')):
+            load_state(evil)
+    assert not osp.exists(marker)
+    (tmp_path / 'junk.pkl').write_bytes(b'junk')
+    with pytest.raises(MergeError, match='is not a weight .pkl'):
+        load_state(str(tmp_path / 'junk.pkl'))
     with pytest.raises(MergeError, match='does not exist'):
         load_state(str(tmp_path / 'nope.pth'))
     with pytest.raises(MergeError, match='no teacher key matches'):

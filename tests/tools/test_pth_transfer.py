@@ -1,17 +1,22 @@
 """tools/pth_transfer.py: student extraction from MMRazor (architecture.*) and DETRDistill
 release (student.*) checkpoints, weights_only-loadable output with only meta + state_dict,
 clear refusals, atomic writes, no unpickling of arbitrary objects."""
+import errno
 import os
 import os.path as osp
+import re
 import sys
 
 import numpy as np
 import pytest
 import torch
+from output_helpers import hostile_payloads
 from toy_helpers import ROOT, run_tool
 
 sys.path.insert(0, osp.join(ROOT, 'tools'))
 import pth_transfer  # noqa: E402
+
+from mmdet_ksdetr.utils.checkpoint_io import OutputPathError  # noqa: E402
 
 
 def _student():
@@ -81,38 +86,36 @@ def test_refuses_plain_and_bad_checkpoints(tmp_path):
     with pytest.raises(pth_transfer.TransferError, match='does not exist'):
         pth_transfer.transfer(str(tmp_path / 'missing.pth'), str(tmp_path / 'o.pth'))
     torch.save(_mmrazor_ckpt(_student()), tmp_path / 'd.pth')
-    with pytest.raises(pth_transfer.TransferError, match='folder'):
+    with pytest.raises(OutputPathError, match='folder .* does not exist'):
         pth_transfer.transfer(str(tmp_path / 'd.pth'), str(tmp_path / 'no_dir' / 'o.pth'))
 
 
-class _Evil:
-
-    def __reduce__(self):
-        return (os.system, ('touch ' + _Evil.marker, ))
-
-
 def test_never_unpickles_arbitrary_objects(tmp_path):
-    _Evil.marker = str(tmp_path / 'pwned')
+    marker = str(tmp_path / 'pwned')
     ckpt = _mmrazor_ckpt(_student())
-    ckpt['meta']['evil'] = _Evil()
+    ckpt['meta']['evil'] = hostile_payloads(marker)['posix.system']
     torch.save(ckpt, tmp_path / 'evil.pth')
-    with pytest.raises(pth_transfer.TransferError, match='weights_only|does not unpickle'):
+    with pytest.raises(pth_transfer.TransferError,
+                       match=re.escape('refused: the file would run code (posix.system)')):
         pth_transfer.transfer(str(tmp_path / 'evil.pth'), str(tmp_path / 'o.pth'))
-    assert not (tmp_path / 'pwned').exists() and not (tmp_path / 'o.pth').exists()
+    assert not osp.exists(marker) and not (tmp_path / 'o.pth').exists()
 
 
 def test_failed_write_leaves_no_partial_output(tmp_path, monkeypatch):
+    """A write that fails after the data went out (here: the disk fills up and fsync reports
+    it) leaves the previous output and no temporary file."""
     torch.save(_mmrazor_ckpt(_student()), tmp_path / 'd.pth')
     out = tmp_path / 'o.pth'
     out.write_bytes(b'previous result')
 
-    def broken_save(obj, f, *a, **k):
-        with open(f, 'wb') as fh:
-            fh.write(b'half')
-        raise OSError('disk full')
+    def full_disk_fsync(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(pth_transfer.torch, 'save', broken_save)
-    with pytest.raises(OSError, match='disk full'):
-        pth_transfer.transfer(str(tmp_path / 'd.pth'), str(out))
+    monkeypatch.setattr(os, 'fsync', full_disk_fsync)
+    with pytest.raises(SystemExit) as info:
+        pth_transfer.main(['--ckpt_path', str(tmp_path / 'd.pth'), '--output_path', str(out)])
+    assert str(info.value.code) == (
+        f'pth_transfer.py: error: cannot write "{out}": disk full / file too large (No space '
+        f'left on device); free space in "{tmp_path}" or write elsewhere')
     assert out.read_bytes() == b'previous result'
     assert sorted(os.listdir(tmp_path)) == ['d.pth', 'o.pth']

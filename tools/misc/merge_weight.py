@@ -20,6 +20,11 @@ Inputs may be ``.pth`` (plain state dict, ``{'state_dict': ...}`` or ``{'model':
 detectron2-style ``.pkl`` of numpy arrays (read with an unpickler that only accepts numpy
 arrays and plain containers). The same effect is available as a config option of the
 distillation algorithms of this library: ``init_student_from_teacher=['level_embed']``.
+
+``.pth`` inputs are read with ``weights_only=True`` (a file that would run code is refused).
+The output is written to a temporary file beside ``--out``, read back, and only then renamed
+into place: a failed or killed run never leaves a partial file and never touches a previous
+output. An ``--out`` that is one of the inputs is refused.
 """
 import argparse
 import fnmatch
@@ -50,7 +55,16 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
         if (module, name) in self._ALLOWED:
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f'{module}.{name} is not allowed in a weight .pkl')
+        raise _RefusedGlobal(module, name)
+
+
+class _RefusedGlobal(pickle.UnpicklingError):
+    """A global outside the allow-list of :class:`_NumpyOnlyUnpickler`."""
+
+    def __init__(self, module, name):
+        from mmdet_ksdetr.utils.pickle_globals import python3_name
+        self.culprit = python3_name(module, name)
+        super().__init__(f'{self.culprit} is not allowed in a weight .pkl')
 
 
 def _unwrap(obj, path):
@@ -75,16 +89,26 @@ def _unwrap(obj, path):
     return out
 
 
+def _load_pkl(path):
+    """A detectron2-style weight ``.pkl`` through :class:`_NumpyOnlyUnpickler`."""
+    from mmdet_ksdetr.utils.checks import code_refusal
+    try:
+        with open(path, 'rb') as f:
+            return _NumpyOnlyUnpickler(f, encoding='latin1').load()
+    except _RefusedGlobal as e:
+        raise MergeError(code_refusal(f'weight file "{path}"', e.culprit)) from e
+    except OSError as e:
+        raise MergeError(f'cannot read weight file "{path}": {e.strerror or e}') from e
+    except Exception as e:  # noqa: BLE001  (any parse failure: not a weight .pkl)
+        raise MergeError(f'"{path}" is not a weight .pkl ({type(e).__name__}: {e})') from e
+
+
 def load_state(path):
     """Load a ``.pth``/``.pkl`` weight file as an OrderedDict of tensors."""
     if not osp.isfile(path):
         raise MergeError(f'weight file "{path}" does not exist')
     if path.endswith('.pkl'):
-        with open(path, 'rb') as f:
-            try:
-                obj = _NumpyOnlyUnpickler(f, encoding='latin1').load()
-            except pickle.UnpicklingError as e:
-                raise MergeError(f'"{path}": {e}') from e
+        obj = _load_pkl(path)
     else:
         from mmdet_ksdetr.utils import InputError, load_checkpoint_safely
         try:
@@ -139,17 +163,21 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    from mmdet_ksdetr.utils.checkpoint_io import (OutputPathError, atomic_save,
+                                                   check_output_path, read_back_check)
     try:
         if args.student_prefix and not args.student_prefix.endswith('.'):
             raise MergeError(f'--student-prefix "{args.student_prefix}" must end with "."')
+        check_output_path(args.out, inputs=[args.student, args.teacher])
         student = load_state(args.student)
         teacher = load_state(args.teacher)
         merged, report = merge_weights(student, teacher, args.student_prefix,
                                        tuple(args.copy_to_student))
-    except MergeError as e:
+        out = dict(meta=dict(merged_from=dict(student=args.student, teacher=args.teacher)),
+                   state_dict=merged)
+        atomic_save(out, args.out, check=read_back_check(out))
+    except (MergeError, OutputPathError) as e:
         sys.exit(f'merge_weight.py: error: {e}')
-    torch.save(dict(meta=dict(merged_from=dict(student=args.student, teacher=args.teacher)),
-                    state_dict=merged), args.out)
     print(f'wrote {args.out}: {report["num_student"]} student keys -> architecture.'
           f'{args.student_prefix}*, {report["num_teacher"]} teacher keys -> teacher.*, '
           f'copied to the student: {report["copied_to_student"]}')
