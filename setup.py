@@ -74,6 +74,7 @@ setup(
     long_description_content_type='text/markdown',
     packages=find_packages(exclude=('tests', 'tests.*', 'configs', 'tools')),
     package_data={'mmdet_ksdetr': mim_package_data()},
+    license='Apache-2.0',
     python_requires='>=3.11',
     # mmcv==2.1.0 (compiled ops) and torch are installed by tools/install.sh, not pip's resolver:
     # a resolver-driven torch install would pull a multi-GB CUDA build over a user's torch.
