@@ -192,8 +192,39 @@ def patch_cpu_distributed():
     MMDistributedDataParallel.__init__ = ddp_init
 
 
+# ---------------------------------------------------------------------------------------------
+# 4. ``mmdet_ksdetr::`` config paths
+# ---------------------------------------------------------------------------------------------
+# mmengine resolves ``pkg::dir/cfg.py`` only for the packages named in its fixed
+# ``MODULE2PACKAGE`` table, and finds the package as ``<dist location>/<name>``. For an editable
+# install (PEP 660, pip >= 21.3) the dist location is site-packages while the code stays in the
+# checkout, so that path does not exist; we fall back to where Python imports the package from.
+@_once('external_config_package')
+def register_config_package():
+    import importlib.util
+
+    import mmengine.config.config as config_module
+    from mmengine.config import utils as config_utils
+
+    config_utils.MODULE2PACKAGE.setdefault('mmdet_ksdetr', 'mmdet_ksdetr')
+    original = config_module.get_installed_path
+
+    @functools.wraps(original)
+    def get_installed_path(package):
+        path = original(package)
+        if not os.path.isdir(path):
+            spec = importlib.util.find_spec(package)
+            if spec is not None and spec.origin is not None:
+                return os.path.dirname(spec.origin)
+        return path
+
+    get_installed_path.__mmdet_ksdetr_patched__ = True
+    config_module.get_installed_path = get_installed_path
+
+
 def apply_all():
     """Apply every shim; safe to call more than once."""
     patch_mmrazor_quantization_import()
     allow_mmengine_checkpoint_types()
     patch_cpu_distributed()
+    register_config_package()

@@ -34,5 +34,8 @@ else
 fi
 # 4. the rest of the stack, the test requirements and this package (editable).
 pip_install -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tests.txt"
+# openmim without its dataset-download dependency (see requirements/mim.txt)
+pip_install -r "$ROOT/requirements/mim.txt"
+pip_install --no-deps "openmim==0.3.9"
 pip_install --no-build-isolation --no-deps -e "$ROOT"
 "$PY" -c "import mmdet_ksdetr, mmcv.ops, mmdet, mmrazor.models; print('[install] ok: mmdet_ksdetr', mmdet_ksdetr.__version__, '| mmcv', __import__('mmcv').__version__, '| mmdet', mmdet.__version__)"

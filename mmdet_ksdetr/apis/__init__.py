@@ -1,0 +1,4 @@
+"""Inference entry points."""
+from .inferencer import SafeDetInferencer
+
+__all__ = ['SafeDetInferencer']
