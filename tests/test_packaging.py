@@ -104,3 +104,26 @@ def test_mim_train_toy_config(wheel_venv, toy_data_root, tmp_path):
             ] + toy_data_cfg_options(toy_data_root)
     _run(args, cwd=str(tmp_path), timeout=900)
     assert osp.isfile(work / 'epoch_1.pth'), os.listdir(work)
+
+
+def test_model_index_lists_every_config():
+    """Every shipped config outside ``_base_`` and ``toy`` is in a metafile that
+    ``model-index.yml`` imports, and every listed config exists."""
+    import yaml
+    with open(osp.join(ROOT, 'model-index.yml')) as f:
+        index = yaml.safe_load(f)
+    listed = set()
+    for meta in index['Import']:
+        with open(osp.join(ROOT, meta)) as f:
+            models = yaml.safe_load(f)['Models']
+        for m in models:
+            assert osp.isfile(osp.join(ROOT, m['Config'])), m['Config']
+            assert m['Name'] == osp.splitext(osp.basename(m['Config']))[0]
+            listed.add(m['Config'])
+    shipped = set()
+    for dirpath, _, files in os.walk(osp.join(ROOT, 'configs')):
+        rel = osp.relpath(dirpath, ROOT)
+        if rel.split(os.sep)[1:2] in (['_base_'], ['toy']):
+            continue
+        shipped |= {osp.join(rel, f) for f in files if f.endswith('.py')}
+    assert shipped == listed, sorted(shipped ^ listed)
