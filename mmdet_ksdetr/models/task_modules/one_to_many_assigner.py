@@ -43,7 +43,9 @@ class OneToManyAssigner:
     Every query is scored against every GT with ``M[g, q] = iou_weight * IoU(b_q, g) +
     cls_weight * sigmoid(z_q)[c_g]`` (plain IoU). A query is positive for its best GT when
     ``max_g M >= pos_threshold``; each GT's single best query is positive as well, and keeps its
-    own best GT, which may be another GT (a low-quality match, k=1). At most
+    own best GT, which may be another GT (a low-quality match, k=1); when queries tie for a
+    GT's best score, the lowest query index is forced (``argmax``; docs/dac_detr.md compares
+    this with the release's ``topk(k=1)``). At most
     ``max_pos_per_img`` positives are kept per image (random subset). Finally each GT with
     ``c`` positives gets instead its top-``min(c, topk)`` queries by ``M`` over all queries, so
     a GT gets 0 to ``topk`` positives and a query can be positive for two GTs.

@@ -135,3 +135,47 @@ def test_non_finite_predictions_raise_divergence_not_nan_positives(where):
                        match='DAC one-to-many assignment cost has NaN/inf entries'):
         OneToManyAssigner().assign(_preds(boxes.tolist(), logits), gts)
 
+
+
+def _tie_case(num_queries, a, b):
+    """Queries a and b tie exactly for GT0's best score (0.3 * 0.5, no overlap); a's own best
+    GT is GT1 (IoU 0.3 with it: M = 0.21), b's is GT0. Nothing reaches the 0.4 threshold, so
+    every positive comes from forcing each GT's best query."""
+    gts = _gts([[0, 0, 10, 10], [20, 20, 30, 30]], [0, 1])
+    boxes = [[50, 50, 60, 60]] * num_queries
+    boxes[a] = [20, 20, 30, 23]
+    logits = torch.full((num_queries, 2), NEG)
+    logits[a, 0] = logits[b, 0] = 0.0
+    return _preds(boxes, logits), gts
+
+
+# (Q, a, b): fewer than 64 queries, where CPU torch.topk(k=1) falls back to nth_element and
+# its pick among ties is not the first index, and 64 or more, where it is
+TIE_CASES = [(5, 0, 2), (5, 2, 0), (8, 1, 6), (8, 6, 1), (16, 3, 9), (16, 9, 3), (40, 7, 30),
+             (40, 30, 7), (64, 10, 50), (64, 50, 10), (900, 12, 640), (900, 640, 12)]
+
+
+@pytest.mark.parametrize('num_queries,a,b', TIE_CASES)
+def test_tied_best_query_is_the_lowest_index(num_queries, a, b):
+    """Pins the tie-break of the forced best query: the lowest query index (torch.argmax)."""
+    preds, gts = _tie_case(num_queries, a, b)
+    assigner = OneToManyAssigner()
+    scores = assigner.match_scores(preds, gts)
+    assert scores[0, a] == scores[0, b] == scores[0].max()  # a real tie
+    assert scores[1].argmax() == a and scores[:, a].argmax() == 1 and scores[:, b].argmax() == 0
+    pairs = _pairs(assigner.assign(preds, gts))
+    if a < b:  # a is forced for GT0 but belongs to GT1: GT0 ends with no positive
+        assert pairs == [(a, 1)]
+    else:  # b is forced for GT0 and belongs to it: GT0 gets its top-1 query by M (a or b)
+        assert len(pairs) == 2 and (a, 1) in pairs
+        assert [q for q, g in pairs if g == 0][0] in (a, b)
+
+
+@pytest.mark.parametrize('num_queries,a,b', [c for c in TIE_CASES if c[0] >= 64])
+def test_tie_break_equals_topk1_from_64_queries_on_cpu(num_queries, a, b):
+    """With 64 or more queries CPU torch.topk(k=1) (heap partial sort) also returns the first
+    of tied maxima, so the forced query equals a topk(k=1) pick there (900 queries in DAC)."""
+    preds, gts = _tie_case(num_queries, a, b)
+    scores = OneToManyAssigner().match_scores(preds, gts)
+    assert torch.equal(scores.topk(1, dim=1).indices[:, 0], scores.argmax(dim=1))
+    assert int(scores.topk(1, dim=1).indices[0, 0]) == min(a, b)
