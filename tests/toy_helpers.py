@@ -65,6 +65,30 @@ def toy_batch(cfg, data_root, split='train', n=2):
     return pseudo_collate([ds[i] for i in range(n)])
 
 
+TOY_CLASSES = ('square', 'disk', 'triangle')
+
+
+def save_random_checkpoint(rel_cfg, path, seed=0):
+    """Build the model of ``configs/<rel_cfg>`` (an mmdet detector or an mmrazor distiller,
+    whose teacher is left random), ``init_weights()`` it and save it as a checkpoint with the
+    toy classes in ``meta.dataset_meta``, as mmdet's tools expect. Returns ``path``."""
+    import torch
+    from mmengine.registry import init_default_scope
+    cfg = load_toy_config(rel_cfg)
+    init_default_scope('mmdet')
+    if cfg.model.get('_scope_') == 'mmrazor':
+        from mmrazor.registry import MODELS
+        cfg.model.teacher_ckpt = None
+    else:
+        from mmdet.registry import MODELS
+    torch.manual_seed(seed)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    meta = dict(dataset_meta=dict(classes=TOY_CLASSES))
+    torch.save(dict(meta=meta, state_dict=model.state_dict()), path)
+    return path
+
+
 def run_tool(args, cwd=ROOT, env=None, timeout=900):
     """Run a repository tool as a user would; returns the CompletedProcess (text)."""
     import subprocess

@@ -5,29 +5,15 @@ import json
 import os.path as osp
 
 import pytest
-import torch
-from toy_helpers import CONFIGS, ROOT, load_toy_config, run_tool
+from toy_helpers import CONFIGS, ROOT, run_tool, save_random_checkpoint
 
 DEFORMABLE = 'toy/deformable-detr_tiny-r18_1xb2-12e_toy.py'
 DAB = 'toy/dab-detr_tiny-r18_1xb2-12e_toy.py'
 
 
-def _random_checkpoint(rel_cfg, path):
-    from mmdet.registry import MODELS
-    from mmengine.registry import init_default_scope
-    cfg = load_toy_config(rel_cfg)
-    init_default_scope('mmdet')
-    torch.manual_seed(0)
-    model = MODELS.build(cfg.model)
-    model.init_weights()
-    meta = dict(dataset_meta=dict(classes=('square', 'disk', 'triangle')))
-    torch.save(dict(meta=meta, state_dict=model.state_dict()), path)
-    return path
-
-
 @pytest.fixture(scope='module')
 def deformable_ckpt(tmp_path_factory):
-    return _random_checkpoint(DEFORMABLE, str(tmp_path_factory.mktemp('ckpt') / 'def.pth'))
+    return save_random_checkpoint(DEFORMABLE, str(tmp_path_factory.mktemp('ckpt') / 'def.pth'))
 
 
 def test_demo_writes_drawing_and_boxes(deformable_ckpt, toy_data_root, tmp_path):
@@ -46,7 +32,7 @@ def test_demo_writes_drawing_and_boxes(deformable_ckpt, toy_data_root, tmp_path)
 
 
 def test_demo_refuses_checkpoint_of_another_architecture(toy_data_root, tmp_path):
-    ckpt = _random_checkpoint(DAB, str(tmp_path / 'dab.pth'))
+    ckpt = save_random_checkpoint(DAB, str(tmp_path / 'dab.pth'))
     img = sorted(glob.glob(osp.join(toy_data_root, 'val', '*')))[0]
     out = run_tool(['python', 'demo/image_demo.py', img, osp.join(CONFIGS, DEFORMABLE),
                     '--weights', ckpt, '--out-dir', str(tmp_path / 'out')], cwd=ROOT)
