@@ -121,6 +121,22 @@ def test_default_keys_and_labels(runs, tmp_path, capsys):
     assert osp.isfile(out / 'compare_runs.png')
 
 
+def test_nan_loss_is_a_gap_not_a_smaller_mean(tmp_path):
+    nan_run = tmp_path / 'diverged'
+    _write_log(nan_run, '20250101_000000', [_train_row(1, 2, 4.0, 2.0), _train_row(1, 4, 3.0, 1.0),
+                                            _train_row(2, 6, 2.0, 1.0),
+                                            _train_row(2, 8, float('nan'), 1.0)])
+    assert 'NaN' in (nan_run / '20250101_000000' / 'vis_data' / 'scalars.json').read_text()
+    for loss_x, expected in (('epoch', [3.5, None]), ('iter', [4.0, 3.0, 2.0, None])):
+        out = tmp_path / loss_x
+        res = compare_runs.main([str(nan_run), '--keys', 'loss', 'loss_cls', '--loss-x', loss_x,
+                                 '--out-dir', str(out)])
+        assert res['keys']['loss']['series']['diverged']['y'] == expected
+        text = (out / 'compare_runs.json').read_text()
+        assert 'NaN' not in text and 'Infinity' not in text  # strict JSON: null
+        assert json.loads(text)['keys']['loss']['series']['diverged']['y'] == expected
+
+
 def test_bad_input_one_line_errors(runs, tmp_path):
     out = str(tmp_path / 'out')
     empty = tmp_path / 'empty_work_dir'

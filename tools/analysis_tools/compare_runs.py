@@ -11,7 +11,8 @@ plotted against the epoch (the iteration for iteration-based training); any othe
 (``loss``, ``loss_cls``, ``d0.loss_bbox``, ``lr``, ``grad_norm``) is a training value, plotted
 per logged iteration (``--loss-x iter``) or as the mean of the logged values of each epoch
 (``--loss-x epoch``, the default for epoch-based runs). Each logged training value is already
-mmengine's mean over the logger interval.
+mmengine's mean over the logger interval. NaN/inf values (and epochs holding one) are ``null``
+in the JSON and gaps in the figure.
 
 Writes ``DIR/compare_runs.png`` (one panel per key, one line per run) and
 ``DIR/compare_runs.json`` with the numbers behind every line::
@@ -119,9 +120,11 @@ def series(run, key, loss_x):
     else:
         per_epoch = defaultdict(list)
         for _, row in sorted(run['train'].items()):
-            if key in row and _number(row[key]) is not None:
-                per_epoch[row['epoch']].append(float(row[key]))
-        points = [(e, sum(v) / len(v)) for e, v in sorted(per_epoch.items())]
+            if key in row:
+                per_epoch[row['epoch']].append(_number(row[key]))
+        # an epoch with a NaN/inf value has no mean (a gap), never the mean of the rest
+        points = [(e, None if None in v else sum(v) / len(v))
+                  for e, v in sorted(per_epoch.items())]
         unit = 'epoch'
     if not points:
         return None
