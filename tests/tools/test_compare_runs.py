@@ -137,6 +137,22 @@ def test_nan_loss_is_a_gap_not_a_smaller_mean(tmp_path):
         assert json.loads(text)['keys']['loss']['series']['diverged']['y'] == expected
 
 
+def test_iteration_based_run(tmp_path):
+    """No ``epoch`` in the training rows: validation steps are iterations, losses per iter."""
+    it_run = tmp_path / 'iter_run'
+    rows = [dict(loss=3.0, iter=50, step=50), dict(loss=2.0, iter=100, step=100),
+            {'coco/bbox_mAP': 0.1, 'step': 100}]
+    _write_log(it_run, '20250101_000000', rows)
+    res = compare_runs.main([str(it_run), '--keys', 'coco/bbox_mAP', 'loss', '--out-dir',
+                             str(tmp_path / 'out')])
+    assert res['loss_x'] == 'iter'
+    assert res['keys']['coco/bbox_mAP'] == dict(x='iter', series=dict(iter_run=dict(x=[100],
+                                                                                   y=[0.1])))
+    assert res['keys']['loss']['series']['iter_run'] == dict(x=[50, 100], y=[3.0, 2.0])
+    msg = _main([str(it_run), '--loss-x', 'epoch', '--out-dir', str(tmp_path / 'out2')])
+    assert msg.startswith('compare_runs.py: error: --loss-x epoch') and 'use --loss-x iter' in msg
+
+
 def test_bad_input_one_line_errors(runs, tmp_path):
     out = str(tmp_path / 'out')
     empty = tmp_path / 'empty_work_dir'
