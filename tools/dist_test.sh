@@ -10,6 +10,9 @@ if [ -z "$CONFIG" ] || [ -z "$CHECKPOINT" ] || [ -z "$GPUS" ]; then
   echo "usage: bash tools/dist_test.sh CONFIG CHECKPOINT GPUS [test.py options]" >&2
   exit 2
 fi
+case "$GPUS" in
+  ''|*[!0-9]*|0) echo "$(basename "$0"): error: GPUS must be a positive number of processes, got \"$GPUS\"" >&2; exit 2 ;;
+esac
 NNODES=${NNODES:-1}
 NODE_RANK=${NODE_RANK:-0}
 PORT=${PORT:-29500}
@@ -19,14 +22,14 @@ HERE=$(dirname "$0")
 if [ -z "$OMP_NUM_THREADS" ]; then
   export OMP_NUM_THREADS=$(( $(nproc) / GPUS > 0 ? $(nproc) / GPUS : 1 ))
 fi
-PYTHONPATH="$HERE/..":$PYTHONPATH \
+PYTHONPATH="$HERE/..${PYTHONPATH:+:$PYTHONPATH}" \
 python -m torch.distributed.run \
-    --nnodes=$NNODES \
-    --node_rank=$NODE_RANK \
-    --master_addr=$MASTER_ADDR \
-    --nproc_per_node=$GPUS \
-    --master_port=$PORT \
+    --nnodes="$NNODES" \
+    --node_rank="$NODE_RANK" \
+    --master_addr="$MASTER_ADDR" \
+    --nproc_per_node="$GPUS" \
+    --master_port="$PORT" \
     "$HERE/test.py" \
     "$CONFIG" \
     "$CHECKPOINT" \
-    --launcher pytorch ${@:4}
+    --launcher pytorch "${@:4}"

@@ -9,6 +9,9 @@ if [ -z "$CONFIG" ] || [ -z "$GPUS" ]; then
   echo "usage: bash tools/dist_train.sh CONFIG GPUS [train.py options]" >&2
   exit 2
 fi
+case "$GPUS" in
+  ''|*[!0-9]*|0) echo "$(basename "$0"): error: GPUS must be a positive number of processes, got \"$GPUS\"" >&2; exit 2 ;;
+esac
 NNODES=${NNODES:-1}
 NODE_RANK=${NODE_RANK:-0}
 PORT=${PORT:-29500}
@@ -18,13 +21,13 @@ HERE=$(dirname "$0")
 if [ -z "$OMP_NUM_THREADS" ]; then
   export OMP_NUM_THREADS=$(( $(nproc) / GPUS > 0 ? $(nproc) / GPUS : 1 ))
 fi
-PYTHONPATH="$HERE/..":$PYTHONPATH \
+PYTHONPATH="$HERE/..${PYTHONPATH:+:$PYTHONPATH}" \
 python -m torch.distributed.run \
-    --nnodes=$NNODES \
-    --node_rank=$NODE_RANK \
-    --master_addr=$MASTER_ADDR \
-    --nproc_per_node=$GPUS \
-    --master_port=$PORT \
+    --nnodes="$NNODES" \
+    --node_rank="$NODE_RANK" \
+    --master_addr="$MASTER_ADDR" \
+    --nproc_per_node="$GPUS" \
+    --master_port="$PORT" \
     "$HERE/train.py" \
     "$CONFIG" \
-    --launcher pytorch ${@:3}
+    --launcher pytorch "${@:3}"
