@@ -1,8 +1,12 @@
 """Train a detector or a distiller: mmdet's ``tools/train.py`` interface, with the
 mmdet_ksdetr compatibility shims (CPU/gloo distributed, safe checkpoint loading, mmrazor).
 
-    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--non-strict]
                           [--auto-scale-lr] [--cfg-options k=v ...] [--launcher pytorch]
+
+Training runs in :class:`mmdet_ksdetr.engine.CrashSafeRunner` (unless the config sets
+``runner_type``): atomic checkpoints, ``--resume`` without a path continues from the newest
+checkpoint that loads, exactly as the uninterrupted run would have.
 """
 import argparse
 import os
@@ -16,6 +20,7 @@ from mmengine.config import DictAction  # noqa: E402
 
 from mmdet_ksdetr.utils import (InputError, build_runner, check_config_path,  # noqa: E402
                                 check_data_paths, shutdown_distributed)
+from mmdet_ksdetr.utils.checkpoint_io import CheckpointMismatchError  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -32,6 +37,10 @@ def parse_args(argv=None):
         'no path is given')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, key=value pairs (xxx=yyy)')
+    parser.add_argument(
+        '--non-strict', action='store_true',
+        help='load a checkpoint that does not fit the model (missing / unexpected / mis-shaped '
+        'keys are logged in one line and skipped); the default stops with the list of keys')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
     # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK
@@ -48,6 +57,8 @@ def build_config(args):
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+    if args.non_strict:
+        cfg.strict_load = False
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:
@@ -86,7 +97,10 @@ def main(argv=None):
         cfg = build_config(args)
     except (InputError, FileNotFoundError) as e:
         sys.exit(f'train.py: error: {e}')
-    build_runner(cfg).train()
+    try:
+        build_runner(cfg).train()
+    except (InputError, CheckpointMismatchError) as e:  # a checkpoint that cannot be used
+        sys.exit(f'train.py: error: {e}')
     shutdown_distributed()
 
 

@@ -7,11 +7,12 @@
 
 Loading lives in :func:`mmdet_ksdetr.utils.checks.load_checkpoint_safely` (``weights_only``).
 """
+import contextlib
 import errno
 import os
 import os.path as osp
 import tempfile
-from typing import Callable, Dict, Iterable, List, Optional
+from typing import Callable, Dict, Iterable, Iterator, List, Optional
 
 
 class CheckpointMismatchError(ValueError):
@@ -35,20 +36,26 @@ def state_dict_mismatch(model_state: Dict, ckpt_state: Dict) -> Dict[str, List[s
     return dict(missing=missing, unexpected=unexpected, mis_shaped=mis_shaped)
 
 
-def check_state_dict_fits(model, ckpt_state: Dict, source: str = 'checkpoint',
-                          ignore: Iterable[str] = ()) -> None:
-    """Raise :class:`CheckpointMismatchError` unless ``ckpt_state`` has exactly the model's keys
-    with the model's shapes (keys starting with a prefix in ``ignore`` are not compared)."""
+def describe_mismatch(model, ckpt_state: Dict, ignore: Iterable[str] = ()) -> str:
+    """One line listing the keys of ``ckpt_state`` that do not fit ``model`` (first few of each
+    kind + counts); ``''`` when it fits. Keys starting with a prefix in ``ignore`` are skipped."""
     ignore = tuple(ignore)
     model_state = {k: v for k, v in model.state_dict().items() if not k.startswith(ignore)}
     ckpt_state = {k: v for k, v in ckpt_state.items() if not k.startswith(ignore)}
     bad = state_dict_mismatch(model_state, ckpt_state)
-    if any(bad.values()):
-        parts = [f'{name.replace("_", "-")} keys: {_listing(keys)}'
-                 for name, keys in bad.items() if keys]
+    return '; '.join(f'{name.replace("_", "-")} keys: {_listing(keys)}'
+                     for name, keys in bad.items() if keys)
+
+
+def check_state_dict_fits(model, ckpt_state: Dict, source: str = 'checkpoint',
+                          ignore: Iterable[str] = ()) -> None:
+    """Raise :class:`CheckpointMismatchError` unless ``ckpt_state`` has exactly the model's keys
+    with the model's shapes (keys starting with a prefix in ``ignore`` are not compared)."""
+    mismatch = describe_mismatch(model, ckpt_state, ignore)
+    if mismatch:
         raise CheckpointMismatchError(
-            f'{source} does not fit the model ({type(model).__name__}): ' + '; '.join(parts) +
-            '. Use the config the checkpoint was trained with, or opt in to non-strict loading')
+            f'{source} does not fit the model ({type(model).__name__}): {mismatch}. Use the '
+            f'config the checkpoint was trained with, or opt in to non-strict loading')
 
 
 def _output_error(path: str, e: OSError) -> str:
@@ -77,17 +84,20 @@ def check_output_path(path: str, inputs: Iterable[str] = ()) -> str:
     return path
 
 
-def atomic_write(path: str, write: Callable[[object], None], mode: str = 'wb') -> None:
-    """Call ``write(file_object)`` on a temporary file beside ``path``, fsync it, then rename it
-    to ``path``. On any failure the temporary file is removed, ``path`` is untouched and an
-    :class:`OutputPathError` (for OS errors) says why in one line."""
+@contextlib.contextmanager
+def atomic_output(path: str) -> Iterator[str]:
+    """Yield a temporary file name beside ``path``; when the block succeeds, fsync that file and
+    rename it to ``path`` (then fsync the folder). On any failure, or a ``kill -9`` inside the
+    block, ``path`` is untouched: a crash leaves at most a ``.<name>.*.tmp`` file. OS errors
+    become an :class:`OutputPathError` that says why in one line."""
     folder = osp.dirname(osp.abspath(path))
     tmp: Optional[str] = None
     try:
         fd, tmp = tempfile.mkstemp(prefix=f'.{osp.basename(path)}.', suffix='.tmp', dir=folder)
-        with os.fdopen(fd, mode) as f:
-            write(f)
-            f.flush()
+        os.close(fd)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
+        yield tmp
+        with open(tmp, 'rb+') as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
         tmp = None
@@ -97,6 +107,20 @@ def atomic_write(path: str, write: Callable[[object], None], mode: str = 'wb') -
     finally:
         if tmp is not None and osp.exists(tmp):
             os.unlink(tmp)
+
+
+def atomic_write(path: str, write: Callable[[object], None], mode: str = 'wb') -> None:
+    """Call ``write(file_object)`` on a temporary file beside ``path``, fsync it, then rename it
+    to ``path`` (see :func:`atomic_output`)."""
+    with atomic_output(path) as tmp:
+        with open(tmp, mode) as f:
+            write(f)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(folder: str) -> None:

@@ -2,13 +2,16 @@
 
 
 def build_runner(cfg):
-    """The mmengine Runner of ``cfg``: ``Runner.from_cfg``, or the registered ``runner_type``."""
+    """The Runner of ``cfg``: :class:`~mmdet_ksdetr.engine.CrashSafeRunner` (atomic checkpoints,
+    exact auto-resume, strict ``weights_only`` loading) unless the config names a registered
+    ``runner_type``, which is then built as mmdet's tools do."""
     from mmdet.utils import setup_cache_size_limit_of_dynamo
     from mmengine.registry import RUNNERS
-    from mmengine.runner import Runner
+
+    from mmdet_ksdetr.engine import CrashSafeRunner
     setup_cache_size_limit_of_dynamo()
     if 'runner_type' not in cfg:
-        return Runner.from_cfg(cfg)
+        return CrashSafeRunner.from_cfg(cfg)
     return RUNNERS.build(cfg)
 
 
