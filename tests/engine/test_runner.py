@@ -196,7 +196,7 @@ def test_kill_mid_training_and_resume_is_exact(tiny_toy, tmp_path, name, procs, 
     log = log_of(out)
     assert out.returncode == 0, log[-3000:]
     assert f'resuming from {killed}/epoch_1.pth' in log
-    assert log.count('restored the random-generator state of every rank') == procs
+    assert 'restored the random-generator state of every rank' in log  # rank 0 logs
     assert_same_run(full, killed)
 
 
