@@ -45,6 +45,8 @@ class CrashSafeRunner(Runner):
     'CrashSafeRunner'`` in a config). Extra config key: ``strict_load`` (default True).
     """
 
+    _rng_state_to_restore = None  # set by resume(), applied after the before_train hooks
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._strict_load = bool(self.cfg.get('strict_load', True))
@@ -192,8 +194,9 @@ class CrashSafeRunner(Runner):
 
     def resume(self, filename, resume_optimizer=True, resume_param_scheduler=True,
                map_location='default') -> None:
-        """mmengine's resume (through :meth:`load_checkpoint`), then this rank's generator
-        states from the checkpoint; a checkpoint without them resumes with a warning."""
+        """mmengine's resume (through :meth:`load_checkpoint`); this rank's generator states
+        from the checkpoint are restored once the ``before_train`` hooks ran (see
+        :meth:`call_hook`). A checkpoint without them resumes with a warning."""
         super().resume(filename, resume_optimizer, resume_param_scheduler, map_location)
         states = load_checkpoint_safely(filename).get('meta', {}).get('rng_states')
         if not states:
@@ -204,7 +207,17 @@ class CrashSafeRunner(Runner):
             self.logger.warning(f'"{filename}" was saved by {len(states)} processes, this run '
                                 f'has {self.world_size}: resume is not exact')
             return
-        missing = restore_rng_state(states[self.rank])
+        self._rng_state_to_restore = states[self.rank]
+
+    def call_hook(self, fn_name: str, **kwargs) -> None:
+        """As mmengine; after the ``before_train`` hooks of a resumed run, restore this rank's
+        generator states (those hooks drew their numbers before the checkpoint in the
+        uninterrupted run, e.g. a check that loads a training sample through the pipeline)."""
+        super().call_hook(fn_name, **kwargs)
+        if fn_name != 'before_train' or self._rng_state_to_restore is None:
+            return
+        missing = restore_rng_state(self._rng_state_to_restore)
+        self._rng_state_to_restore = None
         if missing:
             self.logger.warning(f'could not restore the {", ".join(missing)} generator state '
                                 f'(device count differs): resume is not exact')
