@@ -189,6 +189,8 @@ class CrashSafeRunner(Runner):
     def _adopt_checkpoint_seed(self, path) -> None:
         seed = load_checkpoint_safely(path).get('meta', {}).get('seed')
         if seed is not None and seed != self.seed:
+            self.logger.info(f'resume: using the run\'s seed {seed} from the checkpoint (the '
+                             f'sampler and dataloader must draw as the interrupted run did)')
             self._randomness_cfg.update(seed=seed)
             self.set_randomness(**self._randomness_cfg)
 
