@@ -12,6 +12,6 @@ compat.apply_all()
 
 from . import models  # noqa: E402,F401  (registers mmdet modules)
 from . import distill  # noqa: E402,F401  (registers mmrazor modules)
-from . import engine  # noqa: E402,F401  (registers mmengine hooks)
+from . import engine  # noqa: E402,F401  (registers CrashSafeRunner and the hooks)
 
 __all__ = ['__version__', 'compat']

@@ -2,7 +2,10 @@
 mmdet_ksdetr compatibility shims. Checkpoints are loaded with ``weights_only=True``.
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out results.pkl]
-                         [--show] [--show-dir DIR] [--cfg-options k=v ...] [--launcher pytorch]
+                         [--show] [--show-dir DIR] [--non-strict] [--cfg-options k=v ...]
+                         [--launcher pytorch]
+
+The checkpoint must fit the model (the keys that do not are listed) unless --non-strict.
 """
 import argparse
 import os
@@ -16,6 +19,7 @@ from mmengine.config import DictAction  # noqa: E402
 
 from mmdet_ksdetr.utils import (InputError, build_runner, check_checkpoint,  # noqa: E402
                                 check_config_path, check_data_paths, shutdown_distributed)
+from mmdet_ksdetr.utils.checkpoint_io import CheckpointMismatchError  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -33,6 +37,10 @@ def parse_args(argv=None):
     parser.add_argument('--wait-time', type=float, default=2, help='the interval of show (s)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, key=value pairs (xxx=yyy)')
+    parser.add_argument(
+        '--non-strict', action='store_true',
+        help='load a checkpoint that does not fit the model (missing / unexpected / mis-shaped '
+        'keys are logged in one line and skipped); the default stops with the list of keys')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
     parser.add_argument('--tta', action='store_true')
@@ -49,6 +57,8 @@ def build_config(args):
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+    if args.non_strict:
+        cfg.strict_load = False
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:
@@ -89,7 +99,10 @@ def main(argv=None):
     runner = build_runner(cfg)
     if args.out is not None:
         runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
-    metrics = runner.test()
+    try:
+        metrics = runner.test()
+    except (InputError, CheckpointMismatchError) as e:  # a checkpoint that does not fit
+        sys.exit(f'test.py: error: {e}')
     shutdown_distributed()
     return metrics
 

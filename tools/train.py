@@ -1,8 +1,12 @@
 """Train a detector or a distiller: mmdet's ``tools/train.py`` interface, with the
 mmdet_ksdetr compatibility shims (CPU/gloo distributed, safe checkpoint loading, mmrazor).
 
-    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--non-strict]
                           [--auto-scale-lr] [--cfg-options k=v ...] [--launcher pytorch]
+
+Training runs in :class:`mmdet_ksdetr.engine.CrashSafeRunner` (unless the config sets
+``runner_type``): atomic checkpoints, ``--resume`` without a path continues from the newest
+checkpoint that loads, exactly as the uninterrupted run would have.
 """
 import argparse
 import os
@@ -17,6 +21,7 @@ from mmengine.config import DictAction  # noqa: E402
 from mmdet_ksdetr.engine.hooks import describe_divergence  # noqa: E402
 from mmdet_ksdetr.utils import (InputError, TrainingDivergedError, build_runner,  # noqa: E402
                                 check_config_path, check_data_paths, shutdown_distributed)
+from mmdet_ksdetr.utils.checkpoint_io import CheckpointMismatchError  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -33,6 +38,10 @@ def parse_args(argv=None):
         'no path is given')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, key=value pairs (xxx=yyy)')
+    parser.add_argument(
+        '--non-strict', action='store_true',
+        help='load a checkpoint that does not fit the model (missing / unexpected / mis-shaped '
+        'keys are logged in one line and skipped); the default stops with the list of keys')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
     # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK
@@ -49,6 +58,8 @@ def build_config(args):
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+    if args.non_strict:
+        cfg.strict_load = False
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:
@@ -87,11 +98,14 @@ def main(argv=None):
         cfg = build_config(args)
     except (InputError, FileNotFoundError) as e:
         sys.exit(f'train.py: error: {e}')
-    runner = build_runner(cfg)
+    runner = None
     try:
+        runner = build_runner(cfg)
         runner.train()
+    except (InputError, CheckpointMismatchError) as e:  # a checkpoint that cannot be used
+        sys.exit(f'train.py: error: {e}')
     except (TrainingDivergedError, ValueError) as e:  # NaN/inf loss, weights or matching cost
-        message = describe_divergence(runner, e)
+        message = describe_divergence(runner, e) if runner is not None else None
         if message is None:
             raise
         sys.exit(f'train.py: error: {message}')

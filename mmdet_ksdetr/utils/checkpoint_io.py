@@ -7,11 +7,12 @@
 
 Loading lives in :func:`mmdet_ksdetr.utils.checks.load_checkpoint_safely` (``weights_only``).
 """
+import contextlib
 import errno
 import os
 import os.path as osp
 import tempfile
-from typing import Callable, Dict, Iterable, List, Optional
+from typing import Callable, Dict, Iterable, Iterator, List, Optional
 
 
 class CheckpointMismatchError(ValueError):
@@ -35,20 +36,26 @@ def state_dict_mismatch(model_state: Dict, ckpt_state: Dict) -> Dict[str, List[s
     return dict(missing=missing, unexpected=unexpected, mis_shaped=mis_shaped)
 
 
-def check_state_dict_fits(model, ckpt_state: Dict, source: str = 'checkpoint',
-                          ignore: Iterable[str] = ()) -> None:
-    """Raise :class:`CheckpointMismatchError` unless ``ckpt_state`` has exactly the model's keys
-    with the model's shapes (keys starting with a prefix in ``ignore`` are not compared)."""
+def describe_mismatch(model, ckpt_state: Dict, ignore: Iterable[str] = ()) -> str:
+    """One line listing the keys of ``ckpt_state`` that do not fit ``model`` (first few of each
+    kind + counts); ``''`` when it fits. Keys starting with a prefix in ``ignore`` are skipped."""
     ignore = tuple(ignore)
     model_state = {k: v for k, v in model.state_dict().items() if not k.startswith(ignore)}
     ckpt_state = {k: v for k, v in ckpt_state.items() if not k.startswith(ignore)}
     bad = state_dict_mismatch(model_state, ckpt_state)
-    if any(bad.values()):
-        parts = [f'{name.replace("_", "-")} keys: {_listing(keys)}'
-                 for name, keys in bad.items() if keys]
+    return '; '.join(f'{name.replace("_", "-")} keys: {_listing(keys)}'
+                     for name, keys in bad.items() if keys)
+
+
+def check_state_dict_fits(model, ckpt_state: Dict, source: str = 'checkpoint',
+                          ignore: Iterable[str] = ()) -> None:
+    """Raise :class:`CheckpointMismatchError` unless ``ckpt_state`` has exactly the model's keys
+    with the model's shapes (keys starting with a prefix in ``ignore`` are not compared)."""
+    mismatch = describe_mismatch(model, ckpt_state, ignore)
+    if mismatch:
         raise CheckpointMismatchError(
-            f'{source} does not fit the model ({type(model).__name__}): ' + '; '.join(parts) +
-            '. Use the config the checkpoint was trained with, or opt in to non-strict loading')
+            f'{source} does not fit the model ({type(model).__name__}): {mismatch}. Use the '
+            f'config the checkpoint was trained with, or opt in to non-strict loading')
 
 
 _FULL = {errno.ENOSPC, errno.EFBIG, getattr(errno, 'EDQUOT', errno.ENOSPC)}
@@ -108,23 +115,21 @@ class _ErrorRecordingFile:
         return getattr(self._f, name)
 
 
-def atomic_write(path: str, write: Callable[[object], None], mode: str = 'wb',
-                 check: Optional[Callable[[str], None]] = None) -> None:
-    """Call ``write(file_object)`` on a temporary file beside ``path`` (``.<name>.*.tmp``),
-    fsync it, call ``check(temporary_path)`` if given (e.g. read it back), then rename it to
-    ``path``. On any failure the temporary file is removed and ``path`` is untouched (a
-    ``kill -9`` can leave the temporary file, never a partial ``path``); OS errors, also those
-    torch hides behind a ``RuntimeError``, become an :class:`OutputPathError` in one line."""
+@contextlib.contextmanager
+def atomic_output(path: str, check: Optional[Callable[[str], None]] = None) -> Iterator[str]:
+    """Yield a temporary file name beside ``path`` (``.<name>.*.tmp``); when the block
+    succeeds, fsync that file, call ``check(temporary_path)`` if given (e.g. read it back),
+    rename it to ``path`` and fsync the folder. On any failure ``path`` is untouched and the
+    temporary file is removed (a ``kill -9`` inside the block can leave the temporary file,
+    never a partial ``path``). OS errors become an :class:`OutputPathError` in one line."""
     folder = osp.dirname(osp.abspath(path))
     tmp: Optional[str] = None
-    recorder: Optional[_ErrorRecordingFile] = None
     try:
         fd, tmp = tempfile.mkstemp(prefix=f'.{osp.basename(path)}.', suffix='.tmp', dir=folder)
-        os.fchmod(fd, _file_mode(path))
-        with os.fdopen(fd, mode) as f:
-            recorder = _ErrorRecordingFile(f)
-            write(recorder)
-            f.flush()
+        os.close(fd)
+        os.chmod(tmp, _file_mode(path))  # mkstemp makes 0600; give the file the usual mode
+        yield tmp
+        with open(tmp, 'rb+') as f:
             os.fsync(f.fileno())
         if check is not None:
             check(tmp)
@@ -133,16 +138,31 @@ def atomic_write(path: str, write: Callable[[object], None], mode: str = 'wb',
         _fsync_dir(folder)
     except OSError as e:
         raise OutputPathError(_output_error(path, e)) from e
-    except Exception as e:
-        if recorder is not None and recorder.error is not None:
-            raise OutputPathError(_output_error(path, recorder.error)) from e
-        raise
     finally:
         if tmp is not None:
             try:
                 os.unlink(tmp)
             except OSError:
                 pass
+
+
+def atomic_write(path: str, write: Callable[[object], None], mode: str = 'wb',
+                 check: Optional[Callable[[str], None]] = None) -> None:
+    """Call ``write(file_object)`` on a temporary file beside ``path`` and move it into place
+    (see :func:`atomic_output`); OS errors, also those torch hides behind a ``RuntimeError``,
+    become an :class:`OutputPathError` in one line."""
+    recorder: Optional[_ErrorRecordingFile] = None
+    try:
+        with atomic_output(path, check) as tmp:
+            with open(tmp, mode) as f:
+                recorder = _ErrorRecordingFile(f)
+                write(recorder)
+    except OutputPathError:
+        raise
+    except Exception as e:
+        if recorder is not None and recorder.error is not None:
+            raise OutputPathError(_output_error(path, recorder.error)) from e
+        raise
 
 
 def _file_mode(path: str) -> int:

@@ -2,18 +2,21 @@
 
 
 def build_runner(cfg):
-    """The mmengine Runner of ``cfg``: ``Runner.from_cfg``, or the registered ``runner_type``;
-    a ``DivergenceHook`` joins ``cfg.custom_hooks`` unless the config has one."""
+    """The Runner of ``cfg``: :class:`~mmdet_ksdetr.engine.CrashSafeRunner` (atomic checkpoints,
+    exact auto-resume, strict ``weights_only`` loading) unless the config names a registered
+    ``runner_type``, which is then built as mmdet's tools do. A ``DivergenceHook`` joins
+    ``cfg.custom_hooks`` unless the config has one."""
     from mmdet.utils import setup_cache_size_limit_of_dynamo
     from mmengine.registry import RUNNERS
-    from mmengine.runner import Runner
+
+    from mmdet_ksdetr.engine import CrashSafeRunner
     setup_cache_size_limit_of_dynamo()
     hooks = list(cfg.get('custom_hooks') or [])
     names = [str(h.get('type') if isinstance(h, dict) else h) for h in hooks]
     if not any('DivergenceHook' in name for name in names):
         cfg.custom_hooks = hooks + [dict(type='DivergenceHook')]  # a diverging run stops clearly
     if 'runner_type' not in cfg:
-        return Runner.from_cfg(cfg)
+        return CrashSafeRunner.from_cfg(cfg)
     return RUNNERS.build(cfg)
 
 
