@@ -23,9 +23,9 @@ HERE = osp.dirname(osp.abspath(__file__))
 # configs under test, relative to configs/ (kept here: the toy configs may move)
 TOY = {
     'deformable': 'toy/deformable-detr_tiny-r18_1xb2-12e_toy.py',
-    'ks': 'toy/ks-deformable-detr_tiny-r18_1xb2-12e_toy.py',
-    'dino': 'toy/dac-dino-cdn-ice-4scale_tiny-r18_1xb2-12e_toy.py',
-    'distill': 'toy/detr-distill_deformable-detr_tiny-r18_1xb2-12e_toy.py',
+    'ks': 'toy/ks_detr/ks-deformable-detr_tiny-r18_1xb2-12e_toy.py',
+    'dino': 'toy/dac_detr/dac-dino-cdn-ice-4scale_tiny-r18_1xb2-12e_toy.py',
+    'distill': 'toy/detr_distill/detr-distill_deformable-detr_tiny-r18_1xb2-12e_toy.py',
     'dab': 'toy/dab-detr_tiny-r18_1xb2-12e_toy.py',
 }
 # load_checkpoint_safely's refusal: "... not allowed under torch.load(weights_only=True): ..."
