@@ -146,8 +146,6 @@ class DETRDistillBase(SingleTeacherDistill):
         if isinstance(init_student_from_teacher, str):
             init_student_from_teacher = [init_student_from_teacher]
         self.init_student_from_teacher = list(init_student_from_teacher)
-        if self.DISTILS_PREDICTIONS:
-            self._check_prediction_heads()
         if teacher_ckpt:
             load_teacher_checkpoint(self.teacher, teacher_ckpt, strict=teacher_strict)
             self.teacher._is_init = True  # runner.init_weights() must not overwrite it
@@ -156,6 +154,8 @@ class DETRDistillBase(SingleTeacherDistill):
                           f'randomly initialised (only useful for tests)')
         self.teacher.requires_grad_(False)
         self.teacher.eval()
+        if self.DISTILS_PREDICTIONS:
+            self._check_prediction_heads()
 
     # ---------------------------------------------------------------- set-up plumbing
     def _check_prediction_heads(self):
