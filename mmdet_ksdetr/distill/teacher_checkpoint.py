@@ -1,11 +1,13 @@
-"""Strict, ``weights_only`` loading of a distillation teacher's checkpoint (DESIGN rule 6)."""
+"""Teacher weights of a distillation: strict, ``weights_only`` loading of the teacher's
+checkpoint (DESIGN rule 6) and copying named teacher parameters into the student."""
+import fnmatch
 import warnings
 
 import torch
 
 from mmdet_ksdetr.utils import load_checkpoint_safely
 
-__all__ = ['TeacherCheckpointError', 'load_teacher_checkpoint']
+__all__ = ['TeacherCheckpointError', 'load_teacher_checkpoint', 'copy_teacher_params_to_student']
 
 
 class TeacherCheckpointError(RuntimeError):
@@ -79,3 +81,27 @@ def load_teacher_checkpoint(teacher: torch.nn.Module, path: str, strict: bool = 
     if report:
         warnings.warn(f'teacher checkpoint "{path}": ' + '; '.join(report))
     teacher.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
+
+
+def copy_teacher_params_to_student(student, teacher, patterns: Sequence[str]):
+    """Copy every teacher parameter/buffer whose name contains one of ``patterns`` (or matches
+    it as a glob) into the student parameter of the same name. Returns the copied names."""
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    s_state, t_state = student.state_dict(), teacher.state_dict()
+    copied = []
+    for name, value in t_state.items():
+        if not any(p in name or fnmatch.fnmatch(name, p) for p in patterns):
+            continue
+        if name not in s_state:
+            raise ValueError(f'init_student_from_teacher: teacher "{name}" has no counterpart in '
+                             f'the student')
+        if s_state[name].shape != value.shape:
+            raise ValueError(f'init_student_from_teacher: "{name}" is {tuple(value.shape)} in '
+                             f'the teacher but {tuple(s_state[name].shape)} in the student')
+        with torch.no_grad():
+            s_state[name].copy_(value)
+        copied.append(name)
+    if not copied:
+        raise ValueError(f'init_student_from_teacher: no teacher parameter matches {patterns}')
+    return copied

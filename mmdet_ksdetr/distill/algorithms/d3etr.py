@@ -10,7 +10,7 @@ from ..losses.attention_map_loss import AttentionMapLoss
 from ..losses.hungarian_logit_kd_loss import gather_queries
 from ..losses.pair_kd_loss import PairKDLoss
 from ..task_modules.distill_matcher import DistillHungarianMatcher
-from .detr_distill_base import DETRDistillBase, layer_prefix
+from .detr_distill_base import DETRDistillBase, layer_losses
 
 __all__ = ['D3ETR']
 
@@ -49,7 +49,8 @@ class D3ETR(DETRDistillBase):
         layer_by_layer (bool): student layer l learns from teacher layer l (mapped when
             depths differ); False: from the teacher's last layer.
         matcher (dict): :class:`DistillHungarianMatcher` cost weights.
-        **kwargs: :class:`DETRDistillBase` arguments (``tprd``, ...). ``distiller.distill_losses`` may hold
+        **kwargs: :class:`DETRDistillBase` arguments (``tprd``, ...).
+            ``distiller.distill_losses`` may hold
             ``loss_adaptive`` / ``loss_fixed`` (:class:`PairKDLoss`) and ``loss_self_attn`` /
             ``loss_cross_attn`` (:class:`AttentionMapLoss`); leave one out to switch it off.
 
@@ -104,55 +105,56 @@ class D3ETR(DETRDistillBase):
                                batch_data_samples) -> Dict:
         s, t = student_internals, teacher_internals
         layers = self.layer_pairs(s, t, self.layer_by_layer)
-        factors = s.img_size_factors()
-        B, C = s.batch_size, s.cls_logits.shape[-1]
         targets = self.prediction_targets(t, batch_data_samples)  # TPRD-refined iff tprd
-        t_logits, t_boxes, pos = targets.logits, targets.boxes, targets.pos_labels
-        with_attn = self.student_attention is not None
-        s_attn, t_attn = s.attention, t.attention
-        if with_attn and (s_attn is None or t_attn is None):
+        if self.student_attention is not None and (s.attention is None or t.attention is None):
             raise RuntimeError('D3ETR: attention maps were not recorded; compute the losses '
                                'through loss() (or teacher_forward() and student_forward())')
-        # the student's DINO denoising queries lead the attention maps; skip them
-        s_offset = int(s.dn_meta['num_denoising_queries']) if s.dn_meta else 0
         losses = {}
-
-        def add(group, l, parts):
-            prefix = layer_prefix(l, s.num_layers)
-            losses.update({f'{prefix}{k}_{group}': v for k, v in parts.items()})
-
         if 'loss_adaptive' in self.parts:
-            s_idx, t_idx = self.matcher.match(
-                s.cls_logits.detach(), s.bbox_preds.detach(), t_logits[layers].sigmoid(),
-                t_boxes[layers], factors.expand(s.num_layers, -1, -1))
-            pair_factors = factors[:, None, :].expand(B, s_idx.shape[-1], 4).reshape(-1, 4)
-            for l, tl in enumerate(layers):
-                parts = self.parts['loss_adaptive'](
-                    gather_queries(s.cls_logits[l], s_idx[l]).reshape(-1, C),
-                    gather_queries(s.bbox_preds[l], s_idx[l]).reshape(-1, 4),
-                    gather_queries(t_logits[tl], t_idx[l]).reshape(-1, C),
-                    gather_queries(t_boxes[tl], t_idx[l]).reshape(-1, 4), pair_factors,
-                    None if pos is None else gather_queries(pos[tl], t_idx[l]).reshape(-1),
-                    num_queries=B * s.num_queries)
-                if with_attn:
-                    parts.update(self._attn_losses(s_attn, t_attn, l, tl, s_idx[l], t_idx[l],
-                                                   s_offset))
-                add('adaptive', l, parts)
-
+            losses.update(self._adaptive_losses(s, t, targets, layers))
         if 'loss_fixed' in self.parts:
             query_kind(self.student, s.decoder_inputs)  # a supported, matching variant
-            if 'fixed' not in s.groups:
-                raise RuntimeError('D3ETR: the student internals lack the fixed-matching group; '
-                                   'capture them with student_forward(..., teacher_internals)')
-            out = s.groups['fixed']
-            Nt = t.num_queries
-            pair_factors = factors[:, None, :].expand(B, Nt, 4).reshape(-1, 4)
-            for l, tl in enumerate(layers):
-                parts = self.parts['loss_fixed'](
-                    out.cls_logits[l].reshape(-1, C), out.bbox_preds[l].reshape(-1, 4),
-                    t_logits[tl].reshape(-1, C), t_boxes[tl].reshape(-1, 4), pair_factors,
-                    None if pos is None else pos[tl].reshape(-1), num_queries=B * Nt)
-                if with_attn:
-                    parts.update(self._attn_losses(out.attention, t_attn, l, tl, None, None, 0))
-                add('fixed', l, parts)
+            losses.update(self._fixed_losses(self.group_of(s, 'fixed'), t, targets, layers,
+                                             s.num_layers, s.img_size_factors()))
+        return losses
+
+    def _adaptive_losses(self, s, t, targets, layers) -> Dict:
+        """Hungarian-matched pairs of every layer: predictions (+ attention)."""
+        factors, (B, C) = s.img_size_factors(), (s.batch_size, s.cls_logits.shape[-1])
+        t_logits, t_boxes, pos = targets.logits, targets.boxes, targets.pos_labels
+        s_idx, t_idx = self.matcher.match(
+            s.cls_logits.detach(), s.bbox_preds.detach(), t_logits[layers].sigmoid(),
+            t_boxes[layers], factors.expand(s.num_layers, -1, -1))
+        pair_factors = factors[:, None, :].expand(B, s_idx.shape[-1], 4).reshape(-1, 4)
+        # the student's DINO denoising queries lead its attention maps; skip them
+        s_offset = int(s.dn_meta['num_denoising_queries']) if s.dn_meta else 0
+        losses = {}
+        for l, tl in enumerate(layers):
+            parts = self.parts['loss_adaptive'](
+                gather_queries(s.cls_logits[l], s_idx[l]).reshape(-1, C),
+                gather_queries(s.bbox_preds[l], s_idx[l]).reshape(-1, 4),
+                gather_queries(t_logits[tl], t_idx[l]).reshape(-1, C),
+                gather_queries(t_boxes[tl], t_idx[l]).reshape(-1, 4), pair_factors,
+                None if pos is None else gather_queries(pos[tl], t_idx[l]).reshape(-1),
+                num_queries=B * s.num_queries)
+            if self.student_attention is not None:
+                parts.update(self._attn_losses(s.attention, t.attention, l, tl, s_idx[l],
+                                               t_idx[l], s_offset))
+            losses.update(layer_losses(parts, l, s.num_layers, '_adaptive'))
+        return losses
+
+    def _fixed_losses(self, out, t, targets, layers, num_layers, factors) -> Dict:
+        """The teacher's queries decoded by the student (``out``) against the teacher."""
+        B, Nt, C = t.batch_size, t.num_queries, t.cls_logits.shape[-1]
+        t_logits, t_boxes, pos = targets.logits, targets.boxes, targets.pos_labels
+        pair_factors = factors[:, None, :].expand(B, Nt, 4).reshape(-1, 4)
+        losses = {}
+        for l, tl in enumerate(layers):
+            parts = self.parts['loss_fixed'](
+                out.cls_logits[l].reshape(-1, C), out.bbox_preds[l].reshape(-1, 4),
+                t_logits[tl].reshape(-1, C), t_boxes[tl].reshape(-1, 4), pair_factors,
+                None if pos is None else pos[tl].reshape(-1), num_queries=B * Nt)
+            if self.student_attention is not None:
+                parts.update(self._attn_losses(out.attention, t.attention, l, tl, None, None, 0))
+            losses.update(layer_losses(parts, l, num_layers, '_fixed'))
         return losses

@@ -124,10 +124,6 @@ class DETRDistill(DETRDistillBase):
             if contrast is not None:
                 losses[prefix + 'loss_cl_kd'] = cl_losses[l]
         if group is not None:
-            decoded = s.groups.get(group.GROUP_NAME)
-            if decoded is None:
-                raise RuntimeError('DETRDistill: the student internals lack the teacher group; '
-                                   'capture them with student_forward(..., teacher_internals)')
-            losses.update(group(self.student.bbox_head, decoded, t, batch_data_samples,
-                                layers))
+            losses.update(group(self.student.bbox_head, self.group_of(s, group.GROUP_NAME), t,
+                                batch_data_samples, layers))
         return losses

@@ -25,7 +25,6 @@ and gets, from this base, once for every distiller:
   ``loss_forward_mappings`` still work (``distill.*``).
 """
 import copy
-import fnmatch
 import warnings
 from typing import Dict, List, Optional, Sequence
 
@@ -34,13 +33,15 @@ from mmrazor.models.algorithms import SingleTeacherDistill
 from mmrazor.models.utils import add_prefix
 from torch import nn
 
-from ..internals import DETRInternals, capture_detr, check_detr, get_detr_internals
+from ..internals import (DecodedGroup, DETRInternals, capture_detr, check_detr,
+                         get_detr_internals)
 from ..refinement import RefinedTeacher
-from ..teacher_checkpoint import TeacherCheckpointError, load_teacher_checkpoint
+from ..teacher_checkpoint import (TeacherCheckpointError, copy_teacher_params_to_student,
+                                  load_teacher_checkpoint)
 from ..tprd import TPRD, TeacherTargets
 
 __all__ = ['DETRDistillBase', 'TeacherCheckpointError', 'load_teacher_checkpoint',
-           'teacher_layer_map', 'layer_prefix', 'copy_teacher_params_to_student']
+           'teacher_layer_map', 'layer_prefix', 'layer_losses', 'copy_teacher_params_to_student']
 
 
 def teacher_layer_map(num_student_layers: int, num_teacher_layers: int,
@@ -66,28 +67,10 @@ def layer_prefix(layer: int, num_layers: int) -> str:
     return '' if layer == num_layers - 1 else f'd{layer}.'
 
 
-def copy_teacher_params_to_student(student, teacher, patterns: Sequence[str]):
-    """Copy every teacher parameter/buffer whose name contains one of ``patterns`` (or matches
-    it as a glob) into the student parameter of the same name. Returns the copied names."""
-    if isinstance(patterns, str):
-        patterns = [patterns]
-    s_state, t_state = student.state_dict(), teacher.state_dict()
-    copied = []
-    for name, value in t_state.items():
-        if not any(p in name or fnmatch.fnmatch(name, p) for p in patterns):
-            continue
-        if name not in s_state:
-            raise ValueError(f'init_student_from_teacher: teacher "{name}" has no counterpart in '
-                             f'the student')
-        if s_state[name].shape != value.shape:
-            raise ValueError(f'init_student_from_teacher: "{name}" is {tuple(value.shape)} in '
-                             f'the teacher but {tuple(s_state[name].shape)} in the student')
-        with torch.no_grad():
-            s_state[name].copy_(value)
-        copied.append(name)
-    if not copied:
-        raise ValueError(f'init_student_from_teacher: no teacher parameter matches {patterns}')
-    return copied
+def layer_losses(parts: Dict, layer: int, num_layers: int, suffix: str = '') -> Dict:
+    """``parts`` of student layer ``layer`` keyed ``{prefix}{name}{suffix}``."""
+    prefix = layer_prefix(layer, num_layers)
+    return {f'{prefix}{name}{suffix}': value for name, value in parts.items()}
 
 
 class DETRDistillBase(SingleTeacherDistill):
@@ -261,6 +244,16 @@ class DETRDistillBase(SingleTeacherDistill):
         """Query groups the student decodes in its step (:class:`QueryGroup` or functions of
         its decoder inputs); none by default."""
         return []
+
+    @staticmethod
+    def group_of(internals: DETRInternals, name: str) -> DecodedGroup:
+        """The query group ``name`` the student decoded in its step (a clear error if the
+        internals were captured without it)."""
+        if name not in internals.groups:
+            raise RuntimeError(f'the student internals lack the "{name}" query group; capture '
+                               f'them with student_forward(..., teacher_internals) or '
+                               f'get_detr_internals(..., groups=algo.student_groups(t))')
+        return internals.groups[name]
 
     def student_forward(self, batch_inputs, batch_data_samples,
                         teacher_internals: Optional[DETRInternals] = None):

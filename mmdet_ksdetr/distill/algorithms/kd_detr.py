@@ -7,7 +7,7 @@ from mmrazor.registry import MODELS
 
 from ..internals import decode_query_group, own_queries_group, query_kind, random_group
 from ..losses.kd_detr_loss import KDDETRLoss
-from .detr_distill_base import DETRDistillBase, layer_prefix
+from .detr_distill_base import DETRDistillBase, layer_losses
 
 __all__ = ['KDDETR']
 
@@ -33,7 +33,8 @@ class KDDETR(DETRDistillBase):
     (``same_decoder_pass``).
 
     Supported student/teacher pairs: single-stage Deformable DETR, DAB-DETR (no patterns), DINO,
-    Conditional DETR (see :mod:`mmdet_ksdetr.distill.internals.query_group`); student and teacher must be
+    Conditional DETR (see :mod:`mmdet_ksdetr.distill.internals.query_group`); student and
+    teacher must be
     the same kind with the same ``embed_dims`` and ``num_classes``. DINO: the teacher runs in
     ``eval()`` and has no denoising queries; the student's denoising queries are excluded from
     distillation (they stay supervised by the student's own DN loss) — CDN noise is drawn
@@ -50,7 +51,8 @@ class KDDETR(DETRDistillBase):
             teacher's last layer. With ``tprd=True`` the specific group is always layer by
             layer; this flag then only concerns the general group.
         same_decoder_pass (bool): the student decodes both groups inside its own decoder
-            pass (block-diagonal self-attention, :mod:`mmdet_ksdetr.distill.internals.merged_decoding`;
+            pass (block-diagonal self-attention,
+            :mod:`mmdet_ksdetr.distill.internals.merged_decoding`;
             the same outputs as separate passes, fewer ops); False: one pass per group.
         tprd (bool): the TPRD switch (see above).
         **kwargs: :class:`DETRDistillBase` arguments (``tprd``, ``init_student_from_teacher``);
@@ -107,37 +109,26 @@ class KDDETR(DETRDistillBase):
                              f'shared query groups need equal embed_dims')
         return kind
 
-    def _group(self, s, name):
-        if name not in s.groups:
-            raise RuntimeError(f'KDDETR: the student internals lack the "{name}" query group; '
-                               f'capture them with student_forward(..., teacher_internals)')
-        return s.groups[name]
-
     def compute_distill_losses(self, student_internals, teacher_internals,
                                batch_data_samples) -> Dict:
         s, t = student_internals, teacher_internals
         self._kind_pair(s.decoder_inputs, t.decoder_inputs)
         factors = s.img_size_factors()
         losses = {}
-
-        def add(group, l, parts):
-            prefix = layer_prefix(l, s.num_layers)
-            losses.update({f'{prefix}{key}_{group}': v for key, v in parts.items()})
-
         if 'specific' in self.group_losses:  # TPRD: refined targets, layer by layer
-            loss_fn, s_out = self.group_losses['specific'], self._group(s, 'specific')
+            loss_fn, s_out = self.group_losses['specific'], self.group_of(s, 'specific')
             targets = self.prediction_targets(t, batch_data_samples)
             pos = targets.pos_labels
             for l, tl in enumerate(self.layer_pairs(s, t, self.layer_by_layer or self.tprd)):
-                add('specific', l,
-                    loss_fn(s_out.cls_logits[l], s_out.bbox_preds[l], targets.logits[tl],
-                            targets.boxes[tl], factors, None if pos is None else pos[tl]))
+                parts = loss_fn(s_out.cls_logits[l], s_out.bbox_preds[l], targets.logits[tl],
+                                targets.boxes[tl], factors, None if pos is None else pos[tl])
+                losses.update(layer_losses(parts, l, s.num_layers, '_specific'))
         if 'general' in self.group_losses:  # the teacher decodes the student's random group
-            loss_fn, s_out = self.group_losses['general'], self._group(s, 'general')
+            loss_fn, s_out = self.group_losses['general'], self.group_of(s, 'general')
             with torch.no_grad():
                 t_out = decode_query_group(self.teacher, t.decoder_inputs, s_out.group)
             for l, tl in enumerate(self.layer_pairs(s, t, self.layer_by_layer)):
-                add('general', l,
-                    loss_fn(s_out.cls_logits[l], s_out.bbox_preds[l], t_out.cls_logits[tl],
-                            t_out.bbox_preds[tl], factors))
+                parts = loss_fn(s_out.cls_logits[l], s_out.bbox_preds[l], t_out.cls_logits[tl],
+                                t_out.bbox_preds[tl], factors)
+                losses.update(layer_losses(parts, l, s.num_layers, '_general'))
         return losses

@@ -71,7 +71,8 @@ class QSKD(DETRDistillBase):
         matcher (dict): cost weights of the hard-negative matching.
         hard_negative_giou (float): unassigned queries with max GIoU to a GT above this are
             hard negatives (0).
-        **kwargs: :class:`DETRDistillBase` arguments (``tprd``, ...); ``distiller.distill_losses`` holds
+        **kwargs: :class:`DETRDistillBase` arguments (``tprd``, ...);
+            ``distiller.distill_losses`` holds
             ``loss_pred`` (:class:`PairKDLoss`) and/or ``loss_feat``
             (:class:`AttnGuidedFeatureLoss`).
 
