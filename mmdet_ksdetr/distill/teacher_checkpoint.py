@@ -2,6 +2,7 @@
 checkpoint (DESIGN rule 6) and copying named teacher parameters into the student."""
 import fnmatch
 import warnings
+from typing import Sequence
 
 import torch
 
