@@ -197,6 +197,9 @@ def capture_detr(detector, batch_inputs: Tensor, batch_data_samples: List, *,
     if loss:
         with _first_output(detector.bbox_head) as head_out:
             losses = detector.bbox_head.loss(**head_inputs, batch_data_samples=batch_data_samples)
+        if not head_out:
+            raise RuntimeError(f'{type(detector.bbox_head).__name__}.loss did not call the head '
+                               f'forward; DETR internals need mmdet\'s head contract')
         outs = head_out[0][0], head_out[0][1]
     else:
         outs = head_forward(detector, head_inputs)
