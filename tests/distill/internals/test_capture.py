@@ -206,3 +206,8 @@ def test_pipelines_the_capture_cannot_see_are_refused(toy_data_root):
     get_detr_internals(model, inputs, samples)  # the loss is not needed here
     with pytest.raises(TypeError, match='overrides loss'):
         capture_detr(model, inputs, samples, loss=True)
+
+
+def test_old_import_path_kept_for_one_release():
+    from mmdet_ksdetr.models import detr_internals as old
+    assert old.get_detr_internals is get_detr_internals and old.DETRInternals is DETRInternals
