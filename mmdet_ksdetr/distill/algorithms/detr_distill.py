@@ -27,7 +27,7 @@ class DETRDistill(DETRDistillBase):
     release, (4) an InfoNCE "CL" loss between matched decoder queries. Every decoder layer is
     distilled, layer by layer or from the teacher's last layer.
 
-    Shapes (see :class:`~mmdet_ksdetr.models.detr_internals.DETRInternals`): student and
+    Shapes (see :class:`~mmdet_ksdetr.distill.internals.DETRInternals`): student and
     teacher may differ in query count (N_s, N_t) and decoder depth (L_s, L_t); they must share
     ``num_classes`` and sigmoid classification heads, and the feature loss needs neck outputs
     of equal shape (e.g. ChannelMapper 256 channels).

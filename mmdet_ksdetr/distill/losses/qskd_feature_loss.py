@@ -47,7 +47,7 @@ class AttnGuidedFeatureLoss(nn.Module):
 
     The mask of each neck level is ``mean_k (1 + GIoU_k) * A_k`` over the selected teacher
     queries ``k``, where ``A_k`` is query k's deformable cross-attention scattered onto the
-    level's grid (:func:`~mmdet_ksdetr.distill.attention_recorder.splat_attention`), divided by
+    level's grid (:func:`splat_attention` below), divided by
     its per-image maximum. Loss: ``sum_levels mean((mask * F_s - mask * F_t)^2)``.
 
     Shapes: student / teacher features, a list of (B, D, h_l, w_l) with equal shapes; teacher
