@@ -6,9 +6,10 @@ it loads into (used by ``tools/pth_transfer.py``).
   ``self_attn.teacher_in_proj_{weight,bias}`` (triple / dual attention),
   ``self_attn.teacher_attention_weights.*`` and ``self_attn.teacher_value_proj.*`` (deformable
   triple attention) and ``teacher_input.fc.*`` (sMLP teacher input). Without them the state
-  dict is the baseline detector's. The baseline config of ``<folder>/ks-<det>[-<variant>]_<rest>.py``
-  is ``<det>_<rest>.py`` in the same folder or the folder above (``configs/ks_detr/`` keeps the
-  full-size baselines, ``configs/toy/`` the toy ones).
+  dict is the baseline detector's. The baseline config of
+  ``<folder>/ks-<det>[-<variant>]_<rest>.py`` is ``<det>_<rest>.py`` in the same folder or the
+  folder above (``configs/ks_detr/`` keeps the full-size baselines, ``configs/toy/`` the toy
+  ones).
 * **DAC-DETR** adds no parameter (its C-stream reruns the decoder layers' own weights without
   self-attention): a DAC checkpoint already is a stock DINO / Deformable DETR checkpoint. A DAC
   checkpoint is recognised by its training config (``meta``), as its keys are the stock ones.
