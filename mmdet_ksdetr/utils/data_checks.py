@@ -26,20 +26,33 @@ def _shown(items):
     return ', '.join(items[:SHOWN]) + more
 
 
+def dataset_class(ds):
+    """The dataset config's class (``type`` looked up in mmdet's registry); ``None`` if
+    unknown."""
+    ds_type = ds.get('type')
+    if isinstance(ds_type, str):
+        from mmdet.registry import DATASETS
+        try:
+            ds_type = DATASETS.get(ds_type)
+        except Exception:  # noqa: BLE001  (an unknown scope: nothing to check against)
+            ds_type = None
+    return ds_type if isinstance(ds_type, type) else None
+
+
+def is_coco_style(ds):
+    """True for mmdet's CocoDataset and its subclasses (which keep annotations by name)."""
+    from mmdet.datasets import CocoDataset
+    cls = dataset_class(ds)
+    return cls is not None and issubclass(cls, CocoDataset)
+
+
 def dataset_classes(ds):
     """The class names a dataset config keeps: ``metainfo.classes`` or the dataset type's
     default ``METAINFO`` (e.g. the 80 COCO classes); ``None`` if unknown."""
     classes = (ds.get('metainfo') or {}).get('classes')
     if classes is not None:
         return tuple(classes)
-    ds_type = ds.get('type')
-    if isinstance(ds_type, str):
-        from mmdet.registry import DATASETS
-        try:
-            ds_type = DATASETS.get(ds_type)
-        except Exception:  # noqa: BLE001  (an unknown scope: no default to compare with)
-            ds_type = None
-    meta = getattr(ds_type, 'METAINFO', None) or {}
+    meta = getattr(dataset_class(ds), 'METAINFO', None) or {}
     return tuple(meta['classes']) if 'classes' in meta else None
 
 
@@ -99,9 +112,10 @@ def _warn(message):
 def check_coco_annotations(name, ds, ann_path):
     """Warn about annotations of ``ann_path`` that ``ds``'s classes drop and about image files
     that are missing; raise ``InputError`` when no annotation's category is in the classes.
-    Returns the warning lines (also logged). Does nothing for a non-COCO json."""
+    Returns the warning lines (also logged). Does nothing for a dataset type other than
+    CocoDataset (or a subclass) or a json that is not COCO-style."""
     from .checks import InputError
-    if not ann_path.endswith('.json') or not _is_local(ds, ann_path):
+    if not ann_path.endswith('.json') or not _is_local(ds, ann_path) or not is_coco_style(ds):
         return []
     classes = dataset_classes(ds)
     with open(ann_path) as f:

@@ -148,6 +148,18 @@ def test_stock_coco_classes_are_the_default(tmp_path):
     assert '1 of 2 annotations' in line and '"rectangle" (id 2): 1' in line
 
 
+def test_other_dataset_types_are_not_checked(tmp_path):
+    coco = dict(images=[dict(id=0, file_name='x.jpg')],
+                annotations=[dict(id=1, image_id=0, category_id=1)],
+                categories=[dict(id=1, name='other')])
+    ann = tmp_path / 'a.json'
+    ann.write_text(json.dumps(coco))
+    ds = dict(type='VOCDataset', metainfo=dict(classes=('a', )))
+    assert check_coco_annotations('train_dataloader', ds, str(ann)) == []
+    with pytest.raises(InputError, match='none of the 1 annotations'):
+        check_coco_annotations('train_dataloader', dict(ds, type='CocoDataset'), str(ann))
+
+
 def test_train_tool_stops_on_a_data_set_without_classes(data_copy, tmp_path):
     def rename(coco):
         for cat in coco['categories']:
