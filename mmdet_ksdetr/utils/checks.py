@@ -115,7 +115,11 @@ def _iter_datasets(dataset):
 
 
 def check_data_paths(cfg, loaders=('train_dataloader', 'val_dataloader', 'test_dataloader')):
-    """Check that each named dataloader's data root and annotation file exist."""
+    """Check that each named dataloader's data root and annotation file exist, then (COCO
+    json) warn about annotations the config's classes drop and image files that are missing;
+    an annotation file none of whose annotations is in the classes is an error (see
+    :func:`~mmdet_ksdetr.utils.data_checks.check_coco_annotations`)."""
+    from .data_checks import check_coco_annotations
     for name in loaders:
         loader = cfg.get(name)
         if not loader:
@@ -132,3 +136,4 @@ def check_data_paths(cfg, loaders=('train_dataloader', 'val_dataloader', 'test_d
                 ann_path = ann if osp.isabs(ann) or not root else osp.join(root, ann)
                 if not osp.isfile(ann_path):
                     raise InputError(f'{name}: annotation file "{ann_path}" does not exist')
+                check_coco_annotations(name, ds, ann_path)
