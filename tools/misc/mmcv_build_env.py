@@ -94,9 +94,12 @@ def torch_plan(choice, gpus):
 
 
 def site_dirs():
-    """site-packages folders of this interpreter (where a pip toolkit lands)."""
+    """site-packages folders of this interpreter: its own (where a pip toolkit lands) first,
+    then those it sees on sys.path (a venv with --system-site-packages)."""
     paths = sysconfig.get_paths()
-    return list(dict.fromkeys(p for p in (paths['purelib'], paths['platlib']) if p))
+    seen = [paths['purelib'], paths['platlib']]
+    seen += [p for p in sys.path if osp.basename(p) in ('site-packages', 'dist-packages')]
+    return [p for p in dict.fromkeys(seen) if p and osp.isdir(p)]
 
 
 def system_toolkits():
@@ -143,15 +146,18 @@ def arch_list(cuda, gpus):
     return archs, source
 
 
-def cudart_link(home):
-    """The versioned ``libcudart.so.N`` to expose as ``libcudart.so`` for the link, or ''
-    when the toolkit already has ``libcudart.so`` (pip toolkits ship only ``.so.N``)."""
-    libs = [osp.join(home, d) for d in ('lib64', 'lib')]
-    libs += [p for d in site_dirs() for p in glob.glob(osp.join(d, 'nvidia', '*', 'lib'))]
-    if any(osp.exists(osp.join(d, 'libcudart.so')) for d in libs):
+def cudart_link(home, major):
+    """The ``libcudart.so.<major>`` to expose as ``libcudart.so`` for the link, or '' when the
+    toolkit's own lib folder already has ``libcudart.so`` (pip runtimes ship only ``.so.N``)."""
+    own = [osp.join(home, d) for d in ('lib64', 'lib')]
+    if any(osp.exists(osp.join(d, 'libcudart.so')) for d in own):
         return ''
-    found = sorted(p for d in libs for p in glob.glob(osp.join(d, 'libcudart.so.[0-9]*')))
-    return found[0] if found else ''
+    others = [p for d in site_dirs() for p in sorted(glob.glob(osp.join(d, 'nvidia', '*', 'lib')))]
+    for lib in own + others:
+        found = sorted(glob.glob(osp.join(lib, f'libcudart.so.{major}*')))
+        if found:
+            return found[0]
+    return ''
 
 
 def cuda_plan(cuda_text, gpus):
@@ -169,18 +175,19 @@ def cuda_plan(cuda_text, gpus):
         env['CUDA_SOURCE'] = 'pip-install'
         env['CUDA_PIP_SPEC'] = f'cuda-toolkit[nvcc,cccl]=={cuda[0]}.{cuda[1]}.*'
     env['TORCH_CUDA_ARCH_LIST'], env['ARCH_SOURCE'] = arch_list(cuda, gpus)
-    env['CUDART_LINK'] = cudart_link(home) if home else ''
+    env['CUDART_LINK'] = cudart_link(home, cuda[0]) if home else ''
     env['CPATH'] = extra_includes(home) if source == 'pip' else ''
     return env
 
 
 def extra_includes(home):
-    """Header folders of the other NVIDIA pip packages when the toolkit's own ``include/``
-    lacks ``cuda_runtime.h`` (CUDA 12 wheels split it across packages), ':'-joined."""
-    if osp.isfile(osp.join(home, 'include', 'cuda_runtime.h')):
-        return ''
-    return ':'.join(sorted(p for d in site_dirs()
-                           for p in glob.glob(osp.join(d, 'nvidia', '*', 'include'))))
+    """Header folders of the other NVIDIA pip packages, ':'-joined: torch's CUDA headers
+    include cuSPARSE/cuBLAS/cuSOLVER headers, which the toolkit's own ``include/`` holds only
+    when those packages were installed into the same folder (CUDA 12 wheels split even the
+    runtime across packages)."""
+    own = osp.realpath(osp.join(home, 'include'))
+    found = [p for d in site_dirs() for p in sorted(glob.glob(osp.join(d, 'nvidia', '*', 'include')))]
+    return ':'.join(p for p in dict.fromkeys(found) if osp.realpath(p) != own)
 
 
 def compute(choice):
