@@ -64,6 +64,7 @@ elif [ -n "$E_TORCH_INDEX_URL" ]; then
 else
   pip_install "$E_TORCH_SPEC"
 fi
+[ "$E_TORCH_ACTION" = keep ] || load_env  # settings of the torch now installed
 # 2. build requirements (setuptools<82 is also a runtime pin, see requirements/build.txt).
 pip_install -r "$ROOT/requirements/build.txt"
 # 3. mmcv 2.1.0 with compiled ops (and CUDA ops for a CUDA torch).

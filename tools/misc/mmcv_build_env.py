@@ -75,8 +75,11 @@ def gpu_archs():
 
 def installed_torch():
     """(version, cuda release or None) of the importable torch; None if torch is missing."""
+    import warnings
     try:
-        import torch
+        with warnings.catch_warnings():  # e.g. "Failed to initialize NumPy" before numpy is in
+            warnings.simplefilter('ignore')
+            import torch
     except ImportError:
         return None
     return str(torch.__version__), getattr(torch.version, 'cuda', None)
