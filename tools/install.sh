@@ -118,4 +118,9 @@ pip_install -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tests.txt
 pip_install -r "$ROOT/requirements/mim.txt"
 pip_install --no-deps "openmim==0.3.9"
 pip_install --no-build-isolation --no-deps -e "$ROOT"
-"$PY" -c "import mmdet_ksdetr, mmcv.ops, mmdet, mmrazor.models; print('[install] ok: mmdet_ksdetr', mmdet_ksdetr.__version__, '| mmcv', __import__('mmcv').__version__, mmcv.ops.get_compiling_cuda_version(), '| mmdet', mmdet.__version__)"
+"$PY" - <<'EOF'
+import mmdet_ksdetr, mmcv, mmcv.ops, mmdet, mmrazor.models  # mmdet_ksdetr first: torch 2.x shim
+cuda = mmcv.ops.get_compiling_cuda_version()
+print('[install] ok: mmdet_ksdetr', mmdet_ksdetr.__version__, '| mmcv', mmcv.__version__,
+      f'(CUDA ops: {"none" if cuda == "not available" else cuda})', '| mmdet', mmdet.__version__)
+EOF

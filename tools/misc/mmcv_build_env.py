@@ -189,7 +189,8 @@ def extra_includes(home):
     when those packages were installed into the same folder (CUDA 12 wheels split even the
     runtime across packages)."""
     own = osp.realpath(osp.join(home, 'include'))
-    found = [p for d in site_dirs() for p in sorted(glob.glob(osp.join(d, 'nvidia', '*', 'include')))]
+    found = [p for d in site_dirs()
+             for p in sorted(glob.glob(osp.join(d, 'nvidia', '*', 'include')))]
     return ':'.join(p for p in dict.fromkeys(found) if osp.realpath(p) != own)
 
 
