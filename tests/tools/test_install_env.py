@@ -97,6 +97,16 @@ def test_cpu_torch_builds_cpu_ops(tmp_path):
     assert 'FORCE_CUDA' not in env and 'CUDA_HOME' not in env
 
 
+def test_cpu_choice_keeps_cpu_ops_with_an_installed_cuda_torch(tmp_path):
+    """``--cpu`` on a machine that already has a CUDA torch (a CPU-only CI box handed one):
+    mmcv keeps CPU ops instead of installing a toolkit and compiling CUDA ops for hours."""
+    rc, env, err = run_env(tmp_path, fake_torch(tmp_path, '2.13.0+cu130', '13.0'),
+                           args=('--torch', 'cpu'))
+    assert rc == 0, err
+    assert env['TORCH_ACTION'] == 'keep' and env['TORCH_CUDA'] == '13.0'
+    assert env['MMCV_OPS'] == 'cpu' and 'FORCE_CUDA' not in env and 'CUDA_PIP_SPEC' not in env
+
+
 def test_matching_system_toolkit_is_reused(tmp_path):
     home = fake_toolkit(tmp_path / 'cuda-13.0', '13.0')
     os.makedirs(tmp_path / 'bin')

@@ -195,7 +195,8 @@ def extra_includes(home):
 
 
 def compute(choice):
-    """All settings, in print order."""
+    """All settings, in print order. ``choice='cpu'`` asks for CPU ops also when the installed
+    torch is a CUDA build (e.g. a CPU-only CI machine that was handed a CUDA torch)."""
     gpus = gpu_archs()
     env = dict(GPU_ARCHS=';'.join(gpus))
     torch = installed_torch()
@@ -204,7 +205,7 @@ def compute(choice):
         env.update(plan, TORCH_CUDA=cuda or '')
     else:
         env.update(TORCH_ACTION='keep', TORCH_VERSION=torch[0], TORCH_CUDA=torch[1] or '')
-    if env['TORCH_CUDA']:
+    if env['TORCH_CUDA'] and choice != 'cpu':
         env.update(cuda_plan(env['TORCH_CUDA'], gpus))
     else:
         env.update(MMCV_OPS='cpu', MMCV_WITH_OPS='1')
