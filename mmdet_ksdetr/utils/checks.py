@@ -130,7 +130,7 @@ def check_data_paths(cfg, loaders=('train_dataloader', 'val_dataloader', 'test_d
                 raise InputError(
                     f'{name}: data root "{root}" does not exist. Create it (for the toy set: '
                     f'python tools/misc/make_toy_coco.py --out {root.rstrip("/")}) or point the '
-                    f'config at your data with --cfg-options {name}.dataset.data_root=PATH')
+                    f'config at your data with --cfg-options data_root=PATH')
             ann = ds.get('ann_file')
             if ann:
                 ann_path = ann if osp.isabs(ann) or not root else osp.join(root, ann)

@@ -50,7 +50,6 @@ def test_distill_checkpoint_evaluates_with_teacher_file(toy_data_root, tmp_path)
     assert re.search(r'coco/bbox_mAP: \d\.\d+', log), log[-3000:]
 
 
-@pytest.mark.xfail(reason='needs the distiller change', strict=True)
 def test_distill_checkpoint_evaluates_without_teacher_file(toy_data_root, tmp_path):
     teacher_path, distill_path = _checkpoints(tmp_path)
     os.remove(teacher_path)  # the teacher run's work_dir was cleaned up
