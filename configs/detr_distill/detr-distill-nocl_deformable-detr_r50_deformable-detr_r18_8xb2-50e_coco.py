@@ -18,6 +18,7 @@ model = dict(
     teacher=_base_.teacher,
     teacher_ckpt=_base_.teacher_ckpt,
     tprd=False,
+    clamp_teacher_boxes=False,  # the TPRD release never clamps teacher boxes
     layer_by_layer=True,
     matcher=dict(cls_cost=1.0, l1_cost=5.0, giou_cost=2.0),
     distiller=dict(

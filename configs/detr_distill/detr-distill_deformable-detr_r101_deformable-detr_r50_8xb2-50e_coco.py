@@ -24,6 +24,7 @@ model = dict(
     architecture=student,
     teacher=teacher,
     teacher_ckpt=teacher_ckpt,
+    clamp_teacher_boxes=True,  # the DETRDistill release clamps teacher boxes to the image
     layer_by_layer=True,  # "LayerbyLayer": student layer l learns from teacher layer l
     matcher=dict(cls_cost=1.0, l1_cost=5.0, giou_cost=2.0),
     distiller=dict(

@@ -12,4 +12,5 @@ model = dict(
                       init_cfg=dict(type='Pretrained', checkpoint='torchvision://resnet18')),
         neck=dict(in_channels=[128, 256, 512])),
     teacher=dict(backbone=dict(depth=50)),
-    teacher_ckpt=teacher_ckpt)
+    teacher_ckpt=teacher_ckpt,
+    clamp_teacher_boxes=True)  # the DETRDistill release clamps teacher boxes to the image
