@@ -1,3 +1,4 @@
+# Follows the TPRD release (xingyitong1/TPRD) for DETRDistill (no teacher box clamping).
 # DETRDistill + TPRD (the TPRD release's DETRDistill_TPRD, spec dac-detr-and-tprd.md B4): the
 # detr-distill-nocl baseline config with the TPRD switch on (refined targets and decoupled class
 # loss for the Hungarian logits distillation) and TPRD's class weight 4.0.

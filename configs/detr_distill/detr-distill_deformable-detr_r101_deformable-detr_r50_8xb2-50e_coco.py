@@ -1,3 +1,4 @@
+# Follows the DETRDistill release (BIVLab-USTC/DETRDistill), teacher boxes clamped.
 # DETRDistill, release setting "LayerbyLayer_CL_teachergroup": Deformable DETR R101 (teacher)
 # -> Deformable DETR R50 (student), 50 epochs, 8 GPUs x 2 images (spec detr-distill.md §1, §3).
 # Release: teacher 44.8 AP, student 44.1 -> 46.6 AP (COCO val2017; not reproduced here).

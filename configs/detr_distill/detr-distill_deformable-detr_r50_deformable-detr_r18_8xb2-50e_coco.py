@@ -1,3 +1,4 @@
+# Follows the DETRDistill release (BIVLab-USTC/DETRDistill), teacher boxes clamped.
 # DETRDistill: Deformable DETR R50 (teacher: mmdet's released checkpoint, 44.3 AP) -> Deformable
 # DETR R18 (student), LayerbyLayer_CL_teachergroup, 50 epochs, 8 GPUs x 2 images.
 # Release ("R18" row, its config was not published): 40.0 -> 43.3 AP (not reproduced here).
