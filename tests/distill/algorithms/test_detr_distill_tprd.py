@@ -4,6 +4,7 @@ import warnings
 from dataclasses import replace
 
 import numpy as np
+import pytest
 import torch
 from mmdet.structures.bbox import bbox_xyxy_to_cxcywh
 from mmengine.logging import MMLogger
@@ -141,6 +142,5 @@ def test_detr_distill_default_clamps_teacher_boxes(toy_data_root):
     assert (clamped != t.bbox_preds).any()
     assert (clamped >= 0).all() and (bbox_xyxy_to_cxcywh(t.bboxes_xyxy(clamp=True))[..., 2:]
                                      <= t.img_size_factors()[None, :, None, 2:]).all()
-    import pytest
     with pytest.raises(TypeError, match='clamp_teacher_boxes'):
         _build(toy_data_root, clamp_teacher_boxes='yes')
