@@ -77,6 +77,8 @@ def main(argv=None):
     timers = CallTimers(args.device, clock)
     timers.wrap(algo.matcher, 'match', 'hungarian matching') if hasattr(algo, 'matcher') \
         else None
+    if hasattr(algo, 'cross_predictions'):  # CrossKD: teacher decoder on the student memory
+        timers.wrap(algo, 'cross_predictions', 'CrossKD cross pass (forward)')
     if getattr(algo, 'refiner', None) is not None:  # TPRD: the refiner's two steps (the
         # refiner object itself stays: algorithms read its attributes, e.g. QSKD its assigner)
         from mmdet_ksdetr.distill import refinement
