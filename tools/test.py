@@ -17,6 +17,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 import mmdet_ksdetr  # noqa: E402,F401  (compat shims + registration)
 from mmengine.config import DictAction  # noqa: E402
 
+from mmdet_ksdetr.utils.runner import set_cpu_threads  # noqa: E402
 from mmdet_ksdetr.utils import (InputError, build_runner, check_checkpoint,  # noqa: E402
                                 check_config_path, check_data_paths, shutdown_distributed)
 from mmdet_ksdetr.utils.checkpoint_io import CheckpointMismatchError  # noqa: E402
@@ -92,6 +93,8 @@ def build_config(args):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.launcher == 'none':
+        set_cpu_threads()  # OMP_NUM_THREADS unset: half the CPUs, not all (no oversubscription)
     try:
         cfg = build_config(args)
     except (InputError, FileNotFoundError) as e:

@@ -19,6 +19,7 @@ import mmdet_ksdetr  # noqa: E402,F401  (compat shims + registration)
 from mmengine.config import DictAction  # noqa: E402
 
 from mmdet_ksdetr.engine.hooks import describe_divergence  # noqa: E402
+from mmdet_ksdetr.utils.runner import set_cpu_threads  # noqa: E402
 from mmdet_ksdetr.utils import (InputError, TrainingDivergedError, build_runner,  # noqa: E402
                                 check_config_path, check_data_paths, shutdown_distributed)
 from mmdet_ksdetr.utils.checkpoint_io import CheckpointMismatchError  # noqa: E402
@@ -95,6 +96,8 @@ def build_config(args):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.launcher == 'none':
+        set_cpu_threads()  # OMP_NUM_THREADS unset: half the CPUs, not all (no oversubscription)
     try:
         cfg = build_config(args)
     except (InputError, FileNotFoundError) as e:

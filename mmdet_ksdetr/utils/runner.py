@@ -1,4 +1,5 @@
 """Runner construction shared by tools/train.py and tools/test.py (as mmdet's tools do it)."""
+import os
 
 
 def build_runner(cfg):
@@ -29,3 +30,18 @@ def shutdown_distributed():
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+
+
+def set_cpu_threads(environ=os.environ):
+    """A single-process run whose user did not set ``OMP_NUM_THREADS`` gets half the CPUs this
+    process may use (at least 1) as torch threads, instead of all of them: on a machine where
+    other jobs run, all-core threads oversubscribe the cores and a CPU step can get several
+    times slower. Returns the thread count set, or None when ``OMP_NUM_THREADS`` decides (the
+    dist scripts set it per process)."""
+    if environ.get('OMP_NUM_THREADS'):
+        return None
+    import torch
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
+    threads = max(1, (cpus or 1) // 2)
+    torch.set_num_threads(threads)
+    return threads
