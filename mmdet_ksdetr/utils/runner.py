@@ -1,5 +1,6 @@
 """Runner construction shared by tools/train.py and tools/test.py (as mmdet's tools do it)."""
 import os
+import re
 
 
 def build_runner(cfg):
@@ -45,3 +46,25 @@ def set_cpu_threads(environ=os.environ):
     threads = max(1, (cpus or 1) // 2)
     torch.set_num_threads(threads)
     return threads
+
+
+_UNEXPECTED_KWARG = re.compile(r"(\w+)\.__init__\(\) got an unexpected keyword argument '(\w+)'")
+_NOT_REGISTERED = re.compile(r"(\S+) is not in the (\S+) registry")
+
+
+def describe_build_error(exc: BaseException):
+    """One line for the config mistakes that fail while the runner builds the model, or None
+    (then the traceback is the useful answer): an unknown ``type`` or an unknown keyword."""
+    text = str(exc.args[0]) if getattr(exc, 'args', None) else str(exc)
+    if isinstance(exc, KeyError):
+        m = _NOT_REGISTERED.search(text)
+        if m:
+            return (f'type="{m.group(1)}" in the config is not in the {m.group(2)} registry: '
+                    f'check the spelling, or add the package that registers it to '
+                    f'custom_imports')
+    if isinstance(exc, TypeError):
+        m = _UNEXPECTED_KWARG.search(text)
+        if m:
+            return (f'the config gives {m.group(1)} an option it does not take: '
+                    f'"{m.group(2)}" (remove or rename that key)')
+    return None
