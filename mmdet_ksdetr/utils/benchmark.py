@@ -11,15 +11,31 @@ from .checks import check_config_path
 
 
 def add_timer_argument(parser):
-    """``--timer {wall,cpu}``, shared by the benchmark tools."""
+    """``--timer {wall,cpu}`` and ``--verbose``, shared by the benchmark tools."""
     parser.add_argument('--timer', choices=['wall', 'cpu'], default='wall',
                         help='wall clock, or CPU time of this process (CPU only: robust to '
                         'other jobs sharing the cores; use with --threads 1)')
+    parser.add_argument('--verbose', action='store_true',
+                        help="also print mmengine's model-building and weight-init logs")
+
+
+def quiet_build_logs(verbose: bool) -> None:
+    """Without ``verbose``, only warnings of mmengine's logger reach the terminal (a model's
+    weight-init report alone is several lines per parameter), and the known noise of
+    :mod:`mmdet_ksdetr.quiet` is dropped either way."""
+    from mmengine.logging import MMLogger
+
+    from ..quiet import quiet_logger
+    logger = quiet_logger(MMLogger.get_current_instance())
+    if not verbose:
+        logger.setLevel('WARNING')
 
 
 def timer_clock(parser, args):
     """The clock ``--timer`` asks for: ``time.perf_counter`` or, for ``cpu``,
-    ``time.process_time`` (refused on an accelerator, whose work it would not count)."""
+    ``time.process_time`` (refused on an accelerator, whose work it would not count). Also
+    applies ``--verbose`` (:func:`quiet_build_logs`): every tool calls this after parsing."""
+    quiet_build_logs(getattr(args, 'verbose', False))
     if args.timer == 'wall':
         return time.perf_counter
     if torch.device(args.device).type != 'cpu':

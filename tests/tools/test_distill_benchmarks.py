@@ -64,3 +64,15 @@ def test_tprd_refinement_cost_refuses_a_config_without_tprd():
                     *TINY])
     assert res.returncode != 0
     assert 'model.tprd=True' in res.stderr
+
+
+def test_benchmark_output_is_concise_unless_verbose():
+    """The report, not mmengine's per-parameter build and init logs (behind --verbose)."""
+    args = [sys.executable, 'tools/analysis_tools/benchmark_distill.py', PLAIN_CFG, *TINY]
+    quiet = run_tool(args)
+    assert quiet.returncode == 0, quiet.stderr[-2000:]
+    text = quiet.stdout + quiet.stderr
+    assert 'ratio distill / (student + teacher)' in text
+    assert len(text.splitlines()) < 30 and 'Initialized by' not in text
+    verbose = run_tool(args + ['--verbose'])
+    assert 'Initialized by' in verbose.stdout + verbose.stderr

@@ -191,6 +191,8 @@ def distillation_argv(args, json_path):
             '--device', args.device]
     if args.threads:
         argv += ['--threads', str(args.threads)]
+    if args.verbose:
+        argv.append('--verbose')
     if args.cfg_options:
         argv += ['--cfg-options', *args.cfg_options]
     return argv + ['--json', json_path]
