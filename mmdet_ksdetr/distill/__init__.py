@@ -1,4 +1,18 @@
-"""MMRazor distillation for DETRs; every module below registers in ``mmrazor.registry``."""
+"""MMRazor distillation for DETRs; every module below registers in ``mmrazor.registry``.
+
+=========================  ===============================================================
+``internals/``              what a DETR computed, captured for distillation:
+                            :class:`DETRInternals`, :func:`capture_detr`, :class:`QueryGroup`,
+                            merged decoding, decoder attention maps
+``algorithms/``             the distillers (``DETRDistill``, ``KDDETR``, ``D3ETR``, ``QSKD``,
+                            ``DETRFeatureKD``) on one base, ``DETRDistillBase``
+``losses/``                 distillation losses, one per file (they compute losses only)
+``task_modules/``           the student-to-teacher Hungarian matcher
+``tprd.py``                 the TPRD switch every distiller composes (``TPRD``)
+``refinement.py``           TPRD's vectorised teacher prediction refinement
+``teacher_checkpoint.py``   strict teacher checkpoint loading, student-from-teacher init
+=========================  ===============================================================
+"""
 from ..registration import import_submodules
 
 import_submodules(__name__, __path__)

@@ -1,18 +1,16 @@
 """D3ETR (Chen et al., IJCAI'24) with the optional TPRD refinement (spec ``detr-distill.md``
 §4, ``dac-detr-and-tprd.md`` B3)."""
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import torch
 from mmrazor.registry import MODELS
 
-from ..attention_recorder import DecoderAttentionRecorder
+from ..internals import DecoderAttentionRecorder, own_queries_group, query_kind
 from ..losses.attention_map_loss import AttentionMapLoss
-from ..losses.distill_matcher import DistillHungarianMatcher
 from ..losses.hungarian_logit_kd_loss import gather_queries
 from ..losses.pair_kd_loss import PairKDLoss
-from ..query_groups import decode_group, own_queries_group, query_kind
-from .detr_distill import teacher_layer_map
-from .tprd_distill_base import TPRDDistillBase
+from ..task_modules.distill_matcher import DistillHungarianMatcher
+from .detr_distill_base import DETRDistillBase, layer_losses
 
 __all__ = ['D3ETR']
 
@@ -24,7 +22,7 @@ def _sub_matrix(attn, idx):
 
 
 @MODELS.register_module()
-class D3ETR(TPRDDistillBase):
+class D3ETR(DETRDistillBase):
     """D3ETR's MixMatcher distillation: decoder predictions and attention maps are distilled
     over two kinds of student/teacher query pairs.
 
@@ -51,7 +49,8 @@ class D3ETR(TPRDDistillBase):
         layer_by_layer (bool): student layer l learns from teacher layer l (mapped when
             depths differ); False: from the teacher's last layer.
         matcher (dict): :class:`DistillHungarianMatcher` cost weights.
-        **kwargs: :class:`TPRDDistillBase` arguments. ``distiller.distill_losses`` may hold
+        **kwargs: :class:`DETRDistillBase` arguments (``tprd``, ...).
+            ``distiller.distill_losses`` may hold
             ``loss_adaptive`` / ``loss_fixed`` (:class:`PairKDLoss`) and ``loss_self_attn`` /
             ``loss_cross_attn`` (:class:`AttentionMapLoss`); leave one out to switch it off.
 
@@ -67,45 +66,20 @@ class D3ETR(TPRDDistillBase):
         super().__init__(**kwargs)
         self.layer_by_layer = layer_by_layer
         self.matcher = DistillHungarianMatcher(**matcher)
-        self.parts = {}
-        for name, module in self.distiller.distill_losses.items():
-            if name in self.distiller.loss_forward_mappings:
-                continue
-            if name not in self._LOSSES:
-                raise ValueError(f'D3ETR: unknown distill loss "{name}"; use '
-                                 f'{sorted(self._LOSSES)}')
-            if not isinstance(module, self._LOSSES[name]):
-                raise TypeError(f'D3ETR: "{name}" must be a {self._LOSSES[name].__name__}, got '
-                                f'{type(module).__name__}')
-            self.parts[name] = module
-        if not ({'loss_adaptive', 'loss_fixed'} & set(self.parts)):
-            raise ValueError('D3ETR: add "loss_adaptive" and/or "loss_fixed" (PairKDLoss) to '
-                             'distiller.distill_losses')
+        self.parts = self.bind_losses(self._LOSSES, required=('loss_adaptive', 'loss_fixed'))
         want_self = 'loss_self_attn' in self.parts
         want_cross = 'loss_cross_attn' in self.parts
-        self._recorders = None
-        if want_self or want_cross:
-            self._recorders = (
-                DecoderAttentionRecorder(self.student.decoder, want_self, want_cross),
-                DecoderAttentionRecorder(self.teacher.decoder, want_self, want_cross))
-        self._attn = {}
+        if want_self or want_cross:  # attention maps come back inside the internals
+            self.student_attention = DecoderAttentionRecorder(self.student.decoder, want_self,
+                                                              want_cross)
+            self.teacher_attention = DecoderAttentionRecorder(self.teacher.decoder, want_self,
+                                                              want_cross)
 
-    # ---------------------------------------------------------------- attention recording
-    def teacher_forward(self, batch_inputs, batch_data_samples):
-        if self._recorders is None:
-            return super().teacher_forward(batch_inputs, batch_data_samples)
-        with self._recorders[1].record():
-            internals = super().teacher_forward(batch_inputs, batch_data_samples)
-        self._attn['teacher'] = self._recorders[1].take()[0]
-        return internals
-
-    def student_forward(self, batch_inputs, batch_data_samples, **group_options):
-        if self._recorders is None:
-            return super().student_forward(batch_inputs, batch_data_samples, **group_options)
-        with self._recorders[0].record():
-            out = super().student_forward(batch_inputs, batch_data_samples, **group_options)
-        self._attn['student'] = self._recorders[0].take()[0]
-        return out
+    def student_groups(self, teacher_internals) -> List:
+        """Fixed matching: the teacher's own queries, decoded by the student."""
+        if 'loss_fixed' not in self.parts:
+            return []
+        return [own_queries_group('fixed', teacher_internals)]
 
     def _attn_losses(self, s_attn, t_attn, l, tl, s_idx: Optional[torch.Tensor],
                      t_idx: Optional[torch.Tensor], s_offset: int):
@@ -130,60 +104,57 @@ class D3ETR(TPRDDistillBase):
     def compute_distill_losses(self, student_internals, teacher_internals,
                                batch_data_samples) -> Dict:
         s, t = student_internals, teacher_internals
-        layers = teacher_layer_map(s.num_layers, t.num_layers, self.layer_by_layer)
-        factors = s.img_size_factors()
-        B, C = s.batch_size, s.cls_logits.shape[-1]
-        t_logits, t_boxes, pos = t.cls_logits, t.bbox_preds, None
-        if self.tprd:
-            ref = self.teacher_targets(t_logits, t_boxes, batch_data_samples)
-            t_logits, t_boxes, pos = ref.logits, ref.boxes, ref.pos_labels
-        s_attn, t_attn = self._attn.pop('student', None), self._attn.pop('teacher', None)
-        if self._recorders is not None and (s_attn is None or t_attn is None):
+        layers = self.layer_pairs(s, t, self.layer_by_layer)
+        targets = self.prediction_targets(t, batch_data_samples)  # TPRD-refined iff tprd
+        if self.student_attention is not None and (s.attention is None or t.attention is None):
             raise RuntimeError('D3ETR: attention maps were not recorded; compute the losses '
                                'through loss() (or teacher_forward() and student_forward())')
-        # the student's DINO denoising queries lead the attention maps; skip them
+        losses = {}
+        if 'loss_adaptive' in self.parts:
+            losses.update(self._adaptive_losses(s, t, targets, layers))
+        if 'loss_fixed' in self.parts:
+            query_kind(self.student, s.decoder_inputs)  # a supported, matching variant
+            losses.update(self._fixed_losses(self.group_of(s, 'fixed'), t, targets, layers,
+                                             s.num_layers, s.img_size_factors()))
+        return losses
+
+    def _adaptive_losses(self, s, t, targets, layers) -> Dict:
+        """Hungarian-matched pairs of every layer: predictions (+ attention)."""
+        factors, (B, C) = s.img_size_factors(), (s.batch_size, s.cls_logits.shape[-1])
+        t_logits, t_boxes, pos = targets.logits, targets.boxes, targets.pos_labels
+        s_idx, t_idx = self.matcher.match(
+            s.cls_logits.detach(), s.bbox_preds.detach(), t_logits[layers].sigmoid(),
+            t_boxes[layers], factors.expand(s.num_layers, -1, -1))
+        pair_factors = factors[:, None, :].expand(B, s_idx.shape[-1], 4).reshape(-1, 4)
+        # the student's DINO denoising queries lead its attention maps; skip them
         s_offset = int(s.dn_meta['num_denoising_queries']) if s.dn_meta else 0
         losses = {}
+        for l, tl in enumerate(layers):
+            parts = self.parts['loss_adaptive'](
+                gather_queries(s.cls_logits[l], s_idx[l]).reshape(-1, C),
+                gather_queries(s.bbox_preds[l], s_idx[l]).reshape(-1, 4),
+                gather_queries(t_logits[tl], t_idx[l]).reshape(-1, C),
+                gather_queries(t_boxes[tl], t_idx[l]).reshape(-1, 4), pair_factors,
+                None if pos is None else gather_queries(pos[tl], t_idx[l]).reshape(-1),
+                num_queries=B * s.num_queries)
+            if self.student_attention is not None:
+                parts.update(self._attn_losses(s.attention, t.attention, l, tl, s_idx[l],
+                                               t_idx[l], s_offset))
+            losses.update(layer_losses(parts, l, s.num_layers, '_adaptive'))
+        return losses
 
-        def add(group, l, parts):
-            prefix = '' if l == s.num_layers - 1 else f'd{l}.'
-            losses.update({f'{prefix}{k}_{group}': v for k, v in parts.items()})
-
-        if 'loss_adaptive' in self.parts:
-            s_idx, t_idx = self.matcher.match(
-                s.cls_logits.detach(), s.bbox_preds.detach(), t_logits[layers].sigmoid(),
-                t_boxes[layers], factors.expand(s.num_layers, -1, -1))
-            pair_factors = factors[:, None, :].expand(B, s_idx.shape[-1], 4).reshape(-1, 4)
-            for l, tl in enumerate(layers):
-                parts = self.parts['loss_adaptive'](
-                    gather_queries(s.cls_logits[l], s_idx[l]).reshape(-1, C),
-                    gather_queries(s.bbox_preds[l], s_idx[l]).reshape(-1, 4),
-                    gather_queries(t_logits[tl], t_idx[l]).reshape(-1, C),
-                    gather_queries(t_boxes[tl], t_idx[l]).reshape(-1, 4), pair_factors,
-                    None if pos is None else gather_queries(pos[tl], t_idx[l]).reshape(-1),
-                    num_queries=B * s.num_queries)
-                if s_attn is not None:
-                    parts.update(self._attn_losses(s_attn, t_attn, l, tl, s_idx[l], t_idx[l],
-                                                   s_offset))
-                add('adaptive', l, parts)
-
-        if 'loss_fixed' in self.parts:
-            kind = query_kind(self.student, s.decoder_inputs)
-            group = own_queries_group(kind, t)
-            if self._recorders is not None:
-                with self._recorders[0].record():
-                    out = decode_group(self.student, s, kind, group)
-                g_attn = self._recorders[0].take()[0]
-            else:
-                out = decode_group(self.student, s, kind, group)
-            Nt = t.num_queries
-            pair_factors = factors[:, None, :].expand(B, Nt, 4).reshape(-1, 4)
-            for l, tl in enumerate(layers):
-                parts = self.parts['loss_fixed'](
-                    out.cls_logits[l].reshape(-1, C), out.bbox_preds[l].reshape(-1, 4),
-                    t_logits[tl].reshape(-1, C), t_boxes[tl].reshape(-1, 4), pair_factors,
-                    None if pos is None else pos[tl].reshape(-1), num_queries=B * Nt)
-                if self._recorders is not None:
-                    parts.update(self._attn_losses(g_attn, t_attn, l, tl, None, None, 0))
-                add('fixed', l, parts)
+    def _fixed_losses(self, out, t, targets, layers, num_layers, factors) -> Dict:
+        """The teacher's queries decoded by the student (``out``) against the teacher."""
+        B, Nt, C = t.batch_size, t.num_queries, t.cls_logits.shape[-1]
+        t_logits, t_boxes, pos = targets.logits, targets.boxes, targets.pos_labels
+        pair_factors = factors[:, None, :].expand(B, Nt, 4).reshape(-1, 4)
+        losses = {}
+        for l, tl in enumerate(layers):
+            parts = self.parts['loss_fixed'](
+                out.cls_logits[l].reshape(-1, C), out.bbox_preds[l].reshape(-1, 4),
+                t_logits[tl].reshape(-1, C), t_boxes[tl].reshape(-1, 4), pair_factors,
+                None if pos is None else pos[tl].reshape(-1), num_queries=B * Nt)
+            if self.student_attention is not None:
+                parts.update(self._attn_losses(out.attention, t.attention, l, tl, None, None, 0))
+            losses.update(layer_losses(parts, l, num_layers, '_fixed'))
         return losses

@@ -1,154 +1,115 @@
 """Base MMRazor algorithm for distilling a DETR into a DETR (DESIGN rules 5 and 6).
 
-Subclasses implement one method::
+A subclass declares its losses and implements one method::
 
     def compute_distill_losses(self, student_internals, teacher_internals,
                                batch_data_samples) -> dict[str, Tensor]
 
-and get, from this base:
+and gets, from this base, once for every distiller:
 
-* a teacher that is frozen and deterministic: the *whole* teacher stays in ``eval()`` (dropout
-  off, no DINO denoising queries) whatever ``train()`` is called with, its parameters have
-  ``requires_grad=False`` (so the optimizer keeps no state for them), and it runs under
-  ``torch.no_grad()``;
-* one teacher forward per step, without the teacher's loss / Hungarian matching:
-  ``extract_feat`` + ``forward_transformer`` + head forward, returned as a detached
-  :class:`~mmdet_ksdetr.models.detr_internals.DETRInternals`;
-* the student's own ``loss()`` (its GT losses, ``student.*``) and its internals from the same
-  forward pass;
-* strict teacher checkpoint loading (``weights_only``) that stops with a report of missing,
-  unexpected and mis-shaped keys instead of silently leaving a random teacher;
-* mmrazor's recorder-based losses still work: anything in the distiller's
-  ``loss_forward_mappings`` is computed by ``ConfigurableDistiller`` as usual (``distill.*``);
-* validation / test / ``predict`` run the student only (teacher metrics: use
-  ``val_cfg=dict(type='mmrazor.SingleTeacherDistillValLoop')``).
+* a frozen, deterministic teacher: the whole teacher in ``eval()`` whatever ``train()`` is
+  called with, ``requires_grad=False``, one ``torch.no_grad()`` forward per step without loss
+  or matching, returned as detached
+  :class:`~mmdet_ksdetr.distill.internals.structures.DETRInternals`;
+* the student's GT losses (``student.*``) and its internals from one pass, with the extra
+  query groups of :meth:`student_groups` (decoded on the student's memory) and the attention
+  maps of ``self.student_attention`` inside the returned internals: every piece of data a
+  step needs travels in return values, never through attributes;
+* the TPRD switch (``tprd``, :class:`~mmdet_ksdetr.distill.tprd.TPRD`, kept as
+  ``self.refiner``) with :meth:`prediction_targets` / :meth:`teacher_targets`;
+* the configured losses bound and validated (:meth:`bind_losses`), the teacher layer of each
+  student layer (:meth:`layer_pairs`) and the per-layer key prefix (:func:`layer_prefix`);
+* checks that student and teacher are sigmoid-head DETRs with the same classes (distillers
+  of predictions), ``init_student_from_teacher`` and strict teacher checkpoint loading;
+* validation / test / ``predict`` run the student only; mmrazor's recorder-based losses in
+  ``loss_forward_mappings`` still work (``distill.*``).
 """
 import copy
 import warnings
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import torch
 from mmrazor.models.algorithms import SingleTeacherDistill
 from mmrazor.models.utils import add_prefix
+from torch import nn
 
-from mmdet_ksdetr.models.detr_internals import (DETRInternals, get_detr_internals,
-                                                record_detr_internals)
-from mmdet_ksdetr.utils import load_checkpoint_safely
+from ..internals import (DecodedGroup, DETRInternals, capture_detr, check_detr,
+                         get_detr_internals)
+from ..refinement import RefinedTeacher
+from ..teacher_checkpoint import (TeacherCheckpointError, copy_teacher_params_to_student,
+                                  load_teacher_checkpoint)
+from ..tprd import TPRD, TeacherTargets
 
-__all__ = ['DETRDistillBase', 'TeacherCheckpointError', 'load_teacher_checkpoint']
-
-
-class TeacherCheckpointError(RuntimeError):
-    """The teacher checkpoint does not fit the teacher config; the message lists the keys."""
-
-
-def _list_keys(keys, limit=15):
-    keys = sorted(keys)
-    shown = ', '.join(keys[:limit])
-    return shown + (f', ... ({len(keys) - limit} more)' if len(keys) > limit else '')
+__all__ = ['DETRDistillBase', 'TeacherCheckpointError', 'load_teacher_checkpoint',
+           'teacher_layer_map', 'layer_prefix', 'layer_losses', 'copy_teacher_params_to_student']
 
 
-def _state_dict_of(ckpt, path):
-    if isinstance(ckpt, dict) and isinstance(ckpt.get('state_dict'), dict):
-        state = ckpt['state_dict']
-    elif isinstance(ckpt, dict):
-        state = ckpt
-    else:
-        raise TeacherCheckpointError(f'teacher checkpoint "{path}" holds a '
-                                     f'{type(ckpt).__name__}, not a state dict')
-    state = {k: v for k, v in state.items() if torch.is_tensor(v)}
-    if state and all(k.startswith('module.') for k in state):
-        state = {k[len('module.'):]: v for k, v in state.items()}
-    if any(k.startswith('architecture.') for k in state):
-        # a distillation checkpoint: its student becomes the teacher
-        state = {k[len('architecture.'):]: v for k, v in state.items()
-                 if k.startswith('architecture.')}
-    return state
+def teacher_layer_map(num_student_layers: int, num_teacher_layers: int,
+                      layer_by_layer: bool = True) -> List[int]:
+    """Teacher decoder layer that gives the targets of each student decoder layer.
 
-
-def load_teacher_checkpoint(teacher: torch.nn.Module, path: str, strict: bool = True) -> None:
-    """Load ``path`` (a file or an http(s) URL) into ``teacher`` with ``weights_only=True``.
-
-    ``strict=True``: any missing, unexpected or mis-shaped key raises
-    :class:`TeacherCheckpointError` with the list. ``strict=False``: unexpected keys and missing
-    buffers only warn, but a missing or mis-shaped *parameter* still raises (the teacher would
-    be partly random).
+    Layer-by-layer with equal depths is the identity. With different depths, student layer l
+    takes teacher layer ``round((l + 1) * L_t / L_s) - 1``, so the last layers always pair up.
+    ``layer_by_layer=False``: every student layer learns from the teacher's last layer.
     """
-    if str(path).startswith(('http://', 'https://')):
-        # cached in torch.hub's checkpoint folder; still weights_only
-        ckpt = torch.hub.load_state_dict_from_url(path, map_location='cpu', weights_only=True)
-    else:
-        ckpt = load_checkpoint_safely(path)
-    state = _state_dict_of(ckpt, path)
-    own = teacher.state_dict()
-    params = {name for name, _ in teacher.named_parameters()}
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    mis_shaped = [f'{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}' for k in own
-                  if k in state and state[k].shape != own[k].shape]
-    fatal = missing or unexpected or mis_shaped if strict else \
-        [k for k in missing if k in params] or mis_shaped
-    report = []
-    if missing:
-        report.append(f'{len(missing)} missing keys (in the teacher, not in the checkpoint): '
-                      f'{_list_keys(missing)}')
-    if unexpected:
-        report.append(f'{len(unexpected)} unexpected keys (in the checkpoint, not in the '
-                      f'teacher): {_list_keys(unexpected)}')
-    if mis_shaped:
-        report.append(f'{len(mis_shaped)} keys with another shape (checkpoint vs teacher): '
-                      f'{_list_keys(mis_shaped)}')
-    if fatal:
-        raise TeacherCheckpointError(
-            f'teacher checkpoint "{path}" does not match the teacher model '
-            f'({type(teacher).__name__}); the teacher would be left (partly) random.\n  ' +
-            '\n  '.join(report) +
-            '\nCheck that `teacher` names the config the checkpoint was trained with and that '
-            '`teacher_ckpt` is that run\'s checkpoint (a distillation checkpoint is accepted: '
-            'its architecture.* student is used).')
-    if report:
-        warnings.warn(f'teacher checkpoint "{path}": ' + '; '.join(report))
-    teacher.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
+    if num_student_layers < 1 or num_teacher_layers < 1:
+        raise ValueError('both decoders need at least one layer')
+    if not layer_by_layer:
+        return [num_teacher_layers - 1] * num_student_layers
+    return [
+        min(max(int(round((l + 1) * num_teacher_layers / num_student_layers)) - 1, 0),
+            num_teacher_layers - 1) for l in range(num_student_layers)
+    ]
 
 
-def _check_detr(model, role):
-    for name in ('extract_feat', 'forward_transformer', 'forward_decoder', 'bbox_head'):
-        if not hasattr(model, name):
-            raise TypeError(f'the {role} ({type(model).__name__}) is not a DETR-family '
-                            f'detector (no {name}); DETR distillation needs mmdet '
-                            f'DetectionTransformer subclasses for student and teacher')
+def layer_prefix(layer: int, num_layers: int) -> str:
+    """Loss-key prefix of student decoder layer ``layer``: '' for the last, ``d{l}.`` before."""
+    return '' if layer == num_layers - 1 else f'd{layer}.'
+
+
+def layer_losses(parts: Dict, layer: int, num_layers: int, suffix: str = '') -> Dict:
+    """``parts`` of student layer ``layer`` keyed ``{prefix}{name}{suffix}``."""
+    prefix = layer_prefix(layer, num_layers)
+    return {f'{prefix}{name}{suffix}': value for name, value in parts.items()}
 
 
 class DETRDistillBase(SingleTeacherDistill):
-    """Single-teacher distillation between two DETR-family detectors, with a frozen
-    ``eval()`` teacher, one no-grad teacher forward per step and typed internals for both
-    models. Subclasses implement :meth:`compute_distill_losses`.
+    """Single-teacher distillation between two DETR-family detectors (see the module doc).
 
     Args:
         architecture: the student config (an mmdet DETR-family detector; inline dicts need
             ``_scope_='mmdet'`` inside ``_scope_='mmrazor'``).
         teacher: the teacher config (same rules).
-        teacher_ckpt: checkpoint of the trained teacher (strongly recommended; without it the
-            teacher is random and a warning is issued).
+        teacher_ckpt: checkpoint of the trained teacher (without it the teacher is random and
+            a warning is issued).
         teacher_strict: see :func:`load_teacher_checkpoint`.
         distiller: a ``ConfigurableDistiller`` config holding the distillation loss modules
             (``distill_losses``) and optional recorder-based losses.
         keep_denoising: keep DINO denoising queries in the student internals (default: off).
-        calculate_student_loss: add the student's GT losses (``student.*``).
-        **kwargs: other ``SingleTeacherDistill`` / ``BaseAlgorithm`` arguments.
+        tprd (bool): the TPRD switch (:class:`~mmdet_ksdetr.distill.tprd.TPRD`).
+        teacher_assigner (dict, optional): TPRD's teacher-to-GT matcher (default focal 2 /
+            L1 5 / GIoU 2).
+        init_student_from_teacher (list[str]): teacher parameter names (substrings or globs)
+            copied into the student after ``init_weights`` (e.g. ``['level_embed']``).
+        **kwargs: other ``SingleTeacherDistill`` / ``BaseAlgorithm`` arguments
+            (``calculate_student_loss``, ``data_preprocessor``, ...).
 
     Loss keys: ``student.*`` (GT losses), ``distill.*`` (distillation losses).
     """
 
-    def __init__(self,
-                 architecture,
-                 teacher,
-                 teacher_ckpt: Optional[str] = None,
-                 teacher_strict: bool = True,
-                 distiller: Optional[dict] = None,
-                 keep_denoising: bool = False,
-                 teacher_trainable: bool = False,
-                 **kwargs):
+    #: distils predictions: needs sigmoid heads with the same classes in both models
+    DISTILS_PREDICTIONS = True
+    #: decoder attention recorders, set by subclasses that distil attention (configuration)
+    student_attention = None
+    teacher_attention = None
+    #: decode the student's query groups inside its own decoder pass where possible
+    same_decoder_pass = True
+
+    def __init__(self, architecture, teacher, teacher_ckpt: Optional[str] = None,
+                 teacher_strict: bool = True, distiller: Optional[dict] = None,
+                 keep_denoising: bool = False, teacher_trainable: bool = False,
+                 tprd: bool = False, teacher_assigner: Optional[dict] = None,
+                 init_student_from_teacher: Sequence[str] = (), **kwargs):
         if teacher_trainable:
             raise ValueError(f'{type(self).__name__} keeps the teacher frozen: '
                              f'teacher_trainable=True is not supported')
@@ -160,9 +121,14 @@ class DETRDistillBase(SingleTeacherDistill):
         super().__init__(architecture=architecture, teacher=teacher, teacher_ckpt=None,
                          teacher_trainable=False,
                          distiller=distiller or dict(type='ConfigurableDistiller'), **kwargs)
-        _check_detr(self.student, 'student (architecture)')
-        _check_detr(self.teacher, 'teacher')
+        check_detr(self.student, 'student (architecture)')
+        check_detr(self.teacher, 'teacher')
         self.keep_denoising = keep_denoising
+        self.refiner = TPRD(tprd, teacher_assigner, owner=type(self).__name__)
+        self.tprd = self.refiner.enabled
+        if isinstance(init_student_from_teacher, str):
+            init_student_from_teacher = [init_student_from_teacher]
+        self.init_student_from_teacher = list(init_student_from_teacher)
         if teacher_ckpt:
             load_teacher_checkpoint(self.teacher, teacher_ckpt, strict=teacher_strict)
             self.teacher._is_init = True  # runner.init_weights() must not overwrite it
@@ -171,58 +137,151 @@ class DETRDistillBase(SingleTeacherDistill):
                           f'randomly initialised (only useful for tests)')
         self.teacher.requires_grad_(False)
         self.teacher.eval()
+        if self.DISTILS_PREDICTIONS:
+            self._check_prediction_heads()
 
-    # ---------------------------------------------------------------- teacher state
+    # ---------------------------------------------------------------- set-up plumbing
+    def _check_prediction_heads(self):
+        name = type(self).__name__
+        s_head, t_head = self.student.bbox_head, self.teacher.bbox_head
+        for role, head in (('student', s_head), ('teacher', t_head)):
+            if not getattr(getattr(head, 'loss_cls', None), 'use_sigmoid', False):
+                raise ValueError(f'{name} needs sigmoid classification heads (FocalLoss, as in '
+                                 f'Deformable / Conditional / DAB-DETR / DINO); the {role} '
+                                 f'head {type(head).__name__} uses a softmax')
+        if s_head.num_classes != t_head.num_classes:
+            raise ValueError(f'{name}: student has {s_head.num_classes} classes, teacher '
+                             f'{t_head.num_classes}; they must predict the same classes')
+
+    def bind_losses(self, expected: Dict[str, type], by_type: bool = False,
+                    required: Sequence[str] = (), allow_mapped_only: bool = False
+                    ) -> Dict[str, nn.Module]:
+        """The configured ``distiller.distill_losses`` (those not fed by
+        ``loss_forward_mappings``), validated against ``expected`` (key -> class).
+
+        By name (default) each configured name must be a key of ``expected``; ``by_type``: any
+        name, its class picks the key (one loss per key). At least one of ``required`` must be
+        bound (unless ``allow_mapped_only`` and recorder-based losses exist).
+        Returns key -> loss module.
+        """
+        name, mapped = type(self).__name__, set(self.distiller.loss_forward_mappings)
+        bound = {}
+        for loss_name, module in self.distiller.distill_losses.items():
+            if loss_name in mapped:
+                continue
+            key = self._loss_key(loss_name, module, expected, by_type)
+            if key in bound:
+                raise ValueError(f'{name}: two {expected[key].__name__} losses '
+                                 f'("{bound[key][0]}" and "{loss_name}")')
+            bound[key] = (loss_name, module)
+        if required and not set(required) & set(bound) and not (allow_mapped_only and mapped):
+            what = ' and/or '.join(f'"{k}" ({expected[k].__name__})' if not by_type else
+                                   expected[k].__name__ for k in required)
+            raise ValueError(f'{name}: add {what} to distiller.distill_losses')
+        return {key: module for key, (_, module) in bound.items()}
+
+    def _loss_key(self, loss_name, module, expected, by_type) -> str:
+        name = type(self).__name__
+        if by_type:
+            keys = [k for k, cls in expected.items() if isinstance(module, cls)]
+            if not keys:
+                raise TypeError(f'{name}: distill loss "{loss_name}" ({type(module).__name__}) '
+                                f'is neither one of {[c.__name__ for c in expected.values()]} '
+                                f'nor fed by distiller.loss_forward_mappings')
+            return keys[0]
+        if loss_name not in expected:
+            raise ValueError(f'{name}: unknown distill loss "{loss_name}"; use '
+                             f'{sorted(expected)} or distiller.loss_forward_mappings')
+        if not isinstance(module, expected[loss_name]):
+            raise TypeError(f'{name}: "{loss_name}" must be a {expected[loss_name].__name__}, '
+                            f'got {type(module).__name__}')
+        return loss_name
+
+    def init_weights(self):
+        super().init_weights()
+        if self.init_student_from_teacher:
+            copy_teacher_params_to_student(self.student, self.teacher,
+                                           self.init_student_from_teacher)
+
     def train(self, mode: bool = True):
         """Train the student; the whole teacher always stays in ``eval()``."""
         super().train(mode)
         self.teacher.eval()
         return self
 
+    # ---------------------------------------------------------------- per-step helpers
+    @staticmethod
+    def layer_pairs(student: DETRInternals, teacher: DETRInternals,
+                    layer_by_layer: bool = True) -> List[int]:
+        """The teacher layer of each student layer (:func:`teacher_layer_map`)."""
+        return teacher_layer_map(student.num_layers, teacher.num_layers, layer_by_layer)
+
+    def teacher_targets(self, teacher_logits, teacher_boxes, batch_data_samples,
+                        refine: Optional[bool] = None) -> RefinedTeacher:
+        """Teacher GT assignment of every layer, TPRD-refined when ``refine`` (default:
+        ``self.tprd``)."""
+        return self.refiner(teacher_logits, teacher_boxes, batch_data_samples, refine=refine)
+
+    def prediction_targets(self, teacher: DETRInternals, batch_data_samples) -> TeacherTargets:
+        """The teacher's prediction targets: TPRD-refined with decoupled-loss positives when
+        ``tprd``, else the raw teacher (``pos_labels=None``)."""
+        if not self.tprd:
+            return TeacherTargets.of(None, teacher.cls_logits, teacher.bbox_preds)
+        return TeacherTargets.of(self.refiner(teacher.cls_logits, teacher.bbox_preds,
+                                              batch_data_samples))
+
     # ---------------------------------------------------------------- forwards
     def teacher_forward(self, batch_inputs, batch_data_samples) -> DETRInternals:
-        """One no-grad ``eval()`` teacher forward (no loss); detached internals."""
+        """One no-grad ``eval()`` teacher forward (no loss); detached internals (with the
+        teacher's attention maps when ``teacher_attention`` is set)."""
         self.distiller.set_deliveries_override(False)
         with torch.no_grad(), self.distiller.teacher_recorders, self.distiller.deliveries:
-            internals = get_detr_internals(self.teacher, batch_inputs, batch_data_samples)
+            internals = get_detr_internals(self.teacher, batch_inputs, batch_data_samples,
+                                           attention=self.teacher_attention)
         return internals.detach()
 
+    def student_groups(self, teacher_internals: DETRInternals) -> List:
+        """Query groups the student decodes in its step (:class:`QueryGroup` or functions of
+        its decoder inputs); none by default."""
+        return []
+
+    @staticmethod
+    def group_of(internals: DETRInternals, name: str) -> DecodedGroup:
+        """The query group ``name`` the student decoded in its step (a clear error if the
+        internals were captured without it)."""
+        if name not in internals.groups:
+            raise RuntimeError(f'the student internals lack the "{name}" query group; capture '
+                               f'them with student_forward(..., teacher_internals) or '
+                               f'get_detr_internals(..., groups=algo.student_groups(t))')
+        return internals.groups[name]
+
     def student_forward(self, batch_inputs, batch_data_samples,
-                        extra_groups: Optional[Dict] = None, merge_groups: bool = True):
-        """The student's forward: ``(gt_losses, internals)`` from one pass; ``gt_losses`` is
-        empty when ``calculate_student_loss`` is False. ``extra_groups`` / ``merge_groups``:
-        query groups decoded along with the student's queries (see
-        :func:`~mmdet_ksdetr.models.detr_internals.record_detr_internals`)."""
+                        teacher_internals: Optional[DETRInternals] = None):
+        """The student's forward: ``(gt_losses, internals)`` from one pass (``gt_losses``
+        empty when ``calculate_student_loss`` is False). With ``teacher_internals`` the
+        internals hold the groups of :meth:`student_groups`."""
+        groups = self.student_groups(teacher_internals) \
+            if teacher_internals is not None else []
         self.distiller.set_deliveries_override(True)
         with self.distiller.student_recorders, self.distiller.deliveries:
-            if self.calculate_student_loss:
-                with record_detr_internals(self.student, self.keep_denoising, extra_groups,
-                                           merge_groups) as rec:
-                    losses = self.student.loss(batch_inputs, batch_data_samples)
-                return losses, rec.internals
-            internals = get_detr_internals(self.student, batch_inputs, batch_data_samples,
-                                           self.keep_denoising, extra_groups, merge_groups)
-            return {}, internals
-
-    def student_group_options(self, teacher_internals: DETRInternals) -> Dict:
-        """``extra_groups`` / ``merge_groups`` for :meth:`student_forward` in a training step
-        (subclasses that decode extra query groups with the student override this)."""
-        return {}
+            capture = capture_detr(self.student, batch_inputs, batch_data_samples,
+                                   loss=self.calculate_student_loss, groups=groups,
+                                   merge_groups=self.same_decoder_pass,
+                                   attention=self.student_attention,
+                                   keep_denoising=self.keep_denoising)
+        return capture.losses, capture.internals
 
     def predict(self, batch_inputs, data_samples: Optional[List] = None, rescale: bool = True):
         """The student's ``predict`` (mmdet-style alias of ``forward(mode='predict')``)."""
         return self.student.predict(batch_inputs, data_samples, rescale=rescale)
 
     def loss(self, batch_inputs, data_samples: Optional[List] = None) -> Dict:
-        teacher_internals = self.teacher_forward(batch_inputs, data_samples)
-        options = {} if self.distillation_stopped else \
-            self.student_group_options(teacher_internals)
-        student_losses, student_internals = self.student_forward(batch_inputs, data_samples,
-                                                                 **options)
+        teacher = self.teacher_forward(batch_inputs, data_samples)
+        student_losses, student = self.student_forward(
+            batch_inputs, data_samples, None if self.distillation_stopped else teacher)
         losses = add_prefix(student_losses, 'student')
         if not self.distillation_stopped:
-            distill = self.compute_distill_losses(student_internals, teacher_internals,
-                                                  data_samples)
+            distill = self.compute_distill_losses(student, teacher, data_samples)
             distill.update(self.distiller.compute_distill_losses())
             losses.update(add_prefix(distill, 'distill'))
         return losses

@@ -36,6 +36,8 @@ class DETRFeatureKD(DETRDistillBase):
     Loss keys: ``distill.<loss name>``.
     """
 
+    DISTILS_PREDICTIONS = False  # neck features only: any head, no TPRD
+
     def __init__(self, fgd_levels: Optional[Dict[str, int]] = None, tprd: bool = False,
                  **kwargs):
         if tprd:
@@ -45,21 +47,13 @@ class DETRFeatureKD(DETRDistillBase):
         super().__init__(**kwargs)
         self.fgd_levels = dict(fgd_levels or {})
         losses = self.distiller.distill_losses
-        mapped = set(self.distiller.loss_forward_mappings)
-        for name, module in losses.items():
-            if name in self.fgd_levels:
-                if not isinstance(module, FGDLoss):
-                    raise TypeError(f'DETRFeatureKD: "{name}" is listed in fgd_levels but is a '
-                                    f'{type(module).__name__}, not an FGDLoss')
-            elif name not in mapped:
-                raise ValueError(f'DETRFeatureKD: distill loss "{name}" is neither fed by '
-                                 f'distiller.loss_forward_mappings nor listed in fgd_levels')
         missing = [n for n in self.fgd_levels if n not in losses]
         if missing:
             raise ValueError(f'DETRFeatureKD: fgd_levels names {missing}, which are not in '
                              f'distiller.distill_losses')
         if not losses:
             raise ValueError('DETRFeatureKD: distiller.distill_losses is empty')
+        self.fgd_losses = self.bind_losses({n: FGDLoss for n in self.fgd_levels})
 
     def compute_distill_losses(self, student_internals, teacher_internals,
                                batch_data_samples) -> Dict:
@@ -71,6 +65,6 @@ class DETRFeatureKD(DETRDistillBase):
             if not 0 <= level < min(len(s.neck_feats), len(t.neck_feats)):
                 raise ValueError(f'DETRFeatureKD: fgd_levels["{name}"] = {level} but the necks '
                                  f'have {len(s.neck_feats)} / {len(t.neck_feats)} levels')
-            out[name] = self.distiller.distill_losses[name](
+            out[name] = self.fgd_losses[name](
                 s.neck_feats[level], t.neck_feats[level], gt_bboxes, s.batch_input_shape)
         return out

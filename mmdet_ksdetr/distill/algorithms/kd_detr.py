@@ -1,21 +1,19 @@
 """KD-DETR (Wang et al., CVPR'24) with the optional TPRD refinement (spec ``detr-distill.md``
 §4, ``dac-detr-and-tprd.md`` B3)."""
-from typing import Dict
+from typing import Dict, List
 
 import torch
 from mmrazor.registry import MODELS
 
+from ..internals import decode_query_group, own_queries_group, query_kind, random_group
 from ..losses.kd_detr_loss import KDDETRLoss
-from ..query_groups import (decode_group, group_decoder_inputs, own_queries_group,
-                            query_kind, random_group)
-from .detr_distill import teacher_layer_map
-from .tprd_distill_base import TPRDDistillBase
+from .detr_distill_base import DETRDistillBase, layer_losses
 
 __all__ = ['KDDETR']
 
 
 @MODELS.register_module()
-class KDDETR(TPRDDistillBase):
+class KDDETR(DETRDistillBase):
     """KD-DETR: distillation points, i.e. extra query groups fed *identically* to the teacher
     and the student decoders (each group decoded on its own, without self-attention to the
     detection queries), so their predictions correspond index to index and are distilled
@@ -35,7 +33,8 @@ class KDDETR(TPRDDistillBase):
     (``same_decoder_pass``).
 
     Supported student/teacher pairs: single-stage Deformable DETR, DAB-DETR (no patterns), DINO,
-    Conditional DETR (see :mod:`mmdet_ksdetr.distill.query_groups`); student and teacher must be
+    Conditional DETR (see :mod:`mmdet_ksdetr.distill.internals.query_group`); student and
+    teacher must be
     the same kind with the same ``embed_dims`` and ``num_classes``. DINO: the teacher runs in
     ``eval()`` and has no denoising queries; the student's denoising queries are excluded from
     distillation (they stay supervised by the student's own DN loss) — CDN noise is drawn
@@ -52,10 +51,11 @@ class KDDETR(TPRDDistillBase):
             teacher's last layer. With ``tprd=True`` the specific group is always layer by
             layer; this flag then only concerns the general group.
         same_decoder_pass (bool): the student decodes both groups inside its own decoder
-            pass (block-diagonal self-attention, :mod:`mmdet_ksdetr.models.merged_decoding`;
+            pass (block-diagonal self-attention,
+            :mod:`mmdet_ksdetr.distill.internals.merged_decoding`;
             the same outputs as separate passes, fewer ops); False: one pass per group.
         tprd (bool): the TPRD switch (see above).
-        **kwargs: :class:`TPRDDistillBase` / :class:`DETRDistillBase` arguments;
+        **kwargs: :class:`DETRDistillBase` arguments (``tprd``, ``init_student_from_teacher``);
             ``distiller.distill_losses`` holds ``loss_general`` and/or ``loss_specific``
             (:class:`KDDETRLoss`); leave one out to switch that group off.
 
@@ -63,7 +63,7 @@ class KDDETR(TPRDDistillBase):
     student layer, ``distill.d{l}.*`` for earlier layers.
     """
 
-    GROUPS = ('general', 'specific')
+    _LOSSES = dict(loss_general=KDDETRLoss, loss_specific=KDDETRLoss)
 
     def __init__(self, num_general_queries: int = 300, layer_by_layer: bool = False,
                  same_decoder_pass: bool = True, **kwargs):
@@ -74,54 +74,27 @@ class KDDETR(TPRDDistillBase):
                              f'{num_general_queries}')
         self.num_general_queries = int(num_general_queries)
         self.layer_by_layer = bool(layer_by_layer)
-        losses = self.distiller.distill_losses
-        unknown = [k for k in losses if k not in ('loss_general', 'loss_specific')
-                   and k not in self.distiller.loss_forward_mappings]
-        if unknown:
-            raise ValueError(f'KDDETR: unknown distill losses {unknown}; use the names '
-                             f'"loss_general" and "loss_specific" (type KDDETRLoss)')
-        self.group_losses = {}
-        for group in self.GROUPS:
-            name = f'loss_{group}'
-            if name in losses:
-                if not isinstance(losses[name], KDDETRLoss):
-                    raise TypeError(f'KDDETR: distill loss "{name}" must be a KDDETRLoss, got '
-                                    f'{type(losses[name]).__name__}')
-                self.group_losses[group] = losses[name]
-        if not self.group_losses:
-            raise ValueError('KDDETR: add "loss_general" and/or "loss_specific" (KDDETRLoss) '
-                             'to distiller.distill_losses')
+        losses = self.bind_losses(self._LOSSES, required=tuple(self._LOSSES))
+        self.group_losses = {k[len('loss_'):]: v for k, v in losses.items()}
 
-    def student_group_options(self, teacher_internals) -> Dict:
-        """The student decodes its distillation-point groups along with its own queries (one
-        merged decoder pass where :mod:`~mmdet_ksdetr.models.merged_decoding` allows it, else
-        separate passes). The general group's random queries are kept for the teacher's pass
-        of the same step."""
+    def student_groups(self, teacher_internals) -> List:
+        """The distillation points the student decodes in its step: the teacher's own queries
+        ("specific") and random queries drawn when the student's decoder inputs are known
+        ("general"); the teacher decodes the same general group afterwards."""
         t = teacher_internals
-        self._general_group = None
-        groups = {}
 
-        def kind_of(main):
-            return self._kind_pair(main, t.decoder_inputs)
+        def specific(main):
+            self._kind_pair(main, t.decoder_inputs)
+            return own_queries_group('specific', t)
 
-        if 'specific' in self.group_losses:
-            groups['specific'] = lambda main: group_decoder_inputs(
-                self.student, main, kind_of(main), own_queries_group(kind_of(main), t))
-        if 'general' in self.group_losses:
+        def general(main):
+            kind = self._kind_pair(main, t.decoder_inputs)
+            memory = main['memory']
+            return random_group('general', kind, self.num_general_queries, memory.shape[0],
+                                memory.shape[-1], memory.device)
 
-            def general(main):
-                kind = kind_of(main)
-                memory = main['memory']
-                group = random_group(kind, self.num_general_queries, memory.shape[0],
-                                     memory.shape[-1], memory.device)
-                self._general_group = group
-                return group_decoder_inputs(self.student, main, kind, group)
-
-            groups['general'] = general
-        return dict(extra_groups=groups, merge_groups=self.same_decoder_pass)
-
-    def _kinds(self, s, t):
-        return self._kind_pair(s.decoder_inputs, t.decoder_inputs)
+        builders = dict(specific=specific, general=general)
+        return [builders[g] for g in ('specific', 'general') if g in self.group_losses]
 
     def _kind_pair(self, s_inputs, t_inputs):
         kind = query_kind(self.student, s_inputs)
@@ -139,45 +112,23 @@ class KDDETR(TPRDDistillBase):
     def compute_distill_losses(self, student_internals, teacher_internals,
                                batch_data_samples) -> Dict:
         s, t = student_internals, teacher_internals
-        kind = self._kinds(s, t)
-        layers = teacher_layer_map(s.num_layers, t.num_layers, self.layer_by_layer)
-        specific_layers = teacher_layer_map(s.num_layers, t.num_layers,
-                                            self.layer_by_layer or self.tprd)
+        self._kind_pair(s.decoder_inputs, t.decoder_inputs)
         factors = s.img_size_factors()
         losses = {}
-
-        def add(group, l, parts):
-            prefix = '' if l == s.num_layers - 1 else f'd{l}.'
-            for key, value in parts.items():
-                losses[f'{prefix}{key}_{group}'] = value
-
-        if 'specific' in self.group_losses:
-            loss_fn = self.group_losses['specific']
-            s_out = decode_group(self.student, s, kind, own_queries_group(kind, t),
-                                 name='specific')
-            t_logits, t_boxes, pos_labels = t.cls_logits, t.bbox_preds, None
-            if self.tprd:
-                ref = self.teacher_targets(t_logits, t_boxes, batch_data_samples)
-                t_logits, t_boxes, pos_labels = ref.logits, ref.boxes, ref.pos_labels
-            for l, tl in enumerate(specific_layers):
-                add('specific', l,
-                    loss_fn(s_out.cls_logits[l], s_out.bbox_preds[l], t_logits[tl], t_boxes[tl],
-                            factors, None if pos_labels is None else pos_labels[tl]))
-
-        if 'general' in self.group_losses:
-            loss_fn = self.group_losses['general']
-            group = getattr(self, '_general_group', None)
-            self._general_group = None
-            if group is None or 'general' not in s.group_decoder_outputs:
-                group = random_group(kind, self.num_general_queries, s.batch_size,
-                                     s.decoder_inputs['memory'].shape[-1], factors.device)
-                s_out = decode_group(self.student, s, kind, group)
-            else:  # decoded with the student's own pass; the teacher decodes the same group
-                s_out = decode_group(self.student, s, kind, group, name='general')
+        if 'specific' in self.group_losses:  # TPRD: refined targets, layer by layer
+            loss_fn, s_out = self.group_losses['specific'], self.group_of(s, 'specific')
+            targets = self.prediction_targets(t, batch_data_samples)
+            pos = targets.pos_labels
+            for l, tl in enumerate(self.layer_pairs(s, t, self.layer_by_layer or self.tprd)):
+                parts = loss_fn(s_out.cls_logits[l], s_out.bbox_preds[l], targets.logits[tl],
+                                targets.boxes[tl], factors, None if pos is None else pos[tl])
+                losses.update(layer_losses(parts, l, s.num_layers, '_specific'))
+        if 'general' in self.group_losses:  # the teacher decodes the student's random group
+            loss_fn, s_out = self.group_losses['general'], self.group_of(s, 'general')
             with torch.no_grad():
-                t_out = decode_group(self.teacher, t, kind, group)
-            for l, tl in enumerate(layers):
-                add('general', l,
-                    loss_fn(s_out.cls_logits[l], s_out.bbox_preds[l], t_out.cls_logits[tl],
-                            t_out.bbox_preds[tl], factors))
+                t_out = decode_query_group(self.teacher, t.decoder_inputs, s_out.group)
+            for l, tl in enumerate(self.layer_pairs(s, t, self.layer_by_layer)):
+                parts = loss_fn(s_out.cls_logits[l], s_out.bbox_preds[l], t_out.cls_logits[tl],
+                                t_out.bbox_preds[tl], factors)
+                losses.update(layer_losses(parts, l, s.num_layers, '_general'))
         return losses

@@ -9,13 +9,12 @@ from mmrazor.registry import MODELS
 from scipy.optimize import linear_sum_assignment
 
 from ...utils.divergence import check_finite_cost
-from ..attention_recorder import DecoderAttentionRecorder
-from ..losses.distill_matcher import DistillHungarianMatcher
+from ..internals import DecoderAttentionRecorder
 from ..losses.pair_kd_loss import PairKDLoss
 from ..losses.qskd_feature_loss import AttnGuidedFeatureLoss
 from ..refinement import assign_teacher_layers, gt_from_data_samples, pad_gt
-from .detr_distill import teacher_layer_map
-from .tprd_distill_base import TPRDDistillBase
+from ..task_modules.distill_matcher import DistillHungarianMatcher
+from .detr_distill_base import DETRDistillBase, layer_prefix
 
 __all__ = ['QSKD']
 
@@ -47,7 +46,7 @@ def _query_of_gt(gt_inds, num_gt_slots):
 
 
 @MODELS.register_module()
-class QSKD(TPRDDistillBase):
+class QSKD(DETRDistillBase):
     """QSKD: distil the teacher's predictions only over *selected* query pairs and its features
     only where those queries attend.
 
@@ -73,7 +72,8 @@ class QSKD(TPRDDistillBase):
         matcher (dict): cost weights of the hard-negative matching.
         hard_negative_giou (float): unassigned queries with max GIoU to a GT above this are
             hard negatives (0).
-        **kwargs: :class:`TPRDDistillBase` arguments; ``distiller.distill_losses`` holds
+        **kwargs: :class:`DETRDistillBase` arguments (``tprd``, ...);
+            ``distiller.distill_losses`` holds
             ``loss_pred`` (:class:`PairKDLoss`) and/or ``loss_feat``
             (:class:`AttnGuidedFeatureLoss`).
 
@@ -90,30 +90,10 @@ class QSKD(TPRDDistillBase):
         self.layer_by_layer = layer_by_layer
         self.matcher = DistillHungarianMatcher(**matcher)
         self.hard_negative_giou = float(hard_negative_giou)
-        self.parts = {}
-        for name, module in self.distiller.distill_losses.items():
-            if name in self.distiller.loss_forward_mappings:
-                continue
-            if name not in self._LOSSES or not isinstance(module, self._LOSSES[name]):
-                raise ValueError(f'QSKD: distill loss "{name}" ({type(module).__name__}) must '
-                                 f'be one of ' +
-                                 ', '.join(f'{k} ({v.__name__})' for k, v in self._LOSSES.items()))
-            self.parts[name] = module
-        if not self.parts:
-            raise ValueError('QSKD: add "loss_pred" (PairKDLoss) and/or "loss_feat" '
-                             '(AttnGuidedFeatureLoss) to distiller.distill_losses')
-        self._t_rec = DecoderAttentionRecorder(self.teacher.decoder, self_attn=False,
-                                               cross_attn=True) \
-            if 'loss_feat' in self.parts else None
-        self._t_attn = None
-
-    def teacher_forward(self, batch_inputs, batch_data_samples):
-        if self._t_rec is None:
-            return super().teacher_forward(batch_inputs, batch_data_samples)
-        with self._t_rec.record():
-            internals = super().teacher_forward(batch_inputs, batch_data_samples)
-        self._t_attn = self._t_rec.take()[0]
-        return internals
+        self.parts = self.bind_losses(self._LOSSES, required=tuple(self._LOSSES))
+        if 'loss_feat' in self.parts:  # the teacher's cross-attention, in its internals
+            self.teacher_attention = DecoderAttentionRecorder(
+                self.teacher.decoder, self_attn=False, cross_attn=True)
 
     def _hard_negative_pairs(self, cost, s_hn, t_hn):
         """Hungarian matching of student to teacher hard negatives, per image: cost
@@ -139,7 +119,7 @@ class QSKD(TPRDDistillBase):
     def compute_distill_losses(self, student_internals, teacher_internals,
                                batch_data_samples) -> Dict:
         s, t = student_internals, teacher_internals
-        layers = teacher_layer_map(s.num_layers, t.num_layers, self.layer_by_layer)
+        layers = self.layer_pairs(s, t, self.layer_by_layer)
         factors = s.img_size_factors()
         targets = self.teacher_targets(t.cls_logits, t.bbox_preds, batch_data_samples)
         t_gt = targets.pos_gt_inds
@@ -149,10 +129,10 @@ class QSKD(TPRDDistillBase):
         G = gt_labels.shape[1]
         t_giou = _max_giou_to_gt(t.bbox_preds, gt_boxes, num_gts, factors)  # raw teacher
         losses = {}
-        if 'loss_feat' in self.parts and self._t_attn is None:
+        t_attn = t.attention
+        if 'loss_feat' in self.parts and t_attn is None:
             raise RuntimeError('QSKD: teacher attention was not recorded; compute the losses '
                                'through loss() (or teacher_forward())')
-        t_attn, self._t_attn = self._t_attn, None
 
         if 'loss_pred' in self.parts:
             s_gt = assign_teacher_layers(s.cls_logits.detach(), s.bbox_preds.detach(),
@@ -165,7 +145,7 @@ class QSKD(TPRDDistillBase):
                                      factors.expand(s.num_layers, -1, -1))
         thr = self.hard_negative_giou
         for l, tl in enumerate(layers):
-            prefix = '' if l == s.num_layers - 1 else f'd{l}.'
+            prefix = layer_prefix(l, s.num_layers)
             t_hn = (t_gt[tl] < 0) & (t_giou[tl] > thr)
             if 'loss_pred' in self.parts:
                 s_of_g, t_of_g = _query_of_gt(s_gt[l], G), _query_of_gt(t_gt[tl], G)

@@ -1,13 +1,43 @@
 """QSKD's attention-guided feature distillation (AGFD; spec ``detr-distill.md`` §4)."""
-from typing import Sequence
+from typing import List, Sequence
 
 import torch
 from mmrazor.registry import MODELS
 from torch import Tensor, nn
 
-from ..attention_recorder import splat_attention
+__all__ = ['AttnGuidedFeatureLoss', 'splat_attention']
 
-__all__ = ['AttnGuidedFeatureLoss']
+
+def splat_attention(weights: Tensor, locations: Tensor, spatial_shapes: Tensor,
+                    query_weights: Tensor) -> List[Tensor]:
+    """Dense per-level maps of deformable cross-attention: every sampling point adds
+    ``query_weight * attention_weight`` to the feature cell it falls in (nearest cell; points
+    outside the map are dropped). Vectorised over images, queries, heads, levels and points.
+
+    Args:
+        weights: (B, Q, H, Lv, P); locations: (B, Q, H, Lv, P, 2) normalised (x, y);
+        spatial_shapes: (Lv, 2) (h, w) per level; query_weights: (B, Q) (0 = ignore query).
+
+    Returns:
+        list of Lv tensors (B, h_l, w_l).
+    """
+    B, Q, H, Lv, P = weights.shape
+    weights, locations = weights.float(), locations.float()  # fp16-safe accumulation
+    hw = spatial_shapes.long()
+    sizes = (hw[:, 0] * hw[:, 1])
+    starts = torch.cat([sizes.new_zeros(1), sizes.cumsum(0)[:-1]])
+    w_lv = hw[:, 1].view(1, 1, 1, Lv, 1)
+    h_lv = hw[:, 0].view(1, 1, 1, Lv, 1)
+    x = (locations[..., 0] * w_lv).floor().long()
+    y = (locations[..., 1] * h_lv).floor().long()
+    inside = (x >= 0) & (x < w_lv) & (y >= 0) & (y < h_lv)
+    flat = starts.view(1, 1, 1, Lv, 1) + y.clamp(min=0) * w_lv + x.clamp(min=0)
+    flat = torch.where(inside, flat, torch.zeros_like(flat))
+    vals = weights * query_weights.view(B, Q, 1, 1, 1).float() * inside
+    dense = weights.new_zeros(B, int(sizes.sum()))
+    dense.scatter_add_(1, flat.reshape(B, -1), vals.reshape(B, -1))
+    return [d.view(B, int(h), int(w_)) for d, (h, w_) in
+            zip(dense.split(sizes.tolist(), dim=1), hw.tolist())]
 
 
 @MODELS.register_module()
@@ -17,7 +47,7 @@ class AttnGuidedFeatureLoss(nn.Module):
 
     The mask of each neck level is ``mean_k (1 + GIoU_k) * A_k`` over the selected teacher
     queries ``k``, where ``A_k`` is query k's deformable cross-attention scattered onto the
-    level's grid (:func:`~mmdet_ksdetr.distill.attention_recorder.splat_attention`), divided by
+    level's grid (:func:`splat_attention` below), divided by
     its per-image maximum. Loss: ``sum_levels mean((mask * F_s - mask * F_t)^2)``.
 
     Shapes: student / teacher features, a list of (B, D, h_l, w_l) with equal shapes; teacher

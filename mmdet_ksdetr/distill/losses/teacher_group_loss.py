@@ -1,7 +1,5 @@
 """Query-prior assignment distillation, the "teacher group" of DETRDistill (spec §1.3, §6.4)."""
-import inspect
-from functools import partial
-from typing import Callable, Dict, List, Sequence
+from typing import List, Sequence
 
 import torch
 from mmdet.models.dense_heads import DETRHead
@@ -14,12 +12,6 @@ from torch import nn
 __all__ = ['TeacherGroupLoss']
 
 _ASSIGNMENTS = ('rematch', 'teacher')
-
-
-def _head_outputs(student, decoder_outputs):
-    params = inspect.signature(student.bbox_head.forward).parameters
-    outs = student.bbox_head(**{k: v for k, v in decoder_outputs.items() if k in params})
-    return outs[0], outs[1]
 
 
 def _loss_given_targets(head, cls_scores, bbox_preds, targets, batch_img_metas):
@@ -63,18 +55,22 @@ class TeacherGroupLoss(nn.Module):
     the group is supervised by the GT that teacher query i was assigned to (the student head's
     assigner run on teacher layer ``teacher_layers[l]``'s predictions).
 
-    Inputs: the student detector, the student's and teacher's
-    :class:`~mmdet_ksdetr.models.detr_internals.DETRInternals` (teacher detached), the batch's
-    data samples and, per student layer, the teacher layer to take assignments from.
-    The group has the teacher's query count N_t; reference points of a Deformable-DETR student
-    come from the student's ``reference_points_fc`` applied to the teacher's ``query_pos``,
-    otherwise from the teacher's initial references (two-stage / DINO).
+    The loss computes losses only: the algorithm decodes the group (the teacher's queries as a
+    :class:`~mmdet_ksdetr.distill.internals.query_group.QueryGroup`, N_t queries; reference
+    points of a Deformable-DETR student come from the student's ``reference_points_fc`` applied
+    to the teacher's ``query_pos``, otherwise from the teacher's initial references) in the
+    student's step and passes the decoded group here.
 
-    ``same_decoder_pass=True`` (default): the algorithm decodes the group inside the student's
-    own decoder pass, concatenated to the student's queries with a block-diagonal
-    self-attention mask (:mod:`~mmdet_ksdetr.models.merged_decoding`): the same outputs as a
-    separate pass, but every decoder operation and its backward runs once. Detectors whose
-    decoder is not a stock mmdet one get a separate pass, as with ``False``.
+    Inputs: the student's head (its DETR loss and assigner), the student's decoded group
+    (:class:`~mmdet_ksdetr.distill.internals.structures.DecodedGroup`, (L, B, N_t, ...)), the
+    teacher's :class:`~mmdet_ksdetr.distill.internals.structures.DETRInternals` (detached), the
+    batch's data samples and, per student layer, the teacher layer to take assignments from.
+
+    ``same_decoder_pass=True`` (default) asks the algorithm to decode the group inside the
+    student's own decoder pass, concatenated to the student's queries with a block-diagonal
+    self-attention mask (:mod:`~mmdet_ksdetr.distill.internals.merged_decoding`): the same
+    outputs as a separate pass, but every decoder operation and its backward runs once.
+    Detectors whose decoder is not a stock mmdet one get a separate pass, as with ``False``.
 
     Returns the DETR loss dict of the group with keys prefixed ``teacher_group.``, weighted.
     """
@@ -92,53 +88,9 @@ class TeacherGroupLoss(nn.Module):
         self.loss_weight = loss_weight
         self.same_decoder_pass = same_decoder_pass
 
-    def extra_group(self, student, teacher_internals) -> Callable[[Dict], Dict]:
-        """The group for :func:`~mmdet_ksdetr.models.detr_internals.record_detr_internals`:
-        maps the student's ``forward_decoder`` inputs to the group's."""
-        return partial(self.group_decoder_inputs, student, teacher_internals=teacher_internals)
-
-    def group_decoder_inputs(self, student, decoder_inputs: Dict, teacher_internals) -> dict:
-        """The student's own decoder keyword arguments (``decoder_inputs``) with the teacher's
-        queries swapped in."""
-        inputs = dict(decoder_inputs)
-        t = teacher_internals
-        if t.queries is None or 'query' not in inputs:
-            raise ValueError('TeacherGroupLoss needs content queries (`query`) in both '
-                             'detectors\' forward_decoder inputs')
-        if t.queries.shape[-1] != inputs['query'].shape[-1]:
-            raise ValueError(f'TeacherGroupLoss: teacher queries have {t.queries.shape[-1]} '
-                             f'dims, the student decoder {inputs["query"].shape[-1]}: the '
-                             f'teacher group needs the same embed_dims')
-        inputs['query'] = t.queries.detach()
-        if 'query_pos' in inputs:
-            if t.query_pos is None or t.query_pos.shape[-1] != inputs['query_pos'].shape[-1]:
-                raise ValueError('TeacherGroupLoss: the student decoder takes query_pos but the '
-                                 'teacher has none of the same size (different DETR variants)')
-            inputs['query_pos'] = t.query_pos.detach()
-        if 'reference_points' in inputs:
-            ref = inputs['reference_points']
-            if (ref.shape[-1] == 2 and hasattr(student, 'reference_points_fc')
-                    and t.query_pos is not None):
-                inputs['reference_points'] = student.reference_points_fc(
-                    t.query_pos.detach()).sigmoid()
-            elif t.reference_points is not None and \
-                    t.reference_points.shape[-1] == ref.shape[-1]:
-                inputs['reference_points'] = t.reference_points[0].detach()
-            else:
-                raise ValueError('TeacherGroupLoss: cannot build reference points for the '
-                                 'teacher queries (student and teacher differ in kind)')
-        if 'dn_mask' in inputs:
-            inputs['dn_mask'] = None  # the group has no denoising queries
-        return inputs
-
-    def forward(self, student, student_internals, teacher_internals,
-                batch_data_samples: List, teacher_layers: Sequence[int]) -> dict:
-        outputs = student_internals.group_decoder_outputs.get(self.GROUP_NAME)
-        if outputs is None:  # not decoded along with the student's pass: a pass of its own
-            outputs = student.forward_decoder(**self.group_decoder_inputs(
-                student, student_internals.decoder_inputs, teacher_internals))
-        cls_scores, bbox_preds = _head_outputs(student, outputs)
-        head = student.bbox_head
+    def forward(self, head, decoded, teacher_internals, batch_data_samples: List,
+                teacher_layers: Sequence[int]) -> dict:
+        cls_scores, bbox_preds = decoded.cls_logits, decoded.bbox_preds
         gts = [s.gt_instances for s in batch_data_samples]
         metas = [s.metainfo for s in batch_data_samples]
         if self.assignment == 'rematch':

@@ -10,9 +10,8 @@ from mmrazor.registry import MODELS
 from toy_helpers import load_toy_config, perturb_parameters, toy_batch
 
 from mmdet_ksdetr.distill.algorithms.d3etr import _sub_matrix
-from mmdet_ksdetr.distill.attention_recorder import DecoderAttentionRecorder
+from mmdet_ksdetr.distill.internals import DecoderAttentionRecorder, get_detr_internals
 from mmdet_ksdetr.distill.losses.pair_kd_loss import PairKDLoss
-from mmdet_ksdetr.models.detr_internals import get_detr_internals
 
 CFG = 'toy/d3etr/d3etr_deformable-detr_tiny-r18_1xb2-12e_toy.py'
 CFG_TPRD = 'toy/d3etr/d3etr-tprd_deformable-detr_tiny-r18_1xb2-12e_toy.py'
@@ -50,9 +49,9 @@ def test_recorder_records_the_decoder_attention(toy_data_root):
     algo, data = _build(CFG, toy_data_root)
     algo.eval()
     rec = DecoderAttentionRecorder(algo.teacher.decoder)
-    with torch.no_grad(), rec.record():
+    with torch.no_grad(), rec.record() as log:
         t = get_detr_internals(algo.teacher, data['inputs'], data['data_samples'])
-    (attn, ) = rec.take()
+    (attn, ) = log.passes()
     L, B, Q = t.num_layers, t.batch_size, t.num_queries
     assert attn.self_attn.shape == (L, B, Q, Q)
     torch.testing.assert_close(attn.self_attn.sum(-1), torch.ones(L, B, Q))
@@ -64,8 +63,17 @@ def test_recorder_records_the_decoder_attention(toy_data_root):
     # hooks are removed after the block
     with torch.no_grad():
         get_detr_internals(algo.teacher, data['inputs'], data['data_samples'])
+    assert len(log.passes()) == 1
+    with rec.record() as empty:
+        pass
     with pytest.raises(RuntimeError, match='no decoder pass'):
-        rec.take()
+        empty.passes()
+    # the capture returns the maps in the internals (main pass first, then each group's)
+    with torch.no_grad():
+        t2 = get_detr_internals(algo.teacher, data['inputs'], data['data_samples'],
+                                attention=rec, groups=algo.student_groups(t))
+    torch.testing.assert_close(t2.attention.self_attn, attn.self_attn)
+    torch.testing.assert_close(t2.groups['fixed'].attention.self_attn, attn.self_attn)
 
 
 @pytest.mark.parametrize('tprd', [False, True])
@@ -79,7 +87,7 @@ def test_identical_student(tprd, toy_data_root):
     algo.calculate_student_loss = False  # deformable DETR's loss() needs training mode
     with torch.no_grad():
         t = algo.teacher_forward(data['inputs'], data['data_samples'])
-        _, s = algo.student_forward(data['inputs'], data['data_samples'])
+        _, s = algo.student_forward(data['inputs'], data['data_samples'], t)
         losses = algo.compute_distill_losses(s, t, data['data_samples'])
     groups = ('adaptive', 'fixed')
     for g in groups:

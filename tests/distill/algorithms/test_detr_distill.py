@@ -13,7 +13,8 @@ from toy_helpers import (assert_same_tensors, distill_loss_and_grads, load_toy_c
 
 from mmdet_ksdetr.distill.algorithms.detr_distill import DETRDistill, teacher_layer_map
 from mmdet_ksdetr.distill.algorithms.detr_distill_base import TeacherCheckpointError
-from mmdet_ksdetr.models.detr_internals import get_detr_internals
+from mmdet_ksdetr.distill.internals import (decoder_inputs_for, get_detr_internals,
+                                            own_queries_group)
 
 CFG = 'toy/detr_distill/detr-distill_deformable-detr_tiny-r18_1xb2-12e_toy.py'
 TOY = {
@@ -202,8 +203,8 @@ def test_teacher_group_with_identical_teacher_reproduces_student(toy_data_root):
     with torch.no_grad():
         s = get_detr_internals(algo.student, data['inputs'], data['data_samples'])
         t = algo.teacher_forward(data['inputs'], data['data_samples'])
-        group = algo.distiller.distill_losses['loss_teacher_group']
-        inputs = group.group_decoder_inputs(algo.student, s.decoder_inputs, t)
+        inputs = decoder_inputs_for(algo.student, s.decoder_inputs,
+                                    own_queries_group('teacher_group', t))
         out = algo.student.forward_decoder(**inputs)
     torch.testing.assert_close(out['hidden_states'], s.hidden_states)
     torch.testing.assert_close(t.cls_logits, s.cls_logits)
@@ -218,7 +219,7 @@ def test_layer_batched_feature_and_contrast_losses_equal_per_layer_calls(toy_dat
     data = _data(algo, cfg, toy_data_root)
     samples = data['data_samples']
     t = algo.teacher_forward(data['inputs'], samples)
-    _, s = algo.student_forward(data['inputs'], samples)
+    _, s = algo.student_forward(data['inputs'], samples, t)
     contrast = algo.distiller.distill_losses['loss_cl_kd']
     reference_contrast = copy.deepcopy(contrast)  # its BN statistics move with every call
     losses = algo.compute_distill_losses(s, t, samples)

@@ -13,7 +13,7 @@ from toy_helpers import load_toy_config, toy_batch
 
 from mmdet_ksdetr.distill.losses.decoupled_kd_loss import decoupled_kd_loss
 from mmdet_ksdetr.distill.losses.hungarian_logit_kd_loss import gather_queries
-from mmdet_ksdetr.models.detr_internals import get_detr_internals
+from mmdet_ksdetr.distill.internals import get_detr_internals
 
 CFG = 'toy/detr_distill/detr-distill-tprd_deformable-detr_tiny-r18_1xb2-12e_toy.py'
 
@@ -45,7 +45,8 @@ def test_tprd_switch_wiring(toy_data_root):
         algo.eval()
         with torch.no_grad():
             t = get_detr_internals(algo.teacher, data['inputs'], data['data_samples'])
-            s = get_detr_internals(algo.student, data['inputs'], data['data_samples'])
+            s = get_detr_internals(algo.student, data['inputs'], data['data_samples'],
+                                   groups=algo.student_groups(t))
             out[tprd] = algo.compute_distill_losses(s, t, data['data_samples'])
         if tprd:
             ref = algo.refiner(t.cls_logits, t.bbox_preds, data['data_samples'])

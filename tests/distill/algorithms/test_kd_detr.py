@@ -11,9 +11,8 @@ from toy_helpers import (assert_same_tensors, distill_loss_and_grads, load_toy_c
                           perturb_parameters, toy_batch)
 
 from mmdet_ksdetr.distill.losses.kd_detr_loss import KDDETRLoss
-from mmdet_ksdetr.distill.query_groups import (decode_group, own_queries_group, query_kind,
-                                               random_group)
-from mmdet_ksdetr.models.detr_internals import get_detr_internals
+from mmdet_ksdetr.distill.internals import (decode_query_group, get_detr_internals,
+                                            own_queries_group, query_kind, random_group)
 
 CFG = {
     'deformable': 'toy/kd_detr/kd-detr_deformable-detr_tiny-r18_1xb2-12e_toy.py',
@@ -68,16 +67,18 @@ def test_identical_student_gets_zero_loss(name, toy_data_root):
     data = _data(algo, cfg, toy_data_root)
     with torch.no_grad():
         t = get_detr_internals(algo.teacher, data['inputs'], data['data_samples'])
-        s = get_detr_internals(algo.student, data['inputs'], data['data_samples'])
+        s = get_detr_internals(algo.student, data['inputs'], data['data_samples'],
+                               groups=algo.student_groups(t))
         losses = algo.compute_distill_losses(s, t, data['data_samples'])
     assert {'loss_cls_general', 'loss_bbox_specific', 'd0.loss_iou_specific'} <= set(losses)
     for k, v in losses.items():
         assert abs(float(v)) < 1e-4, (k, float(v))
     # the random general points change every step
     kind = query_kind(algo.student, s.decoder_inputs)
-    g1 = random_group(kind, 5, 2, 256, 'cpu')
-    g2 = random_group(kind, 5, 2, 256, 'cpu')
-    assert not torch.equal(next(iter(g1.values())), next(iter(g2.values())))
+    g1 = random_group('general', kind, 5, 2, 256, 'cpu')
+    g2 = random_group('general', kind, 5, 2, 256, 'cpu')
+    first = (g1.query_pos if g1.query_pos is not None else g1.query)
+    assert not torch.equal(first, g2.query_pos if g2.query_pos is not None else g2.query)
 
 
 def test_group_predictions_index_aligned_with_own_forward(toy_data_root):
@@ -88,7 +89,7 @@ def test_group_predictions_index_aligned_with_own_forward(toy_data_root):
     data = _data(algo, cfg, toy_data_root)
     with torch.no_grad():
         t = get_detr_internals(algo.teacher, data['inputs'], data['data_samples'])
-        out = decode_group(algo.teacher, t, 'anchor', own_queries_group('anchor', t))
+        out = decode_query_group(algo.teacher, t.decoder_inputs, own_queries_group('own', t))
     torch.testing.assert_close(out.cls_logits, t.cls_logits)
     torch.testing.assert_close(out.bbox_preds, t.bbox_preds)
 
@@ -131,7 +132,8 @@ def test_tprd_switch_uses_refined_targets(toy_data_root):
         data = _data(algo, cfg, toy_data_root)
         with torch.no_grad():
             t = get_detr_internals(algo.teacher, data['inputs'], data['data_samples'])
-            s = get_detr_internals(algo.student, data['inputs'], data['data_samples'])
+            s = get_detr_internals(algo.student, data['inputs'], data['data_samples'],
+                                   groups=algo.student_groups(t))
             outs[tprd] = algo.compute_distill_losses(s, t, data['data_samples'])
             if tprd:
                 ref = algo.teacher_targets(t.cls_logits, t.bbox_preds, data['data_samples'])

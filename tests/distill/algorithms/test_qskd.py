@@ -9,8 +9,8 @@ from mmrazor.registry import MODELS
 from toy_helpers import load_toy_config, toy_batch
 
 from mmdet_ksdetr.distill.algorithms.qskd import _max_giou_to_gt, _query_of_gt
-from mmdet_ksdetr.distill.attention_recorder import splat_attention
-from mmdet_ksdetr.distill.losses.qskd_feature_loss import AttnGuidedFeatureLoss
+from mmdet_ksdetr.distill.losses.qskd_feature_loss import (AttnGuidedFeatureLoss,
+                                                           splat_attention)
 
 CFG = 'toy/qskd/qskd_deformable-detr_tiny-r18_1xb2-12e_toy.py'
 CFG_TPRD = 'toy/qskd/qskd-tprd_deformable-detr_tiny-r18_1xb2-12e_toy.py'
@@ -84,7 +84,7 @@ def test_identical_student(tprd, toy_data_root):
     algo.calculate_student_loss = False
     with torch.no_grad():
         t = algo.teacher_forward(data['inputs'], data['data_samples'])
-        _, s = algo.student_forward(data['inputs'], data['data_samples'])
+        _, s = algo.student_forward(data['inputs'], data['data_samples'], t)
         losses = algo.compute_distill_losses(s, t, data['data_samples'])
     assert {'loss_cls_kd', 'loss_bbox_kd', 'loss_iou_kd', 'loss_feat_kd',
             'd0.loss_feat_kd'} <= set(losses)

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmdet_ksdetr.distill.losses.distill_matcher import DistillHungarianMatcher
+from mmdet_ksdetr.distill.task_modules.distill_matcher import DistillHungarianMatcher
 from mmdet_ksdetr.distill.losses.hungarian_logit_kd_loss import HungarianLogitKDLoss
 from mmdet_ksdetr.utils import TrainingDivergedError
 

@@ -1,16 +1,17 @@
 """Merged decoding: extra query groups decoded in the detector's own decoder pass (block-diagonal
-self-attention) give the outputs and gradients of separate forward_decoder calls, on the five
-stock DETR variants; other decoders are refused; the recorder falls back to separate passes."""
+self-attention through forward pre-hooks) give the outputs and gradients of separate
+forward_decoder calls, on the five stock DETR variants; other decoders are refused; the
+capture falls back to separate passes."""
 import pytest
 import torch
 from mmdet.registry import MODELS
 from mmengine.logging import MMLogger
 from toy_helpers import TOY_DETRS, disable_dropout, load_toy_config, toy_batch
 
-from mmdet_ksdetr.distill.query_groups import group_decoder_inputs, query_kind, random_group
-from mmdet_ksdetr.models.detr_internals import get_detr_internals, record_detr_internals
-from mmdet_ksdetr.models.merged_decoding import (decode_merged, mergeable_inputs,
-                                                 supports_merged_decoding)
+from mmdet_ksdetr.distill.internals import (QueryGroup, capture_detr, decode_merged,
+                                            decoder_inputs_for, get_detr_internals,
+                                            mergeable_inputs, query_kind, random_group,
+                                            supports_merged_decoding)
 
 TOY = TOY_DETRS
 
@@ -27,15 +28,15 @@ def _build(rel, data_root):
     return model, data['inputs'], data['data_samples']
 
 
-def _groups(model, main):
+def _query_groups(model, main):
     kind = query_kind(model, main)
     B, D = main['memory'].shape[0], main['memory'].shape[-1]
     gen = torch.Generator().manual_seed(5)
-    return [
-        group_decoder_inputs(model, main, kind,
-                             random_group(kind, n, B, D, 'cpu', generator=gen))
-        for n in (7, 12)
-    ]
+    return [random_group(f'g{n}', kind, n, B, D, 'cpu', generator=gen) for n in (7, 12)]
+
+
+def _groups(model, main):
+    return [decoder_inputs_for(model, main, g) for g in _query_groups(model, main)]
 
 
 def _flat(outputs):
@@ -56,8 +57,9 @@ def test_merged_pass_equals_separate_passes(name, toy_data_root):
     assert all(mergeable_inputs(main, g) for g in groups)
 
     separate = [model.forward_decoder(**main)] + [model.forward_decoder(**g) for g in groups]
-    merged_main, merged_groups = decode_merged(model, model.forward_decoder, main, groups)
-    assert 'forward' not in vars(model.decoder.layers[0].self_attn)  # restored
+    merged_main, merged_groups = decode_merged(model, main, groups)
+    attn = model.decoder.layers[0].self_attn
+    assert 'forward' not in vars(attn) and not attn._forward_pre_hooks  # hooks removed
     for ref, got in zip(separate, [merged_main] + merged_groups):
         assert set(ref) == set(got)
         for a, b in zip(_flat(ref), _flat(got)):
@@ -78,25 +80,25 @@ def test_merged_pass_equals_separate_passes(name, toy_data_root):
         torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-5)
 
 
-def test_recorder_merges_or_falls_back(toy_data_root):
+def test_capture_merges_or_falls_back(toy_data_root):
     model, inputs, samples = _build(TOY['deformable'], toy_data_root)
-    make = lambda main: _groups(model, main)[1]  # noqa: E731
+    make = lambda main: _query_groups(model, main)[1]  # noqa: E731
     out = {}
     for merge in (True, False):
         torch.manual_seed(1)
-        with record_detr_internals(model, extra_groups=dict(g=make),
-                                   merge_groups=merge) as rec:
-            losses = model.loss(inputs, samples)
-        assert rec.merged is merge
-        out[merge] = (losses, rec.internals)
+        capture = capture_detr(model, inputs, samples, loss=True, groups=[make],
+                               merge_groups=merge)
+        assert capture.merged_groups is merge
+        out[merge] = (capture.losses, capture.internals)
     for k, v in out[False][0].items():
         torch.testing.assert_close(out[True][0][k], v, rtol=1e-4, atol=1e-5, msg=k)
     a, b = out[True][1], out[False][1]
     torch.testing.assert_close(a.hidden_states, b.hidden_states, rtol=1e-4, atol=1e-5)
     assert a.hidden_states.shape[2] == 30  # the main queries only
-    ga, gb = a.group_decoder_outputs['g'], b.group_decoder_outputs['g']
-    assert ga['hidden_states'].shape[2] == 12
-    torch.testing.assert_close(ga['hidden_states'], gb['hidden_states'], rtol=1e-4, atol=1e-5)
+    ga, gb = a.groups['g12'], b.groups['g12']
+    assert ga.hidden_states.shape[2] == 12 and ga.cls_logits.shape[2] == 12
+    torch.testing.assert_close(ga.hidden_states, gb.hidden_states, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(ga.cls_logits, gb.cls_logits, rtol=1e-4, atol=1e-5)
 
 
 def test_unknown_decoders_and_inputs_are_not_merged(toy_data_root):
@@ -114,9 +116,12 @@ def test_unknown_decoders_and_inputs_are_not_merged(toy_data_root):
     assert mergeable_inputs(main, group)
     other_memory = dict(group, memory=main['memory'].clone())
     assert not mergeable_inputs(main, other_memory)  # not the same memory: separate pass
-    with record_detr_internals(model, extra_groups=dict(g=lambda m: dict(
-            _groups(model, m)[0], memory=m['memory'].clone()))) as rec:
-        feats = model.extract_feat(inputs)
-        model.forward_transformer(feats, samples)
-    assert not rec.merged and rec.internals.group_decoder_outputs['g']['hidden_states'].shape[
-        2] == 7
+    # DAC-DETR: the capture decodes its groups in separate passes
+    model, inputs, samples = _build(
+        'toy/dac-deformable-detr-refine-twostage_tiny-r18_1xb2-12e_toy.py', toy_data_root)
+    assert not supports_merged_decoding(model)
+    group = QueryGroup('g', query=torch.randn(2, 7, 256), query_pos=torch.randn(2, 7, 256),
+                       reference_points=torch.rand(2, 7, 4))  # two-stage: 4-d references
+    capture = capture_detr(model, inputs, samples, groups=[group])
+    assert not capture.merged_groups
+    assert capture.internals.groups['g'].hidden_states.shape[2] == 7

@@ -1,14 +1,14 @@
-"""DETRInternals on the five toy DETR-family detectors: shapes, normalised cxcywh boxes, last
-layer == what predict() turns into detections, recording does not change the loss, DINO
-denoising queries are sliced off (or kept and counted)."""
+"""capture_detr / DETRInternals on the five toy DETR-family detectors: shapes, normalised
+cxcywh boxes, last layer == what predict() turns into detections, capturing the loss does not
+change it and runs the head once, no hook is left behind, DINO denoising queries are sliced off
+(or kept and counted), pipelines the capture cannot see are refused."""
 import pytest
 import torch
 from mmdet.registry import MODELS
 from mmengine.logging import MMLogger
-from toy_helpers import TOY_DETRS, load_toy_config, toy_batch
+from toy_helpers import TOY_DETRS, disable_dropout, load_toy_config, toy_batch
 
-from mmdet_ksdetr.models.detr_internals import (DETRInternals, get_detr_internals,
-                                                record_detr_internals)
+from mmdet_ksdetr.distill.internals import DETRInternals, capture_detr, get_detr_internals
 
 TOY = TOY_DETRS
 REF_DIM = dict(detr=None, conditional=2, dab=4, deformable=2, dino=4)
@@ -80,8 +80,9 @@ def test_internals_shapes_and_predict_equivalence(name, toy_data_root):
     for b in range(B):
         h, w = it.img_shapes[b]
         assert xyxy[b, :, 0::2].max() <= w and xyxy[b, :, 1::2].max() <= h
-    # the instance is restored: no recorder left behind
+    # nothing is left behind on the instance or its modules
     assert 'forward_decoder' not in vars(model) and 'extract_feat' not in vars(model)
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
 
 
 @pytest.mark.parametrize('name', ['deformable', 'dino'])
@@ -92,11 +93,12 @@ def test_recording_loss_keeps_loss_and_gives_gradients(name, toy_data_root):
     torch.manual_seed(1)
     ref = model.loss(inputs, samples)
     torch.manual_seed(1)
-    with record_detr_internals(model) as rec:
-        losses = model.loss(inputs, samples)
+    capture = capture_detr(model, inputs, samples, loss=True)
+    losses = capture.losses
+    assert set(losses) == set(ref)
     for k in ref:
         torch.testing.assert_close(losses[k], ref[k], msg=k)
-    it = rec.internals
+    it = capture.internals
     assert it.cls_logits.requires_grad and it.hidden_states.requires_grad
     assert it.cls_logits.shape[2] == cfg.model.num_queries
     it.cls_logits.sum().backward()
@@ -104,20 +106,19 @@ def test_recording_loss_keeps_loss_and_gives_gradients(name, toy_data_root):
 
 
 @pytest.mark.parametrize('name', ['deformable', 'dino', 'conditional'])
-def test_recorded_loss_reuses_the_head_pass(name, toy_data_root):
-    """Inside a recorded loss the head runs once: the internals' logits and boxes are the
-    head's own loss-pass outputs (gradients through one head pass), equal to a fresh head
-    call on the recorded head inputs; the head is restored afterwards."""
+def test_captured_loss_reuses_the_head_pass(name, toy_data_root):
+    """With the loss the head runs once: the internals' logits and boxes are the head's own
+    loss-pass outputs (gradients through one head pass), equal to a fresh head call on the
+    captured head inputs; the head's hooks are removed afterwards."""
     cfg, model = _build(name, toy_data_root)
     model.train()
     inputs, samples = _data(cfg, model, toy_data_root, training=True)
     calls = []
     model.bbox_head.register_forward_hook(lambda *a: calls.append(1))
-    with record_detr_internals(model, keep_denoising=True) as rec:
-        model.loss(inputs, samples)
-        it = rec.internals
+    it = capture_detr(model, inputs, samples, loss=True, keep_denoising=True).internals
     assert len(calls) == 1
     assert 'forward' not in vars(model.bbox_head)
+    assert len(model.bbox_head._forward_hooks) == 1  # the test's own hook only
     params = ('hidden_states', 'references')
     fresh = model.bbox_head(**{k: v for k, v in it.head_inputs.items() if k in params})
     assert len(calls) == 2
@@ -125,20 +126,15 @@ def test_recorded_loss_reuses_the_head_pass(name, toy_data_root):
     torch.testing.assert_close(it.bbox_preds, fresh[1])
 
 
-def test_head_is_run_when_its_own_call_had_other_inputs(toy_data_root):
-    """get_detr_internals (no loss) runs the head itself; a head call on other tensors inside
-    the block is not mistaken for the recorded one."""
+def test_internals_without_loss_equal_the_loss_pass(toy_data_root):
+    """get_detr_internals (no loss) runs the head itself on the same head inputs: the same
+    logits and boxes as the capture of the loss pass (train mode, dropout off)."""
     cfg, model = _build('deformable', toy_data_root)
-    model.eval()
-    inputs, samples = _data(cfg, model, toy_data_root, training=False)
+    disable_dropout(model).train()
+    inputs, samples = _data(cfg, model, toy_data_root, training=True)
     with torch.no_grad():
         ref = get_detr_internals(model, inputs, samples)
-        with record_detr_internals(model) as rec:
-            feats = model.extract_feat(inputs)
-            head_inputs = model.forward_transformer(feats, samples)
-            other = [r.clone() for r in head_inputs['references']]
-            model.bbox_head(head_inputs['hidden_states'] * 0.0, other)
-            it = rec.internals
+        it = capture_detr(model, inputs, samples, loss=True).internals
     torch.testing.assert_close(it.cls_logits, ref.cls_logits)
     torch.testing.assert_close(it.bbox_preds, ref.bbox_preds)
 
@@ -184,3 +180,34 @@ def test_teacher_eval_is_deterministic_and_detach(toy_data_root):
 def test_not_a_detr_raises_clear_error():
     with pytest.raises(TypeError, match='not a DETR-family detector'):
         get_detr_internals(torch.nn.Linear(2, 2), torch.zeros(1), [])
+
+
+def test_pipelines_the_capture_cannot_see_are_refused(toy_data_root):
+    """A detector whose forward_transformer / loss add passes of their own (as KS-DETR does)
+    is refused with a clear error instead of being run without them."""
+    from mmdet.models.detectors import DeformableDETR
+    cfg, model = _build('deformable', toy_data_root)
+
+    class ExtraTransformerPass(DeformableDETR):
+
+        def forward_transformer(self, img_feats, batch_data_samples=None):
+            return super().forward_transformer(img_feats, batch_data_samples)
+
+    class ExtraLoss(DeformableDETR):
+
+        def loss(self, batch_inputs, batch_data_samples):
+            return super().loss(batch_inputs, batch_data_samples)
+
+    inputs, samples = _data(cfg, model, toy_data_root, training=False)
+    model.__class__ = ExtraTransformerPass
+    with pytest.raises(TypeError, match='overrides forward_transformer'):
+        get_detr_internals(model, inputs, samples)
+    model.__class__ = ExtraLoss
+    get_detr_internals(model, inputs, samples)  # the loss is not needed here
+    with pytest.raises(TypeError, match='overrides loss'):
+        capture_detr(model, inputs, samples, loss=True)
+
+
+def test_old_import_path_kept_for_one_release():
+    from mmdet_ksdetr.models import detr_internals as old
+    assert old.get_detr_internals is get_detr_internals and old.DETRInternals is DETRInternals

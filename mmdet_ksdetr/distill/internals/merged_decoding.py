@@ -1,40 +1,34 @@
 """Decode extra query groups in the same decoder pass as a DETR's own queries.
 
-Distillers decode extra query groups with the student's decoder (DETRDistill's teacher group,
-KD-DETR's distillation points): queries that must not interact with the student's own queries.
 Decoding each group with a separate ``forward_decoder`` call repeats every per-layer operation
 (and its backward); on small inputs that per-call overhead is most of a decoder pass.
-
 :func:`decode_merged` instead concatenates the per-query inputs of all groups along the query
-axis, runs ``forward_decoder`` once with a block-diagonal self-attention mask (a query attends
-only to queries of its own group; an existing main-group mask such as DINO's denoising mask is
-kept inside the main block) and splits the outputs again. Every other decoder operation
-(cross-attention, FFN, norms, box refinement) is per query, so each group's outputs equal those
-of its separate pass, up to float summation order. Dropout draws different random numbers, as
-any second pass would.
+axis, runs ``forward_decoder`` once while every decoder layer's self-attention gets a
+block-diagonal ``attn_mask`` (a forward pre-hook on the attention module, removed afterwards:
+a query attends only to queries of its own group; the main group's own mask, e.g. DINO's
+denoising mask, is kept inside the main block) and splits the outputs again. Every other
+decoder operation (cross-attention, FFN, norms, box refinement) is per query, so each group's
+outputs equal those of its separate pass, up to float summation order.
 
 This holds only for decoders whose sole interaction between queries is the self-attention
 that receives ``attn_mask``; :func:`supports_merged_decoding` accepts exactly mmdet's
 DETR / Deformable DETR / Conditional DETR / DAB-DETR / DINO detectors with their stock
-decoders. Callers fall back to separate passes otherwise.
+decoders. Callers decode separately otherwise.
 
 Shapes: per-query decoder inputs ``query`` / ``query_pos`` / ``reference_points`` are
 (B, N, k); outputs ``hidden_states`` (L, B, N, D) and ``references`` (a list of (B, N, k), an
 (L, B, N, k) tensor or one (B, N, k) tensor) are split along N.
 """
-import inspect
 from contextlib import contextmanager
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import torch
 from torch import Tensor
 
-__all__ = ['supports_merged_decoding', 'decode_merged', 'mergeable_inputs']
+from .query_group import MAIN_ONLY_MASKS, PER_QUERY_INPUTS
 
-# forward_decoder inputs that hold one entry per query, (B, N, k)
-PER_QUERY_INPUTS = ('query', 'query_pos', 'reference_points')
-# main-group-only self-attention masks a group drops (it has no denoising queries)
-MAIN_ONLY_MASKS = ('dn_mask', 'self_attn_mask')
+__all__ = ['supports_merged_decoding', 'decode_merged', 'mergeable_inputs', 'block_mask',
+           'block_diagonal_self_attention']
 
 
 def _stock_classes():
@@ -93,7 +87,7 @@ def mergeable_inputs(main: Dict, group: Dict) -> bool:
     return True
 
 
-def _block_mask(sizes: Sequence[int], main_mask, device) -> Tensor:
+def block_mask(sizes: Sequence[int], main_mask, device) -> Tensor:
     """(N, N) bool mask, True = may not attend: block-diagonal over the groups, with the main
     group's own mask (``None`` or an (n0, n0) bool mask) in the first block."""
     n = sum(sizes)
@@ -113,59 +107,41 @@ def _block_mask(sizes: Sequence[int], main_mask, device) -> Tensor:
 
 
 @contextmanager
-def _masked_self_attention(decoder, sizes: Sequence[int]):
-    """Give every decoder layer's ``self_attn`` the block-diagonal mask over ``sizes``."""
+def block_diagonal_self_attention(decoder, sizes: Sequence[int]):
+    """Inside the block, every decoder layer's ``self_attn`` gets the block-diagonal
+    ``attn_mask`` over ``sizes`` (forward pre-hooks, removed on exit)."""
     total = sum(sizes)
-    cache = {}
-    originals = []
+    cache = {}  # one mask per distinct main mask (the same object for every layer)
 
-    def wrap(attn):
-        forward = attn.forward
-        signature = inspect.signature(forward)
+    def hook(module, args, kwargs):
+        query = kwargs['query'] if 'query' in kwargs else args[0]
+        if len(args) > 1 or query.shape[1] != total:
+            raise RuntimeError(f'merged decoding: self-attention must get keyword attn_mask '
+                               f'and {total} batch-first queries, got {tuple(query.shape)}')
+        main_mask = kwargs.get('attn_mask')
+        if id(main_mask) not in cache:
+            cache[id(main_mask)] = (main_mask, block_mask(sizes, main_mask, query.device))
+        return args, dict(kwargs, attn_mask=cache[id(main_mask)][1])
 
-        def masked(*args, **kwargs):
-            bound = signature.bind(*args, **kwargs)
-            query = bound.arguments['query']
-            if query.shape[1] != total:
-                raise RuntimeError(f'merged decoding: self-attention got {query.shape[1]} '
-                                   f'queries on dim 1, expected {total} (batch-first)')
-            main_mask = bound.arguments.get('attn_mask')
-            key = id(main_mask)
-            if key not in cache:
-                cache[key] = (main_mask, _block_mask(sizes, main_mask, query.device))
-            bound.arguments['attn_mask'] = cache[key][1]
-            return forward(*bound.args, **bound.kwargs)
-
-        return masked
-
-    for layer in decoder.layers:
-        attn = layer.self_attn
-        originals.append((attn, vars(attn).get('forward')))
-        object.__setattr__(attn, 'forward', wrap(attn))
+    handles = [layer.self_attn.register_forward_pre_hook(hook, with_kwargs=True)
+               for layer in decoder.layers]
     try:
         yield
     finally:
-        for attn, before in originals:
-            if before is not None:
-                object.__setattr__(attn, 'forward', before)
-            else:
-                object.__delattr__(attn, 'forward')
-
-
-def _split(value, sizes: Sequence[int], axis: int) -> List:
-    return list(value.split(list(sizes), dim=axis))
+        for handle in handles:
+            handle.remove()
 
 
 def _split_outputs(outputs: Dict, sizes: Sequence[int]) -> List[Dict]:
     parts = [dict() for _ in sizes]
     for key, value in outputs.items():
         if key == 'hidden_states':
-            pieces = _split(value, sizes, 2)
+            pieces = list(value.split(list(sizes), dim=2))
         elif key == 'references' and isinstance(value, (list, tuple)):
-            per_entry = [_split(v, sizes, 1) for v in value]
+            per_entry = [v.split(list(sizes), dim=1) for v in value]
             pieces = [type(value)(entry[g] for entry in per_entry) for g in range(len(sizes))]
         elif key == 'references' and torch.is_tensor(value):
-            pieces = _split(value, sizes, 2 if value.dim() == 4 else 1)
+            pieces = list(value.split(list(sizes), dim=2 if value.dim() == 4 else 1))
         elif value is None:
             pieces = [None] * len(sizes)
         else:
@@ -175,22 +151,20 @@ def _split_outputs(outputs: Dict, sizes: Sequence[int]) -> List[Dict]:
     return parts
 
 
-def decode_merged(detector, forward_decoder: Callable, main: Dict,
-                  groups: Sequence[Dict]) -> Tuple[Dict, List[Dict]]:
-    """Run ``forward_decoder`` (the detector's own, unwrapped) once for the main inputs and
-    every group; returns ``(main_outputs, [group_outputs, ...])``, each what a separate
+def decode_merged(detector, main: Dict, groups: Sequence[Dict]) -> Tuple[Dict, List[Dict]]:
+    """Run ``detector.forward_decoder`` once for the main inputs and every group's inputs;
+    returns ``(main_outputs, [group_outputs, ...])``, each what a separate
     ``forward_decoder(**inputs)`` call would return.
 
     Every group must pass :func:`mergeable_inputs` against ``main`` and the detector
     :func:`supports_merged_decoding`; check both first.
     """
-    main_n = main['query'].shape[1]
-    sizes = [main_n] + [g['query'].shape[1] for g in groups]
+    sizes = [main['query'].shape[1]] + [g['query'].shape[1] for g in groups]
     merged = dict(main)
     for key in PER_QUERY_INPUTS:
         if main.get(key) is not None:
             merged[key] = torch.cat([main[key]] + [g[key] for g in groups], dim=1)
-    with _masked_self_attention(detector.decoder, sizes):
-        outputs = forward_decoder(**merged)
+    with block_diagonal_self_attention(detector.decoder, sizes):
+        outputs = detector.forward_decoder(**merged)
     parts = _split_outputs(outputs, sizes)
     return parts[0], parts[1:]
