@@ -18,27 +18,14 @@ TOY_DETRS = {
 
 def set_toy_data_root(cfg, data_root):
     """Point every dataloader and evaluator of a (toy) config at ``data_root``."""
-    for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        loader = cfg.get(name)
-        if loader and 'dataset' in loader:
-            ds = loader['dataset']
-            while 'dataset' in ds:
-                ds = ds['dataset']
-            ds['data_root'] = data_root
-    for name in ('val_evaluator', 'test_evaluator'):
-        ev = cfg.get(name)
-        if ev and 'ann_file' in ev:
-            ev['ann_file'] = osp.join(data_root, 'annotations', osp.basename(ev['ann_file']))
-    return cfg
+    from mmdet_ksdetr.utils.data_root import apply_data_root
+    return apply_data_root(cfg, data_root)
 
 
 def toy_data_cfg_options(data_root):
-    """``--cfg-options`` items that point a toy config's dataloaders and evaluators at
+    """``--cfg-options`` items that point a config's dataloaders and evaluators at
     ``data_root``: the command-line twin of :func:`set_toy_data_root`, for the tools."""
-    ann = osp.join(data_root, 'annotations', 'instances_val.json')
-    return ([f'{d}.dataset.data_root={data_root}'
-             for d in ('train_dataloader', 'val_dataloader', 'test_dataloader')] +
-            [f'{e}.ann_file={ann}' for e in ('val_evaluator', 'test_evaluator')])
+    return [f'data_root={data_root}']
 
 
 def load_toy_config(rel_path, data_root=None, **overrides):

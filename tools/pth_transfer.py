@@ -1,4 +1,4 @@
-"""Turn a distillation checkpoint into a plain mmdet checkpoint of the student.
+"""Turn a distillation, KS-DETR or DAC-DETR checkpoint into a plain mmdet checkpoint.
 
     python tools/pth_transfer.py --ckpt_path work_dirs/<distill>/epoch_50.pth \\
                                  --output_path work_dirs/<distill>/student_epoch_50.pth
@@ -11,6 +11,17 @@ output holds only ``meta`` (primitive values) and ``state_dict``, so stock mmdet
 ``torch.load(..., weights_only=True)`` load it; use it with the *student* config:
 
     python tools/test.py <student config> student_epoch_50.pth
+
+(each toy distillation config's header names its student config).
+
+A KS-DETR checkpoint loses its KS teacher-only parameters (every name with a ``teacher_*``
+component, all in the last encoder layer) and becomes a checkpoint of its baseline detector;
+the tool prints the baseline config it loads into (``configs/ks_detr/dab-detr_r50_...`` for
+``ks-dab-detr_r50_...``, ``configs/toy/<det>_...`` for the toy ``ks-<det>_...``) and how many
+teacher-only parameters it dropped (``get_flops`` on a KS config counts them; on the baseline
+config it counts exactly the converted model). A
+DAC-DETR checkpoint already is a stock checkpoint (the C-stream adds no parameter); it is
+copied (meta + state_dict) and the tool says so.
 
 The input is read with ``weights_only=True`` (nothing is unpickled beyond tensors and plain
 containers; a file that would run code is refused); the output is written to a temporary file
@@ -80,13 +91,55 @@ def student_state_dict(state):
             return prefix, student
     heads = sorted({k.split('.')[0] + '.' for k in state if isinstance(k, str)})
     raise TransferError(
-        'this is not a distillation checkpoint: no "architecture.*" (MMRazor) or "student.*" '
-        f'(DETRDistill release) keys; its keys start with {", ".join(heads[:8])}. If it is '
-        'already a plain detector checkpoint, use it with tools/test.py directly.')
+        'not a distillation, KS-DETR or DAC-DETR checkpoint: no "architecture.*" (MMRazor) or '
+        '"student.*" (DETRDistill release) keys, no KS "teacher_*" parameters, no DAC config in '
+        f'its meta; its keys start with {", ".join(heads[:8])}. It is already a plain detector '
+        'checkpoint: use it with tools/test.py directly.')
+
+
+def _tensors(state):
+    return collections.OrderedDict(
+        (k, v) for k, v in state.items() if isinstance(k, str) and torch.is_tensor(v))
+
+
+def _millions(tensors):
+    return f'{sum(v.numel() for v in tensors.values()) / 1e6:.3f}M'
+
+
+def convert(ckpt, ckpt_path):
+    """``(state_dict, meta, info)`` of the plain checkpoint made from a loaded checkpoint."""
+    from mmdet_ksdetr.utils import stock_conversion as sc
+    state = ckpt.get('state_dict', ckpt)
+    meta = _primitive(ckpt.get('meta', {})) or {}
+    configs_root = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs')
+    if isinstance(state, dict) and any(isinstance(k, str) and k.startswith(STUDENT_PREFIXES)
+                                       for k in state):
+        prefix, out = student_state_dict(state)
+        info = dict(kind='distill', prefix=prefix, kept=len(out), dropped=len(state) - len(out))
+    elif isinstance(state, dict) and any(
+            isinstance(k, str) and sc.is_ks_teacher_key(k) for k in state):
+        out, dropped = sc.split_ks_state_dict(_tensors(state))
+        info = dict(kind='ks', kept=len(out), dropped=len(dropped),
+                    dropped_params=_millions(dropped),
+                    load_with=sc.describe_stock_config(meta, configs_root, 'ks'))
+        meta.pop('cfg', None)  # the KS config; the output is the baseline detector's
+    elif isinstance(state, dict) and state and sc.is_dac_checkpoint(meta):
+        out = _tensors(state)
+        info = dict(kind='dac', kept=len(out), dropped=len(state) - len(out),
+                    load_with=sc.describe_stock_config(meta, configs_root, 'dac'))
+        meta.pop('cfg', None)
+    else:
+        student_state_dict(state)  # raises the "not a distillation / KS / DAC" error
+    meta['pth_transfer'] = dict(source=osp.basename(ckpt_path), kind=info['kind'],
+                                kept_keys=info['kept'], dropped_keys=info['dropped'])
+    if 'prefix' in info:
+        meta['pth_transfer']['student_prefix'] = info['prefix']
+    return out, meta, info
 
 
 def transfer(ckpt_path, output_path):
-    """Convert ``ckpt_path`` and write ``output_path`` atomically; returns a summary dict.
+    """Convert ``ckpt_path`` and write ``output_path`` atomically; returns a summary dict
+    (``kind``: 'distill', 'ks' or 'dac'; counts; for KS / DAC ``load_with``, the stock config).
     Raises :class:`TransferError` (bad input) or ``OutputPathError`` (output not writable)."""
     from mmdet_ksdetr.utils.checkpoint_io import (atomic_save, check_output_path,
                                                    read_back_check)
@@ -96,24 +149,36 @@ def transfer(ckpt_path, output_path):
     ckpt = _load(ckpt_path)
     if not isinstance(ckpt, dict):
         raise TransferError(f'"{ckpt_path}" holds a {type(ckpt).__name__}, not a checkpoint')
-    state = ckpt.get('state_dict', ckpt)
-    prefix, student = student_state_dict(state)
-    meta = _primitive(ckpt.get('meta', {})) or {}
-    meta['pth_transfer'] = dict(source=osp.basename(ckpt_path), student_prefix=prefix,
-                                kept_keys=len(student),
-                                dropped_keys=len(state) - len(student))
-    out = dict(meta=meta, state_dict=student)
+    state, meta, info = convert(ckpt, ckpt_path)
+    out = dict(meta=meta, state_dict=state)
     atomic_save(out, output_path, check=read_back_check(out))
-    return dict(prefix=prefix, kept=len(student), dropped=len(state) - len(student))
+    return info
+
+
+def summary(output_path, info):
+    """The lines the tool prints for a conversion."""
+    if info['kind'] == 'distill':
+        return [f'wrote {output_path}: {info["kept"]} student tensors (prefix '
+                f'"{info["prefix"]}" stripped), {info["dropped"]} teacher/distiller tensors '
+                f'dropped; test it with the student config (the distillation config\'s '
+                f'architecture)']
+    if info['kind'] == 'ks':
+        head = (f'wrote {output_path}: KS-DETR -> stock detector, {info["kept"]} tensors kept, '
+                f'{info["dropped"]} KS teacher-only tensors ({info["dropped_params"]} '
+                f'parameters, unused at inference) dropped')
+    else:
+        head = (f'wrote {output_path}: DAC-DETR checkpoint, already stock (the C-stream adds '
+                f'no parameter): {info["kept"]} tensors copied')
+    return [head, f'load it with: {info["load_with"]}']
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
-        description='Extract the student of a distillation checkpoint as a plain mmdet '
-        'checkpoint (meta + state_dict).')
+        description='Extract the student of a distillation checkpoint, or the stock detector '
+        'of a KS-DETR / DAC-DETR checkpoint, as a plain mmdet checkpoint (meta + state_dict).')
     parser.add_argument('--ckpt_path', '--ckpt-path', required=True,
                         help='distillation checkpoint (MMRazor architecture.* or DETRDistill '
-                        'release student.* keys)')
+                        'release student.* keys), KS-DETR or DAC-DETR checkpoint')
     parser.add_argument('--output_path', '--output-path', required=True,
                         help='where to write the student checkpoint')
     return parser.parse_args(argv)
@@ -126,8 +191,7 @@ def main(argv=None):
         info = transfer(args.ckpt_path, args.output_path)
     except (TransferError, OutputPathError) as e:
         sys.exit(f'pth_transfer.py: error: {e}')
-    print(f'wrote {args.output_path}: {info["kept"]} student tensors (prefix '
-          f'"{info["prefix"]}" stripped), {info["dropped"]} teacher/distiller tensors dropped')
+    print('\n'.join(summary(args.output_path, info)))
 
 
 if __name__ == '__main__':

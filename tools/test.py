@@ -56,7 +56,8 @@ def build_config(args):
     cfg = Config.fromfile(check_config_path(args.config))
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
+        from mmdet_ksdetr.utils.data_root import merge_cfg_options
+        merge_cfg_options(cfg, args.cfg_options)  # data_root=PATH moves all the data
     if args.non_strict:
         cfg.strict_load = False
     if args.work_dir is not None:

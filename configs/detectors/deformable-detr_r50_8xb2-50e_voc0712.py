@@ -5,12 +5,12 @@
 #   bash tools/dist_train.sh configs/detectors/deformable-detr_r50_8xb2-50e_voc0712.py 8
 _base_ = 'mmdet::deformable_detr/deformable-detr_r50_16xb2-50e_coco.py'
 
-voc_root = 'data/VOCdevkit/'
+data_root = 'data/VOCdevkit/'  # --cfg-options data_root=PATH moves all the data
 voc_train = dict(
     type='ConcatDataset',
     ignore_keys=['dataset_type'],
     datasets=[
-        dict(type='VOCDataset', data_root=voc_root,
+        dict(type='VOCDataset', data_root=data_root,
              ann_file=f'VOC{year}/ImageSets/Main/trainval.txt',
              data_prefix=dict(sub_data_root=f'VOC{year}/'),
              filter_cfg=dict(filter_empty_gt=False, min_size=32, bbox_min_size=32),
@@ -23,7 +23,7 @@ val_dataloader = dict(
     dataset=dict(
         _delete_=True,
         type='VOCDataset',
-        data_root=voc_root,
+        data_root=data_root,
         ann_file='VOC2007/ImageSets/Main/test.txt',
         data_prefix=dict(sub_data_root='VOC2007/'),
         test_mode=True,

@@ -4,6 +4,7 @@ _base_ = [
     '../_base_/datasets/toy_coco.py', '../_base_/toy_tiny.py'
 ]
 
+data_root = _base_.toy_data_root  # --cfg-options data_root=PATH moves all the data
 train_dataloader = _base_.toy_train_dataloader
 val_dataloader = _base_.toy_val_dataloader
 test_dataloader = _base_.toy_test_dataloader

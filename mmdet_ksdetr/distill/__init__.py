@@ -13,6 +13,7 @@
 ``teacher_checkpoint.py``   strict teacher checkpoint loading, student-from-teacher init
 =========================  ===============================================================
 """
-from ..registration import import_submodules
+from . import algorithms, internals, losses, task_modules  # noqa: F401  (registration)
+from .tprd import TPRD
 
-import_submodules(__name__, __path__)
+__all__ = ['algorithms', 'internals', 'losses', 'task_modules', 'TPRD']

@@ -115,7 +115,11 @@ def _iter_datasets(dataset):
 
 
 def check_data_paths(cfg, loaders=('train_dataloader', 'val_dataloader', 'test_dataloader')):
-    """Check that each named dataloader's data root and annotation file exist."""
+    """Check that each named dataloader's data root and annotation file exist, then (COCO
+    json) warn about annotations the config's classes drop and image files that are missing;
+    an annotation file none of whose annotations is in the classes is an error (see
+    :func:`~mmdet_ksdetr.utils.data_checks.check_coco_annotations`)."""
+    from .data_checks import check_coco_annotations
     for name in loaders:
         loader = cfg.get(name)
         if not loader:
@@ -126,9 +130,10 @@ def check_data_paths(cfg, loaders=('train_dataloader', 'val_dataloader', 'test_d
                 raise InputError(
                     f'{name}: data root "{root}" does not exist. Create it (for the toy set: '
                     f'python tools/misc/make_toy_coco.py --out {root.rstrip("/")}) or point the '
-                    f'config at your data with --cfg-options {name}.dataset.data_root=PATH')
+                    f'config at your data with --cfg-options data_root=PATH')
             ann = ds.get('ann_file')
             if ann:
                 ann_path = ann if osp.isabs(ann) or not root else osp.join(root, ann)
                 if not osp.isfile(ann_path):
                     raise InputError(f'{name}: annotation file "{ann_path}" does not exist')
+                check_coco_annotations(name, ds, ann_path)

@@ -66,7 +66,7 @@ def test_release_student_prefix(tmp_path):
     state['distill_losses.cl_head.w'] = torch.zeros(2)
     torch.save(dict(meta=dict(epoch=50), state_dict=state, optimizer={}), tmp_path / 'r.pth')
     info = pth_transfer.transfer(str(tmp_path / 'r.pth'), str(tmp_path / 'o.pth'))
-    assert info == dict(prefix='student.', kept=3, dropped=3)
+    assert info == dict(kind='distill', prefix='student.', kept=3, dropped=3)
     ckpt = torch.load(tmp_path / 'o.pth', weights_only=True)
     assert sorted(ckpt['state_dict']) == sorted(student)
 
@@ -78,7 +78,8 @@ def test_refuses_plain_and_bad_checkpoints(tmp_path):
                            '--output_path', str(tmp_path / 'o.pth')])
     msg = str(exit_info.value.code)
     assert msg.startswith('pth_transfer.py: error:')
-    assert 'not a distillation checkpoint' in msg and 'backbone.' in msg
+    assert 'not a distillation, KS-DETR or DAC-DETR checkpoint' in msg and 'backbone.' in msg
+    assert 'already a plain detector checkpoint' in msg and '\n' not in msg
     assert not (tmp_path / 'o.pth').exists()
     (tmp_path / 'junk.pth').write_bytes(b'not a checkpoint')
     with pytest.raises(pth_transfer.TransferError, match='not a PyTorch checkpoint'):

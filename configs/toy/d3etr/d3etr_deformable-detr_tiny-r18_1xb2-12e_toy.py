@@ -4,6 +4,8 @@
 #
 #   PORT=29641 bash tools/dist_train.sh \
 #       configs/toy/d3etr/d3etr_deformable-detr_tiny-r18_1xb2-12e_toy.py 2
+# Student config (tools/test.py with the tools/pth_transfer.py output):
+#   configs/toy/deformable-detr_tiny-r18_1xb2-12e_toy.py
 _base_ = ['../deformable-detr_tiny-r18_1xb2-12e_toy.py']
 
 teacher_ckpt = 'work_dirs/deformable-detr_tiny-r18_1xb2-12e_toy/epoch_12.pth'

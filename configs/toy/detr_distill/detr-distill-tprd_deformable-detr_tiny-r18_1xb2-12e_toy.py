@@ -3,6 +3,8 @@
 # target-aware feature loss 2 on the raw teacher, teacher group supervised with the teacher's
 # per-layer GT assignment; no CL loss. Student and teacher have 30 queries (TPRD pairs every
 # query). The baseline with the same weights: model.tprd=False, loss_cls_weight=1.0.
+# Student config (tools/test.py with the tools/pth_transfer.py output):
+#   configs/toy/deformable-detr_tiny-r18_1xb2-12e_toy.py
 _base_ = ['./detr-distill_deformable-detr_tiny-r18_1xb2-12e_toy.py']
 
 model = dict(

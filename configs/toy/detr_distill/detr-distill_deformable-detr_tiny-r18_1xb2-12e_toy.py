@@ -6,6 +6,8 @@
 #   bash tools/dist_train.sh \
 #       configs/toy/detr_distill/detr-distill_deformable-detr_tiny-r18_1xb2-12e_toy.py 2 \
 #       --cfg-options model.teacher_ckpt=work_dirs/deformable-detr_tiny-r18_1xb2-12e_toy/epoch_12.pth
+# Student config (tools/test.py with the tools/pth_transfer.py output):
+#   configs/toy/deformable-detr_tiny-r18-student_1xb2-12e_toy.py
 _base_ = ['../deformable-detr_tiny-r18_1xb2-12e_toy.py']
 
 teacher_ckpt = 'work_dirs/deformable-detr_tiny-r18_1xb2-12e_toy/epoch_12.pth'

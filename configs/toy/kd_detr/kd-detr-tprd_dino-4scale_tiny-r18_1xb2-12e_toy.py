@@ -1,5 +1,7 @@
 # KD-DETR + TPRD on the toy set with DINO-4scale: kd-detr_dino-4scale_tiny-r18_1xb2-12e_toy.py
 # with the TPRD switch on.
+# Student config (tools/test.py with the tools/pth_transfer.py output):
+#   configs/toy/dino-4scale_tiny-r18-student_1xb2-12e_toy.py
 _base_ = ['./kd-detr_dino-4scale_tiny-r18_1xb2-12e_toy.py']
 
 model = dict(tprd=True)

@@ -1,6 +1,8 @@
 # KD-DETR on the toy set with DAB-DETR teacher and student (distillation points are 4-d
 # anchors: random N(0, 1) anchors and the teacher's learned anchors). Weights 1 / 5 / 2 for both
 # groups as in TPRD's DAB-DETR config. TPRD variant: kd-detr-tprd_dab-detr_tiny-r18_1xb2-12e_toy.py.
+# Student config (tools/test.py with the tools/pth_transfer.py output):
+#   configs/toy/dab-detr_tiny-r18-student_1xb2-12e_toy.py
 _base_ = ['../dab-detr_tiny-r18_1xb2-12e_toy.py']
 
 teacher_ckpt = 'work_dirs/dab-detr_tiny-r18_1xb2-12e_toy/epoch_12.pth'

@@ -4,6 +4,8 @@
 # student's denoising queries are excluded from distillation (they keep the student's own DN
 # loss). Weights as in TPRD's DINO config: general 4 / 5 / 2, specific 2 / 20 / 8.
 # TPRD variant: kd-detr-tprd_dino-4scale_tiny-r18_1xb2-12e_toy.py.
+# Student config (tools/test.py with the tools/pth_transfer.py output):
+#   configs/toy/dino-4scale_tiny-r18-student_1xb2-12e_toy.py
 _base_ = ['../dino-4scale_tiny-r18_1xb2-12e_toy.py']
 
 teacher_ckpt = 'work_dirs/dino-4scale_tiny-r18_1xb2-12e_toy/epoch_12.pth'

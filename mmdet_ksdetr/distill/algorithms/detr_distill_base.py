@@ -25,6 +25,7 @@ and gets, from this base, once for every distiller:
   ``loss_forward_mappings`` still work (``distill.*``).
 """
 import copy
+import os.path as osp
 import warnings
 from typing import Dict, List, Optional, Sequence
 
@@ -72,6 +73,10 @@ def layer_losses(parts: Dict, layer: int, num_layers: int, suffix: str = '') -> 
     prefix = layer_prefix(layer, num_layers)
     return {f'{prefix}{name}{suffix}': value for name, value in parts.items()}
 
+
+
+def _is_url(path: str) -> bool:
+    return path.startswith(('http://', 'https://'))
 
 class DETRDistillBase(SingleTeacherDistill):
     """Single-teacher distillation between two DETR-family detectors (see the module doc).
@@ -129,7 +134,15 @@ class DETRDistillBase(SingleTeacherDistill):
         if isinstance(init_student_from_teacher, str):
             init_student_from_teacher = [init_student_from_teacher]
         self.init_student_from_teacher = list(init_student_from_teacher)
-        if teacher_ckpt:
+        # a teacher file that is gone (its work dir cleaned up) is loaded in init_weights(), which
+        # training runs and testing does not: a distillation checkpoint brings teacher.* itself
+        self._deferred_teacher_ckpt = None
+        if teacher_ckpt and not _is_url(teacher_ckpt) and not osp.isfile(teacher_ckpt):
+            self._deferred_teacher_ckpt = (teacher_ckpt, teacher_strict)
+            warnings.warn(f'teacher checkpoint "{teacher_ckpt}" does not exist: the teacher '
+                          f'weights must come from the checkpoint loaded into this model '
+                          f'(testing a distillation checkpoint); training will stop')
+        elif teacher_ckpt:
             load_teacher_checkpoint(self.teacher, teacher_ckpt, strict=teacher_strict)
             self.teacher._is_init = True  # runner.init_weights() must not overwrite it
         else:
@@ -199,6 +212,8 @@ class DETRDistillBase(SingleTeacherDistill):
 
     def init_weights(self):
         super().init_weights()
+        if self._deferred_teacher_ckpt is not None:  # training needs the teacher file
+            load_teacher_checkpoint(self.teacher, *self._deferred_teacher_ckpt)
         if self.init_student_from_teacher:
             copy_teacher_params_to_student(self.student, self.teacher,
                                            self.init_student_from_teacher)

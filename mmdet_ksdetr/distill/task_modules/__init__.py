@@ -1,10 +1,10 @@
 """Distillation task modules: matchers between student and teacher predictions (registered in
-``mmrazor.registry.TASK_UTILS`` on import).
+``mmrazor.registry.TASK_UTILS``).
 
 =========================  ====================================================
 ``distill_matcher.py``      :class:`DistillHungarianMatcher`, :func:`soft_bce_cost`
 =========================  ====================================================
 """
-from ...registration import import_submodules
+from .distill_matcher import DistillHungarianMatcher, soft_bce_cost
 
-import_submodules(__name__, __path__)
+__all__ = ['DistillHungarianMatcher', 'soft_bce_cost']

@@ -1,4 +1,4 @@
-"""losses of mmdet_ksdetr (registered in mmdet.registry on import)."""
-from ...registration import import_submodules
+"""losses of mmdet_ksdetr (registered in mmdet.registry)."""
+from .ia_bce_loss import IABCELoss
 
-import_submodules(__name__, __path__)
+__all__ = ['IABCELoss']

@@ -1,4 +1,4 @@
-"""task_modules of mmdet_ksdetr (registered in mmdet.registry on import)."""
-from ...registration import import_submodules
+"""task_modules of mmdet_ksdetr (registered in mmdet.registry)."""
+from .one_to_many_assigner import OneToManyAssignResult, OneToManyAssigner
 
-import_submodules(__name__, __path__)
+__all__ = ['OneToManyAssignResult', 'OneToManyAssigner']
