@@ -9,9 +9,9 @@ import torch
 
 from .pickle_globals import refused_global
 
+from .errors import InputError  # noqa: F401  (raised here, imported from here by tools)
 
-class InputError(ValueError):
-    """Bad user input (path, checkpoint, data root); the message says what to fix."""
+
 
 
 def resolve_config_path(path):

@@ -40,6 +40,7 @@ from ..refinement import RefinedTeacher
 from ..teacher_checkpoint import (TeacherCheckpointError, copy_teacher_params_to_student,
                                   load_teacher_checkpoint)
 from ..tprd import TPRD, TeacherTargets
+from ...utils.loss_keys import layer_prefix
 
 __all__ = ['DETRDistillBase', 'TeacherCheckpointError', 'load_teacher_checkpoint',
            'teacher_layer_map', 'layer_prefix', 'layer_losses', 'copy_teacher_params_to_student']
@@ -61,11 +62,6 @@ def teacher_layer_map(num_student_layers: int, num_teacher_layers: int,
         min(max(int(round((l + 1) * num_teacher_layers / num_student_layers)) - 1, 0),
             num_teacher_layers - 1) for l in range(num_student_layers)
     ]
-
-
-def layer_prefix(layer: int, num_layers: int) -> str:
-    """Loss-key prefix of student decoder layer ``layer``: '' for the last, ``d{l}.`` before."""
-    return '' if layer == num_layers - 1 else f'd{layer}.'
 
 
 def layer_losses(parts: Dict, layer: int, num_layers: int, suffix: str = '') -> Dict:

@@ -8,6 +8,7 @@ from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
 from mmdet.utils import reduce_mean
 from mmrazor.registry import MODELS
 from torch import nn
+from ...utils.loss_keys import per_layer_losses
 
 __all__ = ['TeacherGroupLoss']
 
@@ -102,13 +103,13 @@ class TeacherGroupLoss(nn.Module):
             if len(teacher_layers) != cls_scores.shape[0]:
                 raise ValueError('TeacherGroupLoss: one teacher layer per student layer needed')
             t = teacher_internals
-            losses, num = {}, len(teacher_layers)
-            for l, tl in enumerate(teacher_layers):
+            def layer_parts(l, tl):
                 with torch.no_grad():
                     targets = head.get_targets(list(t.cls_logits[tl]), list(t.bbox_preds[tl]),
                                                gts, metas)
-                parts = _loss_given_targets(head, cls_scores[l], bbox_preds[l], targets, metas)
-                prefix = '' if l == num - 1 else f'd{l}.'
-                for key, value in zip(('loss_cls', 'loss_bbox', 'loss_iou'), parts):
-                    losses[prefix + key] = value
+                return _loss_given_targets(head, cls_scores[l], bbox_preds[l], targets, metas)
+
+            losses = per_layer_losses(('loss_cls', 'loss_bbox', 'loss_iou'),
+                                      (layer_parts(l, tl) for l, tl in enumerate(teacher_layers)),
+                                      len(teacher_layers))
         return {f'teacher_group.{k}': v * self.loss_weight for k, v in losses.items()}

@@ -8,6 +8,7 @@ from mmdet.utils import InstanceList, OptInstanceList
 from torch import Tensor
 
 from .dac_head_mixin import DACHeadMixin
+from ...utils.loss_keys import per_layer_losses
 
 
 @MODELS.register_module()
@@ -45,12 +46,8 @@ class DACDINOHead(DACHeadMixin, DINOHead):
         if dn_cls_c is not None:
             dn_cls, dn_bbox, dn_iou = self.loss_dn(dn_cls_c, dn_box_c, batch_gt_instances,
                                                    batch_img_metas, dn_meta)
-            num_layers = len(dn_cls)
-            for i, (lc, lb, li) in enumerate(zip(dn_cls, dn_bbox, dn_iou)):
-                prefix = '' if i == num_layers - 1 else f'd{i}.'
-                losses[f'{prefix}dn_loss_cls_c'] = lc
-                losses[f'{prefix}dn_loss_bbox_c'] = lb
-                losses[f'{prefix}dn_loss_iou_c'] = li
+            losses.update(per_layer_losses(('dn_loss_cls', 'dn_loss_bbox', 'dn_loss_iou'),
+                                           zip(dn_cls, dn_bbox, dn_iou), len(dn_cls), '_c'))
         return losses
 
     def loss_by_feat(self, all_layers_cls_scores: Tensor, all_layers_bbox_preds: Tensor,

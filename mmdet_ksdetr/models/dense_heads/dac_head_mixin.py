@@ -14,6 +14,7 @@ from mmengine.structures import InstanceData
 from torch import Tensor
 
 from ..losses.ia_bce_loss import IABCELoss, rank_weights
+from ...utils.loss_keys import per_layer_losses
 
 
 class DACHeadMixin:
@@ -91,14 +92,8 @@ class DACHeadMixin:
             self._loss_o2m_single, all_layers_cls_scores, all_layers_bbox_preds,
             all_layers_match_bbox_preds, batch_gt_instances=batch_gt_instances,
             batch_img_metas=batch_img_metas, avg_factor=avg_factor)
-        loss_dict = {}
-        num_layers = len(losses_cls)
-        for i, (lc, lb, li) in enumerate(zip(losses_cls, losses_bbox, losses_iou)):
-            prefix = '' if i == num_layers - 1 else f'd{i}.'
-            loss_dict[f'{prefix}loss_cls{suffix}'] = lc
-            loss_dict[f'{prefix}loss_bbox{suffix}'] = lb
-            loss_dict[f'{prefix}loss_iou{suffix}'] = li
-        return loss_dict
+        return per_layer_losses(('loss_cls', 'loss_bbox', 'loss_iou'),
+                                zip(losses_cls, losses_bbox, losses_iou), len(losses_cls), suffix)
 
     def get_o2m_targets(self, cls_scores: Tensor, match_bbox_preds: Tensor,
                         batch_gt_instances: InstanceList,

@@ -17,6 +17,7 @@ from mmdet.structures.bbox import bbox_xyxy_to_cxcywh
 from mmdet.utils import InstanceList, OptInstanceList
 from mmengine.structures import InstanceData
 from torch import Tensor
+from ...utils.loss_keys import per_layer_losses
 
 __all__ = ['DenoisingHeadMixin']
 
@@ -53,13 +54,11 @@ class DenoisingHeadMixin:
                                          batch_gt_instances_ignore)
         dn_gts = self.denoising_gt_instances(batch_gt_instances, dn_meta)
         num_layers = all_layers_cls_scores.size(0)
-        for i in range(num_layers):
-            losses = self.loss_dn_single(all_layers_cls_scores[i, :, :num_dn],
+        dn_losses = (self.loss_dn_single(all_layers_cls_scores[i, :, :num_dn],
                                          all_layers_bbox_preds[i, :, :num_dn], dn_gts,
-                                         batch_img_metas)
-            prefix = '' if i == num_layers - 1 else f'd{i}.'
-            for name, value in zip(('cls', 'bbox', 'iou'), losses):
-                loss_dict[f'{prefix}dn_loss_{name}'] = value
+                                         batch_img_metas) for i in range(num_layers))
+        loss_dict.update(per_layer_losses(('dn_loss_cls', 'dn_loss_bbox', 'dn_loss_iou'),
+                                          dn_losses, num_layers))
         return loss_dict
 
     def loss_dn_single(self, dn_cls_scores: Tensor, dn_bbox_preds: Tensor,

@@ -5,12 +5,12 @@ from mmdet.models.detectors import DeformableDETR
 from mmdet.registry import MODELS
 from torch import Tensor
 
-from ..dense_heads.dac_head_mixin import DACHeadMixin
 from ..layers.dac_decoder import DACDeformableDetrTransformerDecoder
+from .dac_detector_mixin import DACDetectorMixin
 
 
 @MODELS.register_module()
-class DACDeformableDETR(DeformableDETR):
+class DACDeformableDETR(DACDetectorMixin, DeformableDETR):
     """DAC-DETR (divide-and-conquer DETR) on mmdet's Deformable DETR.
 
     In training every decoder layer also runs a C-stream that shares the layer's
@@ -25,19 +25,7 @@ class DACDeformableDETR(DeformableDETR):
     states (num_layers, bs, nq, dim).
     """
 
-    def __init__(self, *args, with_c_stream: bool = True, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.with_c_stream = bool(with_c_stream)
-        if not isinstance(self.bbox_head, DACHeadMixin):
-            raise TypeError(f'DACDeformableDETR needs bbox_head type="DACDeformableDETRHead" '
-                            f'(a head with the C-stream losses), got '
-                            f'{type(self.bbox_head).__name__}')
-
-    def _init_layers(self) -> None:
-        decoder_cfg = dict(self.decoder)
-        self.decoder = {k: v for k, v in decoder_cfg.items() if k != 'share_first_self_attn'}
-        super()._init_layers()
-        self.decoder = DACDeformableDetrTransformerDecoder(**decoder_cfg)
+    dac_decoder_class = DACDeformableDetrTransformerDecoder
 
     def forward_decoder(self, query: Tensor, query_pos: Tensor, memory: Tensor,
                         memory_mask: Tensor, reference_points: Tensor, spatial_shapes: Tensor,
@@ -49,14 +37,9 @@ class DACDeformableDETR(DeformableDETR):
                                            reference_points, spatial_shapes, level_start_index,
                                            valid_ratios)
         hidden, inter_refs, hidden_c, inter_refs_c = self.decoder(
-            query=query,
-            query_pos=query_pos,
-            value=memory,
-            key_padding_mask=memory_mask,
-            reference_points=reference_points,
-            spatial_shapes=spatial_shapes,
-            level_start_index=level_start_index,
-            valid_ratios=valid_ratios,
+            query=query, query_pos=query_pos, value=memory, key_padding_mask=memory_mask,
+            reference_points=reference_points, spatial_shapes=spatial_shapes,
+            level_start_index=level_start_index, valid_ratios=valid_ratios,
             reg_branches=self.bbox_head.reg_branches if self.with_box_refine else None,
             with_c_stream=True)
         return dict(hidden_states=hidden, references=[reference_points, *inter_refs],

@@ -5,12 +5,12 @@ from mmdet.models.detectors import DINO
 from mmdet.registry import MODELS
 from torch import Tensor
 
-from ..dense_heads.dac_head_mixin import DACHeadMixin
 from ..layers.dac_decoder import DACDinoTransformerDecoder
+from .dac_detector_mixin import DACDetectorMixin
 
 
 @MODELS.register_module()
-class DACDINO(DINO):
+class DACDINO(DACDetectorMixin, DINO):
     """DAC-DETR (divide-and-conquer DETR) on mmdet's DINO.
 
     In training every decoder layer also runs a C-stream that shares the layer's
@@ -27,18 +27,7 @@ class DACDINO(DINO):
     (num_layers, bs, num_dn + nq, dim).
     """
 
-    def __init__(self, *args, with_c_stream: bool = True, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.with_c_stream = bool(with_c_stream)
-        if not isinstance(self.bbox_head, DACHeadMixin):
-            raise TypeError(f'DACDINO needs bbox_head type="DACDINOHead" (a head with the '
-                            f'C-stream losses), got {type(self.bbox_head).__name__}')
-
-    def _init_layers(self) -> None:
-        decoder_cfg = dict(self.decoder)
-        self.decoder = {k: v for k, v in decoder_cfg.items() if k != 'share_first_self_attn'}
-        super()._init_layers()
-        self.decoder = DACDinoTransformerDecoder(**decoder_cfg)
+    dac_decoder_class = DACDinoTransformerDecoder
 
     def forward_decoder(self,
                         query: Tensor,
@@ -57,17 +46,10 @@ class DACDINO(DINO):
                                            spatial_shapes, level_start_index, valid_ratios,
                                            dn_mask, **kwargs)
         hidden, references, hidden_c, references_c = self.decoder(
-            query=query,
-            value=memory,
-            key_padding_mask=memory_mask,
-            self_attn_mask=dn_mask,
-            reference_points=reference_points,
-            spatial_shapes=spatial_shapes,
-            level_start_index=level_start_index,
-            valid_ratios=valid_ratios,
-            reg_branches=self.bbox_head.reg_branches,
-            with_c_stream=True,
-            **kwargs)
+            query=query, value=memory, key_padding_mask=memory_mask, self_attn_mask=dn_mask,
+            reference_points=reference_points, spatial_shapes=spatial_shapes,
+            level_start_index=level_start_index, valid_ratios=valid_ratios,
+            reg_branches=self.bbox_head.reg_branches, with_c_stream=True, **kwargs)
         # keep the CDN label embedding in the graph when a batch has no GT (DDP), as DINO
         hidden = hidden + self.dn_query_generator.label_embedding.weight[0, 0] * 0.0
         return dict(hidden_states=hidden, references=list(references),

@@ -43,13 +43,8 @@ class DACDeformableDetrTransformerDecoderLayer(DeformableDetrTransformerDecoderL
                             self_attn_mask: Optional[Tensor] = None,
                             c_from_self_attn: bool = False) -> Tuple[Tensor, Tensor]:
         """Returns the new (query, query_c), each (bs, nq, dim)."""
-        query = self.self_attn(
-            query=query,
-            key=query,
-            value=query,
-            query_pos=query_pos,
-            key_pos=query_pos,
-            attn_mask=self_attn_mask)
+        query = self.self_attn(query=query, key=query, value=query, query_pos=query_pos,
+                               key_pos=query_pos, attn_mask=self_attn_mask)
         query = self.norms[0](query)
         if c_from_self_attn:
             # the C-stream starts from this self-attention output with the same references
@@ -77,16 +72,10 @@ class DACDeformableDetrTransformerDecoderLayer(DeformableDetrTransformerDecoderL
                         spatial_shapes: Tensor, level_start_index: Tensor,
                         valid_ratios: Tensor) -> Tensor:
         """The shared part of both streams: cross-attention, norms[1], FFN, norms[2]."""
-        query = self.cross_attn(
-            query=query,
-            key=None,
-            value=value,
-            query_pos=query_pos,
-            key_padding_mask=key_padding_mask,
-            reference_points=reference_points,
-            spatial_shapes=spatial_shapes,
-            level_start_index=level_start_index,
-            valid_ratios=valid_ratios)
+        query = self.cross_attn(query=query, key=None, value=value, query_pos=query_pos,
+                                key_padding_mask=key_padding_mask,
+                                reference_points=reference_points, spatial_shapes=spatial_shapes,
+                                level_start_index=level_start_index, valid_ratios=valid_ratios)
         query = self.norms[1](query)
         query = self.ffn(query)
         return self.norms[2](query)

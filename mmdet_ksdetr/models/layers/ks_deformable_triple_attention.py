@@ -59,18 +59,13 @@ class KSMultiScaleDeformableTripleAttention(MultiScaleDeformableAttention):
             if hasattr(self, name):  # absent while mmcv's __init__ calls init_weights
                 xavier_init(getattr(self, name), distribution='uniform', bias=0.)
 
-    def forward(self,
-                query: Tensor,
-                key: Optional[Tensor] = None,
-                value: Optional[Tensor] = None,
-                identity: Optional[Tensor] = None,
-                query_pos: Optional[Tensor] = None,
-                key_padding_mask: Optional[Tensor] = None,
+    def forward(self, query: Tensor, key: Optional[Tensor] = None,
+                value: Optional[Tensor] = None, identity: Optional[Tensor] = None,
+                query_pos: Optional[Tensor] = None, key_padding_mask: Optional[Tensor] = None,
                 reference_points: Optional[Tensor] = None,
                 spatial_shapes: Optional[Tensor] = None,
                 level_start_index: Optional[Tensor] = None,
-                teacher_query: Optional[Tensor] = None,
-                **kwargs):
+                teacher_query: Optional[Tensor] = None, **kwargs):
         if teacher_query is None:
             return super().forward(
                 query, key=key, value=value, identity=identity, query_pos=query_pos,

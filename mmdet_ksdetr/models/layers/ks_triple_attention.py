@@ -102,17 +102,11 @@ class KSMultiheadTripleAttention(MultiheadAttention):
             self.attn.in_proj_bias.zero_()
             self.teacher_in_proj_bias.zero_()
 
-    def forward(self,
-                query: Tensor,
-                key: Optional[Tensor] = None,
-                value: Optional[Tensor] = None,
-                identity: Optional[Tensor] = None,
-                query_pos: Optional[Tensor] = None,
-                key_pos: Optional[Tensor] = None,
-                attn_mask: Optional[Tensor] = None,
-                key_padding_mask: Optional[Tensor] = None,
-                teacher_query: Optional[Tensor] = None,
-                **kwargs):
+    def forward(self, query: Tensor, key: Optional[Tensor] = None,
+                value: Optional[Tensor] = None, identity: Optional[Tensor] = None,
+                query_pos: Optional[Tensor] = None, key_pos: Optional[Tensor] = None,
+                attn_mask: Optional[Tensor] = None, key_padding_mask: Optional[Tensor] = None,
+                teacher_query: Optional[Tensor] = None, **kwargs):
         if teacher_query is None:
             return super().forward(query, key, value, identity, query_pos, key_pos, attn_mask,
                                    key_padding_mask, **kwargs)
