@@ -5,7 +5,11 @@ modern torch (:mod:`mmdet_ksdetr.compat`) and registers every model, layer, loss
 distillation algorithm in the mmdet / mmrazor registries. Configs load it with
 ``custom_imports = dict(imports=['mmdet_ksdetr'], allow_failed_imports=False)``.
 """
-from .version import __version__
+from . import quiet
+
+quiet.filter_third_party_warnings()  # before torch / mmengine are imported
+
+from .version import __version__  # noqa: E402
 from . import compat
 
 compat.apply_all()

@@ -19,6 +19,7 @@ import mmdet_ksdetr  # noqa: E402,F401  (compat shims + registration)
 from mmengine.config import DictAction  # noqa: E402
 
 from mmdet_ksdetr.engine.hooks import describe_divergence  # noqa: E402
+from mmdet_ksdetr.utils.runner import describe_build_error, set_cpu_threads  # noqa: E402
 from mmdet_ksdetr.utils import (InputError, TrainingDivergedError, build_runner,  # noqa: E402
                                 check_config_path, check_data_paths, shutdown_distributed)
 from mmdet_ksdetr.utils.checkpoint_io import CheckpointMismatchError  # noqa: E402
@@ -93,15 +94,28 @@ def build_config(args):
     return cfg
 
 
+def _build_runner_or_exit(cfg):
+    """The runner; a config mistake found while building the model exits with one line."""
+    try:
+        return build_runner(cfg)
+    except (KeyError, TypeError) as e:
+        message = describe_build_error(e)
+        if message is None:
+            raise
+        sys.exit(f'train.py: error: {message}')
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.launcher == 'none':
+        set_cpu_threads()  # OMP_NUM_THREADS unset: half the CPUs, not all (no oversubscription)
     try:
         cfg = build_config(args)
     except (InputError, FileNotFoundError) as e:
         sys.exit(f'train.py: error: {e}')
     runner = None
     try:
-        runner = build_runner(cfg)
+        runner = _build_runner_or_exit(cfg)
         runner.train()
     except (InputError, CheckpointMismatchError) as e:  # a checkpoint that cannot be used
         sys.exit(f'train.py: error: {e}')

@@ -1,3 +1,4 @@
+# Follows the TPRD release (xingyitong1/TPRD) for D3ETR (no official D3ETR code exists).
 # D3ETR baseline: Deformable DETR R50 (mmdet's released teacher) -> Deformable DETR R18, 50
 # epochs, 8 GPUs x 2 images. Adaptive (Hungarian) and fixed (teacher queries) matching,
 # predictions 1 / 5 / 2, self-attention 1e4, cross-attention 1e3 (TPRD's D3ETR config).

@@ -1,3 +1,4 @@
+# Follows the TPRD release (xingyitong1/TPRD) for D3ETR (no official D3ETR code exists).
 # D3ETR baseline on Pascal VOC (the TPRD release's D3DETR "_voc" config): Deformable DETR R50
 # (VOC-trained teacher, see configs/detectors/deformable-detr_r50_8xb2-50e_voc0712.py) ->
 # Deformable DETR R18, lr 1e-4, 50 epochs with the lr drop at 40, 8 GPUs x 2 images. Same

@@ -1,3 +1,4 @@
+# Follows the TPRD release (xingyitong1/TPRD) for DETRDistill (no teacher box clamping).
 # DETRDistill baseline in the TPRD release's setting: Deformable DETR R50 (mmdet's released
 # teacher, 44.3 AP) -> Deformable DETR R18, 50 epochs, 8 GPUs x 2 images. Hungarian logits
 # distillation 1 / 5 / 2, target-aware feature loss 2, teacher group 1 / 5 / 2 supervised with
@@ -18,6 +19,7 @@ model = dict(
     teacher=_base_.teacher,
     teacher_ckpt=_base_.teacher_ckpt,
     tprd=False,
+    clamp_teacher_boxes=False,  # the TPRD release never clamps teacher boxes
     layer_by_layer=True,
     matcher=dict(cls_cost=1.0, l1_cost=5.0, giou_cost=2.0),
     distiller=dict(

@@ -1,3 +1,4 @@
+# Follows the TPRD release (xingyitong1/TPRD) for DETRDistill (no teacher box clamping).
 # DETRDistill baseline (TPRD release's setting) on Pascal VOC: Deformable DETR R50 (VOC-trained
 # teacher, see configs/detectors/deformable-detr_r50_8xb2-50e_voc0712.py) -> Deformable DETR
 # R18, lr 1e-4, 50 epochs with the lr drop at 40 (TPRD's 51,750 iterations / drop at 42,000 at
@@ -18,6 +19,7 @@ model = dict(
     teacher=_base_.teacher,
     teacher_ckpt=_base_.teacher_ckpt,
     tprd=False,
+    clamp_teacher_boxes=False,  # the TPRD release never clamps teacher boxes
     layer_by_layer=True,
     matcher=dict(cls_cost=1.0, l1_cost=5.0, giou_cost=2.0),
     distiller=dict(

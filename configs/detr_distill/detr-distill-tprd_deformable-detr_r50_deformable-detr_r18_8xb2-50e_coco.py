@@ -1,7 +1,10 @@
+# Follows the TPRD release (xingyitong1/TPRD) for DETRDistill (no teacher box clamping).
 # DETRDistill + TPRD (the TPRD release's DETRDistill_TPRD): the
 # detr-distill-nocl baseline config with the TPRD switch on (refined targets and decoupled class
 # loss for the Hungarian logits distillation) and TPRD's class weight 4.0.
 _base_ = './detr-distill-nocl_deformable-detr_r50_deformable-detr_r18_8xb2-50e_coco.py'
 
 model = dict(
-    tprd=True, distiller=dict(distill_losses=dict(loss_logits_kd=dict(loss_cls_weight=4.0))))
+    tprd=True,
+    clamp_teacher_boxes=False,  # the TPRD release never clamps teacher boxes
+    distiller=dict(distill_losses=dict(loss_logits_kd=dict(loss_cls_weight=4.0))))

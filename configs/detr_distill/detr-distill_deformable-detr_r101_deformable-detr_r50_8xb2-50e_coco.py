@@ -1,3 +1,4 @@
+# Follows the DETRDistill release (BIVLab-USTC/DETRDistill), teacher boxes clamped.
 # DETRDistill, release setting "LayerbyLayer_CL_teachergroup": Deformable DETR R101 (teacher)
 # -> Deformable DETR R50 (student), 50 epochs, 8 GPUs x 2 images (see docs/detr_distill.md).
 # Release: teacher 44.8 AP, student 44.1 -> 46.6 AP (COCO val2017; not reproduced here).
@@ -24,6 +25,7 @@ model = dict(
     architecture=student,
     teacher=teacher,
     teacher_ckpt=teacher_ckpt,
+    clamp_teacher_boxes=True,  # the DETRDistill release clamps teacher boxes to the image
     layer_by_layer=True,  # "LayerbyLayer": student layer l learns from teacher layer l
     matcher=dict(cls_cost=1.0, l1_cost=5.0, giou_cost=2.0),
     distiller=dict(

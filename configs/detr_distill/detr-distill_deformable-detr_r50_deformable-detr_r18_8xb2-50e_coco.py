@@ -1,3 +1,4 @@
+# Follows the DETRDistill release (BIVLab-USTC/DETRDistill), teacher boxes clamped.
 # DETRDistill: Deformable DETR R50 (teacher: mmdet's released checkpoint, 44.3 AP) -> Deformable
 # DETR R18 (student), LayerbyLayer_CL_teachergroup, 50 epochs, 8 GPUs x 2 images.
 # Release ("R18" row, its config was not published): 40.0 -> 43.3 AP (not reproduced here).
@@ -12,4 +13,5 @@ model = dict(
                       init_cfg=dict(type='Pretrained', checkpoint='torchvision://resnet18')),
         neck=dict(in_channels=[128, 256, 512])),
     teacher=dict(backbone=dict(depth=50)),
-    teacher_ckpt=teacher_ckpt)
+    teacher_ckpt=teacher_ckpt,
+    clamp_teacher_boxes=True)  # the DETRDistill release clamps teacher boxes to the image

@@ -1,3 +1,4 @@
+# Follows the TPRD release (xingyitong1/TPRD) for this feature baseline.
 # FitNet feature baseline: Deformable DETR R50 (mmdet's released teacher) -> Deformable DETR R18,
 # 50 epochs, 8 GPUs x 2 images; the four ChannelMapper outputs through a 1x1 hint regressor,
 # mean squared error, weight 10 (TPRD's FitNet baseline). No TPRD variant (features only).

@@ -1,3 +1,4 @@
+# Follows the TPRD release (xingyitong1/TPRD) for KD-DETR (weights, schedule, layer i <- layer i).
 # KD-DETR baseline: DAB-DETR R50 (teacher: mmdet's released checkpoint, 42.3 AP) -> DAB-DETR R18,
 # 50 epochs, lr 1e-4, 8 GPUs x 2 images. Distillation points are anchors: 300 random N(0, 1)
 # anchors and the teacher's learned anchors; weights 1 / 5 / 2 for both groups (TPRD release).
@@ -24,6 +25,7 @@ model = dict(
     teacher=teacher,
     teacher_ckpt=teacher_ckpt,
     tprd=False,
+    layer_by_layer=True,  # TPRD release: student layer i learns from teacher layer i
     num_general_queries=300,
     # 300 own + 300 + 300 group queries: not merged into one decoder pass at this size
     # (no measured CPU gain at 300 + 300 for DETRDistill, docs/detr_distill.md)

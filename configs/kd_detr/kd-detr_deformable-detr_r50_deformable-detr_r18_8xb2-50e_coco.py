@@ -1,3 +1,4 @@
+# Follows the TPRD release (xingyitong1/TPRD) for KD-DETR (weights, schedule, layer i <- layer i).
 # KD-DETR baseline: Deformable DETR R50 (teacher: mmdet's released checkpoint, 44.3 AP) ->
 # Deformable DETR R18 (student), 50 epochs, 8 GPUs x 2 images (total batch 16 as in the TPRD
 # release). 300 random "general" + the teacher's 300 "specific" distillation points, T = 10,
@@ -28,6 +29,7 @@ model = dict(
     teacher=teacher,
     teacher_ckpt=teacher_ckpt,
     tprd=False,
+    layer_by_layer=True,  # TPRD release: student layer i learns from teacher layer i
     num_general_queries=300,
     # 300 own + 300 + 300 group queries: not merged into one decoder pass at this size
     # (no measured CPU gain at 300 + 300 for DETRDistill, docs/detr_distill.md)

@@ -1,3 +1,4 @@
+# Follows the TPRD release (xingyitong1/TPRD) for KD-DETR (weights, schedule, layer i <- layer i).
 # KD-DETR baseline on Pascal VOC: Deformable DETR R50 (VOC-trained teacher, see
 # configs/detectors/deformable-detr_r50_8xb2-50e_voc0712.py) -> Deformable DETR R18, 50 epochs
 # (lr drop at 40), lr 1e-4, 8 GPUs x 2 images. Same distillation settings as the COCO config.
@@ -25,6 +26,7 @@ model = dict(
     teacher=teacher,
     teacher_ckpt=teacher_ckpt,
     tprd=False,
+    layer_by_layer=True,  # TPRD release: student layer i learns from teacher layer i
     num_general_queries=300,
     # 300 own + 300 + 300 group queries: not merged into one decoder pass at this size
     # (no measured CPU gain at 300 + 300 for DETRDistill, docs/detr_distill.md)

@@ -1,3 +1,4 @@
+# Follows the TPRD release (xingyitong1/TPRD) for KD-DETR (weights, schedule, layer i <- layer i).
 # KD-DETR baseline: DINO-4scale R50 (teacher: mmdet's released checkpoint, 49.0 AP) -> DINO-4scale
 # R18, 12 epochs, lr 1e-4, 900 queries, 100 DN queries, 8 GPUs x 2 images. Distillation points are
 # (content query, reference box) pairs: 300 random ones and the teacher's own (content embedding
@@ -27,6 +28,7 @@ model = dict(
     teacher=teacher,
     teacher_ckpt=teacher_ckpt,
     tprd=False,
+    layer_by_layer=True,  # TPRD release: student layer i learns from teacher layer i
     num_general_queries=300,
     # 300 own + 300 + 300 group queries: not merged into one decoder pass at this size
     # (no measured CPU gain at 300 + 300 for DETRDistill, docs/detr_distill.md)

@@ -1,3 +1,4 @@
+# Follows the TPRD release (xingyitong1/TPRD) for QSKD (no official QSKD code exists).
 # QSKD baseline: Deformable DETR R50 (mmdet's released teacher) -> Deformable DETR R18, 50 epochs,
 # 8 GPUs x 2 images. Group query selection (positives through the shared GT, hard negatives with
 # GIoU > 0 matched by Hungarian), predictions 1 / 5 / 2 averaged per pair, attention-guided

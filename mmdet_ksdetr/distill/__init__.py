@@ -5,7 +5,7 @@
                             :class:`DETRInternals`, :func:`capture_detr`, :class:`QueryGroup`,
                             merged decoding, decoder attention maps
 ``algorithms/``             the distillers (``DETRDistill``, ``KDDETR``, ``D3ETR``, ``QSKD``,
-                            ``DETRFeatureKD``) on one base, ``DETRDistillBase``
+                            ``DETRFeatureKD``, ``CrossKD``) on one base, ``DETRDistillBase``
 ``losses/``                 distillation losses, one per file (they compute losses only)
 ``task_modules/``           the student-to-teacher Hungarian matcher
 ``tprd.py``                 the TPRD switch every distiller composes (``TPRD``)

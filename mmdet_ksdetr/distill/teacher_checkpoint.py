@@ -47,11 +47,7 @@ def load_teacher_checkpoint(teacher: torch.nn.Module, path: str, strict: bool = 
     buffers only warn, but a missing or mis-shaped *parameter* still raises (the teacher would
     be partly random).
     """
-    if str(path).startswith(('http://', 'https://')):
-        # cached in torch.hub's checkpoint folder; still weights_only
-        ckpt = torch.hub.load_state_dict_from_url(path, map_location='cpu', weights_only=True)
-    else:
-        ckpt = load_checkpoint_safely(path)
+    ckpt = load_checkpoint_safely(path)  # a URL is cached in torch.hub's checkpoint folder
     state = _state_dict_of(ckpt, path)
     own = teacher.state_dict()
     params = {name for name, _ in teacher.named_parameters()}

@@ -31,6 +31,7 @@ from mmdet_ksdetr.utils.checks import InputError, load_checkpoint_safely
 from .auto_resume import (NoUsableCheckpointError, find_resumable_checkpoint,
                           partial_checkpoint_files)
 from .rng_state import gather_rng_states, restore_rng_state, seed_worker_from_loader
+from mmdet_ksdetr.quiet import quiet_logger
 
 _STRICT_HINT = ('(to load it anyway: --non-strict on tools/train.py / tools/test.py, or '
                 'strict_load=False in the config)')
@@ -49,6 +50,7 @@ class CrashSafeRunner(Runner):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        quiet_logger(self.logger)  # drop the known per-parameter noise (mmdet_ksdetr.quiet)
         self._strict_load = bool(self.cfg.get('strict_load', True))
         self._seed_train_workers_per_epoch()
 

@@ -4,7 +4,6 @@ clock, device synchronisation, timers around callables, a random-init model buil
 (nothing downloaded) and synthetic training batches. The tools import it; no tool imports
 another tool."""
 import time
-from collections import defaultdict
 
 import torch
 
@@ -32,35 +31,6 @@ def sync(device):
     """Wait for queued CUDA work, so that a clock reading covers it (no-op on CPU)."""
     if str(device).startswith('cuda'):
         torch.cuda.synchronize()
-
-
-class CallTimers:
-    """Accumulates, per name, the time (``clock``) spent in wrapped callables while
-    :attr:`active` is true. :meth:`wrap` replaces the attribute for the rest of the process
-    (benchmark processes only; nothing restores it)."""
-
-    def __init__(self, device, clock=time.perf_counter):
-        self.device = device
-        self.clock = clock
-        self.totals = defaultdict(float)
-        self.active = False
-
-    def wrap(self, obj, attr, name):
-        """Time every call of ``obj.<attr>`` (an instance's method or a module's function)
-        under ``name``."""
-        fn = getattr(obj, attr)
-
-        def timed(*a, **k):
-            if not self.active:
-                return fn(*a, **k)
-            sync(self.device)
-            start = self.clock()
-            out = fn(*a, **k)
-            sync(self.device)
-            self.totals[name] += self.clock() - start
-            return out
-
-        object.__setattr__(obj, attr, timed)
 
 
 def _strip_downloads(node):

@@ -1,6 +1,7 @@
 """Up-front checks of what a user hands the tools, each failing with a message that says what
 to fix instead of a traceback from deep inside mmengine."""
 import errno
+import os
 import os.path as osp
 import pickle
 import zipfile
@@ -62,7 +63,11 @@ def load_checkpoint_safely(path, mmap=True):
     only overrides an *unset* argument) cannot switch the check off. Raises
     :class:`InputError` in one line: ``checkpoint "P" does not exist``, ``cannot read
     checkpoint "P": ...``, ``checkpoint "P" refused: the file would run code (<global>) ...``
-    or ``"P" is not a PyTorch checkpoint (...)``."""
+    or ``"P" is not a PyTorch checkpoint (...)``. An ``http(s)://`` URL is downloaded once into
+    torch.hub's checkpoint folder (``$TORCH_HOME/hub/checkpoints``) and loaded from there the
+    same way."""
+    if is_url(path):
+        path = download_checkpoint(path)
     if not osp.isfile(path):
         raise InputError(f'checkpoint "{path}" does not exist')
     _ensure_weights_only_types()
@@ -72,6 +77,29 @@ def load_checkpoint_safely(path, mmap=True):
                                         mmap=mmap)
     except Exception as e:  # noqa: BLE001  (any failure: say which, in one line)
         raise InputError(_load_error_message(path, e)) from e
+
+
+def is_url(path) -> bool:
+    """An ``http://`` or ``https://`` checkpoint address."""
+    return str(path).startswith(('http://', 'https://'))
+
+
+def download_checkpoint(url: str) -> str:
+    """The local copy of ``url`` in torch.hub's checkpoint folder, downloaded when missing
+    (torch writes a temporary file and renames it, so a broken download leaves no file)."""
+    from urllib.parse import urlparse
+
+    import torch.hub
+    folder = osp.join(torch.hub.get_dir(), 'checkpoints')
+    name = osp.basename(urlparse(url).path) or 'checkpoint.pth'
+    local = osp.join(folder, name)
+    if not osp.isfile(local):
+        os.makedirs(folder, exist_ok=True)
+        try:
+            torch.hub.download_url_to_file(url, local, progress=False)
+        except Exception as e:  # noqa: BLE001  (HTTP, DNS, TLS, disk: one line each)
+            raise InputError(f'cannot download checkpoint "{url}": {e}') from e
+    return local
 
 
 _UNREADABLE = (errno.EACCES, errno.EPERM, errno.EIO, errno.EISDIR)

@@ -1,4 +1,6 @@
 """Runner construction shared by tools/train.py and tools/test.py (as mmdet's tools do it)."""
+import os
+import re
 
 
 def build_runner(cfg):
@@ -29,3 +31,40 @@ def shutdown_distributed():
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+
+
+def set_cpu_threads(environ=os.environ):
+    """A single-process run whose user did not set ``OMP_NUM_THREADS`` gets half the CPUs this
+    process may use (at least 1) as torch threads, instead of all of them: on a machine where
+    other jobs run, all-core threads oversubscribe the cores and a CPU step can get several
+    times slower. Returns the thread count set, or None when ``OMP_NUM_THREADS`` decides (the
+    dist scripts set it per process)."""
+    if environ.get('OMP_NUM_THREADS'):
+        return None
+    import torch
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
+    threads = max(1, (cpus or 1) // 2)
+    torch.set_num_threads(threads)
+    return threads
+
+
+_UNEXPECTED_KWARG = re.compile(r"(\w+)\.__init__\(\) got an unexpected keyword argument '(\w+)'")
+_NOT_REGISTERED = re.compile(r"(\S+) is not in the (\S+) registry")
+
+
+def describe_build_error(exc: BaseException):
+    """One line for the config mistakes that fail while the runner builds the model, or None
+    (then the traceback is the useful answer): an unknown ``type`` or an unknown keyword."""
+    text = str(exc.args[0]) if getattr(exc, 'args', None) else str(exc)
+    if isinstance(exc, KeyError):
+        m = _NOT_REGISTERED.search(text)
+        if m:
+            return (f'type="{m.group(1)}" in the config is not in the {m.group(2)} registry: '
+                    f'check the spelling, or add the package that registers it to '
+                    f'custom_imports')
+    if isinstance(exc, TypeError):
+        m = _UNEXPECTED_KWARG.search(text)
+        if m:
+            return (f'the config gives {m.group(1)} an option it does not take: '
+                    f'"{m.group(2)}" (remove or rename that key)')
+    return None

@@ -2,7 +2,7 @@
 (2 gloo CPU processes, 1 epoch on the 16-image toy set, random-init teacher checkpoint), then
 ``tools/pth_transfer.py`` and ``tools/test.py`` on the student's own config.
 
-About 45 s a config, 15 configs: too slow for every CI run, so it runs only with
+About 45 s a config, 16 configs: too slow for every CI run, so it runs only with
 ``MMDET_KSDETR_SLOW=1`` (``MMDET_KSDETR_SLOW=1 python -m pytest tests/distill/
 test_all_toy_distillers_e2e.py``). CI runs the KD-DETR + TPRD case in test_kd_detr_e2e.py and
 the DETRDistill case in test_detr_distill_e2e.py; docs/tprd.md lists the last full run.
@@ -18,8 +18,9 @@ import torch
 from mmengine.config import Config
 from toy_helpers import CONFIGS, free_port, run_tool, toy_data_cfg_options
 
-DISTILLER_TYPES = ('DETRDistill', 'KDDETR', 'D3ETR', 'QSKD', 'DETRFeatureKD')
-DISTILLER_PREFIXES = ('detr-distill', 'kd-detr', 'd3etr', 'qskd', 'fitnet', 'mgd', 'fgd')
+DISTILLER_TYPES = ('DETRDistill', 'KDDETR', 'D3ETR', 'QSKD', 'DETRFeatureKD', 'CrossKD')
+DISTILLER_PREFIXES = ('detr-distill', 'kd-detr', 'd3etr', 'qskd', 'fitnet', 'mgd', 'fgd',
+                      'crosskd')
 TOY_DISTILL_CONFIGS = sorted(
     p for p in glob.glob(osp.join(CONFIGS, 'toy', '**', '*.py'), recursive=True)
     if osp.basename(p).split('_')[0].replace('-tprd', '') in DISTILLER_PREFIXES)

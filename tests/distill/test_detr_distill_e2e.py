@@ -69,6 +69,10 @@ def test_toy_distill_train_convert_test_same_map(toy_data_root, tmp_path):
     assert res.returncode == 0, (res.stdout[-3000:], res.stderr[-3000:])
     log = res.stdout + res.stderr
     assert 'distill.loss_cls_kd' in log and 'distill.teacher_group.loss_cls' in log
+    # quiet logs: the frozen teacher in one line, not one warning per parameter
+    assert 'DETRDistill: teacher frozen' in log
+    assert 'is skipped since its requires_grad=False' not in log
+    assert 'pkg_resources is deprecated' not in log
     val_metrics = _last_metrics(glob.glob(str(tmp_path / 'distill' / '*' / 'vis_data' /
                                               'scalars.json')))
 

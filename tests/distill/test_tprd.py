@@ -13,10 +13,10 @@ from mmdet_ksdetr.distill.internals import get_detr_internals
 from mmdet_ksdetr.distill.tprd import TPRD, TeacherTargets
 
 CFGS = {
-    'DETRDistill': 'toy/detr-distill-tprd_deformable-detr_tiny-r18_1xb2-12e_toy.py',
-    'KDDETR': 'toy/kd-detr-tprd_deformable-detr_tiny-r18_1xb2-12e_toy.py',
-    'D3ETR': 'toy/d3etr-tprd_deformable-detr_tiny-r18_1xb2-12e_toy.py',
-    'QSKD': 'toy/qskd-tprd_deformable-detr_tiny-r18_1xb2-12e_toy.py',
+    'DETRDistill': 'toy/detr_distill/detr-distill-tprd_deformable-detr_tiny-r18_1xb2-12e_toy.py',
+    'KDDETR': 'toy/kd_detr/kd-detr-tprd_deformable-detr_tiny-r18_1xb2-12e_toy.py',
+    'D3ETR': 'toy/d3etr/d3etr-tprd_deformable-detr_tiny-r18_1xb2-12e_toy.py',
+    'QSKD': 'toy/qskd/qskd-tprd_deformable-detr_tiny-r18_1xb2-12e_toy.py',
 }
 
 

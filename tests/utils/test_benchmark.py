@@ -1,12 +1,18 @@
 """mmdet_ksdetr.utils.benchmark: the timing pieces the benchmark tools share."""
 import argparse
+import os.path as osp
+import sys
 import time
 import types
 
 import pytest
 
-from mmdet_ksdetr.utils.benchmark import (CallTimers, add_timer_argument, make_batches,
-                                          timer_clock)
+from toy_helpers import ROOT
+
+from mmdet_ksdetr.utils.benchmark import add_timer_argument, make_batches, timer_clock
+
+sys.path.insert(0, osp.join(ROOT, 'tools', 'analysis_tools'))
+from call_timers import CallTimers  # noqa: E402
 
 
 def _parse(argv):

@@ -29,8 +29,10 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 import torch  # noqa: E402
 
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # call_timers beside this tool
+from call_timers import CallTimers  # noqa: E402
 import mmdet_ksdetr  # noqa: E402,F401  (compat + registration)
-from mmdet_ksdetr.utils.benchmark import (CallTimers, add_timer_argument,  # noqa: E402
+from mmdet_ksdetr.utils.benchmark import (add_timer_argument,  # noqa: E402
                                           build_model, make_batches, num_classes, sync,
                                           timer_clock)
 
@@ -75,6 +77,8 @@ def main(argv=None):
     timers = CallTimers(args.device, clock)
     timers.wrap(algo.matcher, 'match', 'hungarian matching') if hasattr(algo, 'matcher') \
         else None
+    if hasattr(algo, 'cross_predictions'):  # CrossKD: teacher decoder on the student memory
+        timers.wrap(algo, 'cross_predictions', 'CrossKD cross pass (forward)')
     if getattr(algo, 'refiner', None) is not None:  # TPRD: the refiner's two steps (the
         # refiner object itself stays: algorithms read its attributes, e.g. QSKD its assigner)
         from mmdet_ksdetr.distill import refinement

@@ -19,8 +19,10 @@ sys.path.insert(0, ROOT)
 
 import torch  # noqa: E402
 
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # call_timers beside this tool
+from call_timers import CallTimers  # noqa: E402
 import mmdet_ksdetr  # noqa: E402,F401
-from mmdet_ksdetr.utils.benchmark import (CallTimers, add_timer_argument,  # noqa: E402
+from mmdet_ksdetr.utils.benchmark import (add_timer_argument,  # noqa: E402
                                           build_model, make_batches, num_classes, sync,
                                           timer_clock)
 

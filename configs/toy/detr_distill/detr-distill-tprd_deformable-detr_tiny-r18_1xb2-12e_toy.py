@@ -10,6 +10,7 @@ _base_ = ['./detr-distill_deformable-detr_tiny-r18_1xb2-12e_toy.py']
 model = dict(
     architecture=dict(num_queries=30),
     tprd=True,
+    clamp_teacher_boxes=False,  # the TPRD release never clamps teacher boxes
     distiller=dict(
         distill_losses=dict(
             _delete_=True,

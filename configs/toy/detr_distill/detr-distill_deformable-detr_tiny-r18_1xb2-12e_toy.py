@@ -23,6 +23,7 @@ model = dict(
     teacher=teacher,
     teacher_ckpt=teacher_ckpt,
     layer_by_layer=True,
+    clamp_teacher_boxes=True,  # the DETRDistill release clamps teacher boxes to the image
     matcher=dict(cls_cost=1.0, l1_cost=5.0, giou_cost=2.0),
     distiller=dict(
         type='ConfigurableDistiller',

@@ -18,6 +18,7 @@ model = dict(
     teacher=teacher,
     teacher_ckpt=teacher_ckpt,
     tprd=False,
+    layer_by_layer=True,  # TPRD release: student layer i learns from teacher layer i
     num_general_queries=30,
     distiller=dict(
         type='ConfigurableDistiller',

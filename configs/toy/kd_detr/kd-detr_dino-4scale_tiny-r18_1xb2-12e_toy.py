@@ -21,6 +21,7 @@ model = dict(
     teacher=teacher,
     teacher_ckpt=teacher_ckpt,
     tprd=False,
+    layer_by_layer=True,  # TPRD release: student layer i learns from teacher layer i
     num_general_queries=30,
     init_student_from_teacher=['level_embed'],
     distiller=dict(

@@ -1,11 +1,12 @@
 """DETRDistill (Chang et al., ICCV'23) as an MMRazor algorithm (spec detr-distill.md §1, §6)."""
 from dataclasses import replace
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from mmdet.structures.bbox import bbox_xyxy_to_cxcywh
 from mmrazor.registry import MODELS
+from torch import Tensor
 
-from ..internals import own_queries_group
+from ..internals import DETRInternals, own_queries_group
 from ..losses.decoupled_kd_loss import decoupled_kd_loss
 from ..losses.hungarian_logit_kd_loss import HungarianLogitKDLoss, gather_queries
 from ..losses.query_contrast_loss import QueryContrastLoss
@@ -46,6 +47,10 @@ class DETRDistill(DETRDistillBase):
             matched pairs / (B * N_s); TPRD's class weight is 4.0). The feature loss, the CL
             loss and the teacher group keep the raw teacher.
         teacher_assigner: the teacher-to-GT matcher of TPRD (default focal 2 / L1 5 / GIoU 2).
+        clamp_teacher_boxes (bool, optional): clamp the (refined) teacher boxes to the image
+            in pixels and normalise them again before the student-teacher matching and the
+            L1 / GIoU targets. The DETRDistill release clamps, the TPRD release never does;
+            ``None`` (default) follows the release of the mode: clamp unless ``tprd``.
         **kwargs: :class:`DETRDistillBase` arguments (architecture, teacher, teacher_ckpt,
             distiller, ...).
 
@@ -58,9 +63,15 @@ class DETRDistill(DETRDistillBase):
                   teacher_group=TeacherGroupLoss, contrast=QueryContrastLoss)
 
     def __init__(self, layer_by_layer: bool = True,
-                 matcher: dict = dict(cls_cost=1.0, l1_cost=5.0, giou_cost=2.0), **kwargs):
+                 matcher: dict = dict(cls_cost=1.0, l1_cost=5.0, giou_cost=2.0),
+                 clamp_teacher_boxes: Optional[bool] = None, **kwargs):
         super().__init__(**kwargs)
         self.layer_by_layer = layer_by_layer
+        if clamp_teacher_boxes is not None and not isinstance(clamp_teacher_boxes, bool):
+            raise TypeError(f'DETRDistill: clamp_teacher_boxes must be True, False or None, '
+                            f'got {clamp_teacher_boxes!r}')
+        self.clamp_teacher_boxes = (not self.tprd) if clamp_teacher_boxes is None \
+            else clamp_teacher_boxes
         self.matcher = DistillHungarianMatcher(**matcher)
         self.losses = self.bind_losses(self._ROLES, by_type=True, required=tuple(self._ROLES),
                                        allow_mapped_only=True)
@@ -74,6 +85,15 @@ class DETRDistill(DETRDistillBase):
             return []
         return [own_queries_group(TeacherGroupLoss.GROUP_NAME, teacher_internals)]
 
+    def teacher_box_targets(self, teacher: DETRInternals) -> Tensor:
+        """(L, B, N, 4) normalised cxcywh teacher box targets: clamped to each image in
+        pixels and normalised again when ``clamp_teacher_boxes`` (DETRDistill release, spec
+        §1), else the teacher's boxes as they are (TPRD release)."""
+        if not self.clamp_teacher_boxes:
+            return teacher.bbox_preds
+        factors = teacher.img_size_factors()[None, :, None, :]
+        return bbox_xyxy_to_cxcywh(teacher.bboxes_xyxy(clamp=True)) / factors
+
     def compute_distill_losses(self, student_internals, teacher_internals,
                                batch_data_samples) -> Dict:
         s, t = student_internals, teacher_internals
@@ -84,8 +104,7 @@ class DETRDistill(DETRDistillBase):
         kd = replace(t, cls_logits=targets.logits, bbox_preds=targets.boxes)
         pos_labels = targets.pos_labels
         kd_probs = kd.scores()
-        # teacher boxes clamped to the image in pixels, then normalised again (spec §1)
-        t_boxes = bbox_xyxy_to_cxcywh(kd.bboxes_xyxy(clamp=True)) / factors[None, :, None, :]
+        t_boxes = self.teacher_box_targets(kd)
         logits_kd, feat_kd = self.losses.get('logits'), self.losses.get('feat')
         contrast, group = self.losses.get('contrast'), self.losses.get('teacher_group')
         losses = {}

@@ -30,6 +30,7 @@ import warnings
 from typing import Dict, List, Optional, Sequence
 
 import torch
+from mmengine.logging import print_log
 from mmrazor.models.algorithms import SingleTeacherDistill
 from mmrazor.models.utils import add_prefix
 from torch import nn
@@ -146,6 +147,9 @@ class DETRDistillBase(SingleTeacherDistill):
                           f'randomly initialised (only useful for tests)')
         self.teacher.requires_grad_(False)
         self.teacher.eval()
+        print_log(f'{type(self).__name__}: teacher frozen '
+                  f'({sum(p.numel() for p in self.teacher.parameters()) / 1e6:.2f}M parameters, '
+                  f'eval mode, no gradients)', logger='current')
         if self.DISTILS_PREDICTIONS:
             self._check_prediction_heads()
 

@@ -47,9 +47,11 @@ class KDDETR(DETRDistillBase):
     Args:
         num_general_queries (int): random queries per step (release: 300).
         layer_by_layer (bool): student layer l learns from teacher layer l (mapped when depths
-            differ); False (default, KD-DETR release): every student layer learns from the
-            teacher's last layer. With ``tprd=True`` the specific group is always layer by
-            layer; this flag then only concerns the general group.
+            differ), as the TPRD release's KD-DETR criteria (Deformable, DAB-DETR, DINO) do
+            for both groups: its configs set True. False (default, the KD-DETR paper code's
+            choice): every student layer learns from the teacher's last layer. With
+            ``tprd=True`` the specific group is always layer by layer; this flag then only
+            concerns the general group.
         same_decoder_pass (bool): the student decodes both groups inside its own decoder
             pass (block-diagonal self-attention,
             :mod:`mmdet_ksdetr.distill.internals.merged_decoding`;

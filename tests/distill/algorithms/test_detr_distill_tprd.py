@@ -4,6 +4,7 @@ import warnings
 from dataclasses import replace
 
 import numpy as np
+import pytest
 import torch
 from mmdet.structures.bbox import bbox_xyxy_to_cxcywh
 from mmengine.logging import MMLogger
@@ -21,7 +22,7 @@ CFG = 'toy/detr_distill/detr-distill-tprd_deformable-detr_tiny-r18_1xb2-12e_toy.
 def _build(data_root, **algo):
     cfg = load_toy_config(CFG, data_root)
     cfg.model.teacher_ckpt = None
-    cfg.model.update(algo)
+    cfg.merge_from_dict({f'model.{k}': v for k, v in algo.items()})
     init_default_scope('mmdet')
     torch.manual_seed(0)
     with warnings.catch_warnings():
@@ -53,7 +54,7 @@ def test_tprd_switch_wiring(toy_data_root):
             assert ref.pos_mask.any()
             kd = replace(t, cls_logits=ref.logits, bbox_preds=ref.boxes)
             f = s.img_size_factors()
-            boxes = bbox_xyxy_to_cxcywh(kd.bboxes_xyxy(clamp=True)) / f[None, :, None, :]
+            boxes = kd.bbox_preds  # the TPRD release never clamps teacher boxes
             s_idx, t_idx = algo.matcher.match(s.cls_logits[-1:], s.bbox_preds[-1:],
                                               kd.scores()[-1:], boxes[-1:], f[None])
             dkd = decoupled_kd_loss(gather_queries(s.cls_logits[-1], s_idx[0]),
@@ -78,3 +79,68 @@ def test_tprd_training_step(toy_data_root):
     sum(v for k, v in losses.items() if k.startswith('distill.')).backward()
     assert all(p.grad is None for p in algo.teacher.parameters())
     assert algo.student.bbox_head.cls_branches[0].weight.grad.abs().sum() > 0
+
+
+def _border_internals(L=1, B=1, N=6, C=3):
+    """Hand-built internals of a 40 x 60 (h x w) image whose boxes (normalised cxcywh) cross
+    the image border for half the queries."""
+    from mmdet_ksdetr.distill.internals import DETRInternals
+    g = torch.Generator().manual_seed(0)
+    boxes = torch.tensor([[0.05, 0.5, 0.3, 0.2], [0.5, 0.97, 0.2, 0.2], [0.9, 0.1, 0.4, 0.5],
+                          [0.3, 0.3, 0.2, 0.2], [0.6, 0.4, 0.1, 0.3], [0.5, 0.6, 0.3, 0.1]])
+    return DETRInternals(
+        cls_logits=torch.randn(L, B, N, C, generator=g),
+        bbox_preds=boxes[:N].expand(L, B, N, 4).clone(),
+        hidden_states=torch.zeros(L, B, N, 8), queries=None, query_pos=None,
+        reference_points=None, neck_feats=(), memory=None, memory_mask=None,
+        img_shapes=((40, 60),) * B, batch_input_shape=(40, 60))
+
+
+def _gt_samples(B=1):
+    from mmdet.structures import DetDataSample
+    from mmengine.structures import InstanceData
+    out = []
+    for _ in range(B):
+        s = DetDataSample(metainfo=dict(img_shape=(40, 60)))
+        s.gt_instances = InstanceData(bboxes=torch.tensor([[10., 5., 30., 25.]]),
+                                      labels=torch.tensor([1]))
+        out.append(s)
+    return out
+
+
+def test_tprd_does_not_clamp_teacher_boxes(toy_data_root):
+    """TPRD release: the matching and the L1 / GIoU targets use the teacher's boxes as they
+    are. A student predicting exactly the teacher's boxes (half of them crossing the border)
+    has zero box loss; clamping them (the DETRDistill release) gives a non-zero one."""
+    t = _border_internals()
+    s = replace(t, cls_logits=t.cls_logits + 0.1)  # student = teacher boxes
+    assert (t.bboxes_xyxy() != t.bboxes_xyxy(clamp=True)).any()  # some cross the border
+    losses = {}
+    for clamp in (None, False, True):
+        algo, _ = _build(toy_data_root, distiller=dict(distill_losses=dict(
+            _delete_=True, loss_logits_kd=dict(type='HungarianLogitKDLoss'))),
+            **({} if clamp is None else dict(clamp_teacher_boxes=clamp)))
+        assert algo.tprd and algo.clamp_teacher_boxes == bool(clamp)
+        with torch.no_grad():
+            losses[clamp] = algo.compute_distill_losses(s, t, _gt_samples())
+        torch.testing.assert_close(algo.teacher_box_targets(t),
+                                   t.bbox_preds if not clamp else
+                                   bbox_xyxy_to_cxcywh(t.bboxes_xyxy(clamp=True)) /
+                                   t.img_size_factors()[None, :, None, :])
+    for clamp in (None, False):  # the TPRD default: no clamp
+        assert float(losses[clamp]['loss_bbox_kd']) == 0.0
+        assert float(losses[clamp]['loss_iou_kd']) < 1e-6
+    assert float(losses[True]['loss_bbox_kd']) > 0.01
+
+
+def test_detr_distill_default_clamps_teacher_boxes(toy_data_root):
+    """Without TPRD, DETRDistill follows its release and clamps; a bad value is refused."""
+    algo, _ = _build(toy_data_root, tprd=False, clamp_teacher_boxes=None)
+    assert algo.clamp_teacher_boxes is True
+    t = _border_internals()
+    clamped = algo.teacher_box_targets(t)
+    assert (clamped != t.bbox_preds).any()
+    assert (clamped >= 0).all() and (bbox_xyxy_to_cxcywh(t.bboxes_xyxy(clamp=True))[..., 2:]
+                                     <= t.img_size_factors()[None, :, None, 2:]).all()
+    with pytest.raises(TypeError, match='clamp_teacher_boxes'):
+        _build(toy_data_root, clamp_teacher_boxes='yes')

@@ -168,7 +168,7 @@ def test_kd_detr_loss_weighting():
 def test_config_errors_and_init_from_teacher(toy_data_root):
     cfg = _cfg('deformable', toy_data_root)
     algo = _build(cfg)
-    assert algo.layer_by_layer is False  # KD-DETR release: every layer from the last one
+    assert algo.layer_by_layer is True  # TPRD release: student layer i <- teacher layer i
     torch.testing.assert_close(algo.student.level_embed, algo.teacher.level_embed)
     bad = _cfg('deformable', toy_data_root)
     bad.model.distiller.distill_losses = dict(loss_other=dict(type='KDDETRLoss'))
@@ -201,3 +201,55 @@ def test_student_groups_in_its_own_pass_equal_separate_passes(toy_data_root, nam
     assert any(k.endswith('_general') for k in l_m)
     assert_same_tensors(l_m, l_s)
     assert_same_tensors(g_m, g_s, rtol=1e-3)
+
+
+def _hand_built(L, B=2, N=5, C=3, D=8, seed=0):
+    """Internals with distinct predictions in every layer and a "specific" group of the same
+    shape (single-stage Deformable DETR decoder inputs, so the query kinds agree)."""
+    from mmdet_ksdetr.distill.internals import DecodedGroup, DETRInternals
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(L, B, N, C, generator=g) * 3
+    boxes = torch.rand(L, B, N, 2, generator=g) * 0.5 + 0.25
+    boxes = torch.cat([boxes, torch.rand(L, B, N, 2, generator=g) * 0.3 + 0.1], -1)
+    hs = torch.zeros(L, B, N, D)
+    inputs = dict(memory=torch.zeros(B, 4, D), reference_points=torch.zeros(B, N, 2),
+                  query_pos=torch.zeros(B, N, D))
+    return DETRInternals(
+        cls_logits=logits, bbox_preds=boxes, hidden_states=hs, queries=None, query_pos=None,
+        reference_points=None, neck_feats=(), memory=None, memory_mask=None,
+        img_shapes=((32, 48),) * B, batch_input_shape=(32, 48), decoder_inputs=inputs,
+        groups=dict(specific=DecodedGroup(None, logits, boxes, hs)))
+
+
+@pytest.mark.parametrize('layer_by_layer', [True, False])
+def test_layer_pairing_pinned(toy_data_root, layer_by_layer):
+    """Hand-built predictions: layer_by_layer=True (the TPRD release) distils student layer i
+    from teacher layer i, False (KD-DETR paper code) every layer from the teacher's last."""
+    algo = _build(_cfg('deformable', toy_data_root, layer_by_layer=layer_by_layer))
+    algo.distiller.distill_losses.pop('loss_general')
+    algo.group_losses.pop('general')
+    s, t = _hand_built(3, seed=0), _hand_built(3, seed=1)
+    out = algo.compute_distill_losses(s, t, [])
+    loss_fn, f = algo.group_losses['specific'], s.img_size_factors()
+    for l, prefix in enumerate(('d0.', 'd1.', '')):
+        tl = l if layer_by_layer else 2
+        want = loss_fn(s.cls_logits[l], s.bbox_preds[l], t.cls_logits[tl], t.bbox_preds[tl], f)
+        other = loss_fn(s.cls_logits[l], s.bbox_preds[l], t.cls_logits[1 - tl % 2],
+                        t.bbox_preds[1 - tl % 2], f)
+        for k in ('loss_cls', 'loss_bbox', 'loss_iou'):
+            torch.testing.assert_close(out[f'{prefix}{k}_specific'], want[k])
+            assert not torch.allclose(out[f'{prefix}{k}_specific'], other[k])
+
+
+def test_tprd_release_configs_pair_layer_by_layer():
+    """Every shipped and toy KD-DETR config (all follow the TPRD release) pairs layer i with
+    layer i."""
+    import glob
+    import os.path as osp
+    from toy_helpers import CONFIGS
+    paths = sorted(glob.glob(osp.join(CONFIGS, 'kd_detr', '*.py')) +
+                   glob.glob(osp.join(CONFIGS, 'toy', 'kd_detr', '*.py')))
+    assert len(paths) >= 14
+    for p in paths:
+        cfg = load_toy_config(osp.relpath(p, CONFIGS))
+        assert cfg.model.layer_by_layer is True, p

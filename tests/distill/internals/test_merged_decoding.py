@@ -118,7 +118,7 @@ def test_unknown_decoders_and_inputs_are_not_merged(toy_data_root):
     assert not mergeable_inputs(main, other_memory)  # not the same memory: separate pass
     # DAC-DETR: the capture decodes its groups in separate passes
     model, inputs, samples = _build(
-        'toy/dac-deformable-detr-refine-twostage_tiny-r18_1xb2-12e_toy.py', toy_data_root)
+        'toy/dac_detr/dac-deformable-detr-refine-twostage_tiny-r18_1xb2-12e_toy.py', toy_data_root)
     assert not supports_merged_decoding(model)
     group = QueryGroup('g', query=torch.randn(2, 7, 256), query_pos=torch.randn(2, 7, 256),
                        reference_points=torch.rand(2, 7, 4))  # two-stage: 4-d references

@@ -1,0 +1,33 @@
+# CrossKD on the toy set: a tiny Deformable DETR teacher (30 queries) reads the encoder memory
+# of a tiny Deformable DETR student (20 queries) with its decoder and head; those cross
+# predictions learn the teacher's own per layer (matching and BCE / L1 / GIoU 1 / 5 / 2).
+# CPU-sized; used by the tests.
+#
+#   python tools/train.py configs/toy/deformable-detr_tiny-r18_1xb2-12e_toy.py   # teacher
+#   PORT=29641 bash tools/dist_train.sh \
+#       configs/toy/crosskd/crosskd_deformable-detr_tiny-r18_1xb2-12e_toy.py 2
+# Student config (tools/test.py with the tools/pth_transfer.py output):
+#   configs/toy/deformable-detr_tiny-r18-student_1xb2-12e_toy.py
+_base_ = ['../deformable-detr_tiny-r18_1xb2-12e_toy.py']
+
+teacher_ckpt = 'work_dirs/deformable-detr_tiny-r18_1xb2-12e_toy/epoch_12.pth'
+
+student = dict(_base_.model, num_queries=20, _scope_='mmdet')
+teacher = dict(_base_.model, _scope_='mmdet')
+
+model = dict(
+    _delete_=True,
+    _scope_='mmrazor',
+    type='CrossKD',
+    architecture=student,
+    teacher=teacher,
+    teacher_ckpt=teacher_ckpt,
+    matcher=dict(cls_cost=1.0, l1_cost=5.0, giou_cost=2.0),
+    init_student_from_teacher=['level_embed'],
+    distiller=dict(
+        type='ConfigurableDistiller',
+        distill_losses=dict(
+            loss_cross=dict(type='HungarianLogitKDLoss', loss_cls_weight=1.0,
+                            loss_bbox_weight=5.0, loss_iou_weight=2.0))))
+
+find_unused_parameters = True

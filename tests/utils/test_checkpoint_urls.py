@@ -1,0 +1,76 @@
+"""Checkpoints by http(s) URL through the one safe loader: downloaded once into torch.hub's
+checkpoint folder, loaded with weights_only=True; tools/test.py accepts a URL as mmdet's does.
+The server is a loopback http.server run by the test (nothing leaves the machine)."""
+import functools
+import http.server
+import os
+import sys
+import threading
+
+import pytest
+import torch
+from toy_helpers import CONFIGS, run_tool, save_random_checkpoint, toy_data_cfg_options
+
+from mmdet_ksdetr.utils.checks import InputError, load_checkpoint_safely
+
+
+@pytest.fixture
+def served(tmp_path, monkeypatch):
+    """(folder served over http, base URL); TORCH_HOME is a fresh folder."""
+    root = tmp_path / 'www'
+    root.mkdir()
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *a, **k: None
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield root, f'http://127.0.0.1:{server.server_address[1]}'
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _Hostile:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f'touch {self.marker}', )
+
+
+def test_url_is_downloaded_once_and_loaded_safely(served, tmp_path):
+    root, base = served
+    torch.save(dict(state_dict=dict(w=torch.arange(3.))), root / 'good.pth')
+    ckpt = load_checkpoint_safely(f'{base}/good.pth')
+    assert torch.equal(ckpt['state_dict']['w'], torch.arange(3.))
+    cached = tmp_path / 'torch_home' / 'hub' / 'checkpoints' / 'good.pth'
+    assert cached.is_file()
+    (root / 'good.pth').unlink()  # the second load uses the cache
+    assert torch.equal(load_checkpoint_safely(f'{base}/good.pth')['state_dict']['w'],
+                       torch.arange(3.))
+
+
+def test_hostile_url_is_refused_and_missing_url_is_one_line(served, tmp_path, monkeypatch):
+    root, base = served
+    marker = tmp_path / 'pwned'
+    torch.save(dict(payload=_Hostile(marker)), root / 'evil.pth')
+    monkeypatch.setenv('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
+    with pytest.raises(InputError, match=r'refused: the file would run code \(posix.system\)'):
+        load_checkpoint_safely(f'{base}/evil.pth')
+    assert not marker.exists()
+    with pytest.raises(InputError, match='cannot download checkpoint .*missing.pth'):
+        load_checkpoint_safely(f'{base}/missing.pth')
+
+
+def test_test_tool_accepts_a_url(served, tmp_path, toy_data_root):
+    root, base = served
+    rel = 'toy/deformable-detr_tiny-r18_1xb2-12e_toy.py'
+    save_random_checkpoint(rel, str(root / 'toy.pth'))
+    out = run_tool([sys.executable, 'tools/test.py', f'{CONFIGS}/{rel}', f'{base}/toy.pth',
+                    '--work-dir', str(tmp_path / 'w')] + ['--cfg-options'] +
+                   toy_data_cfg_options(toy_data_root),
+                   env={'TORCH_HOME': os.environ['TORCH_HOME']})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert 'coco/bbox_mAP' in out.stdout + out.stderr
