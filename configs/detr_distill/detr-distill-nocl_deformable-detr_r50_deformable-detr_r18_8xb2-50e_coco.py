@@ -2,7 +2,7 @@
 # DETRDistill baseline in the TPRD release's setting: Deformable DETR R50 (mmdet's released
 # teacher, 44.3 AP) -> Deformable DETR R18, 50 epochs, 8 GPUs x 2 images. Hungarian logits
 # distillation 1 / 5 / 2, target-aware feature loss 2, teacher group 1 / 5 / 2 supervised with
-# the teacher's per-layer GT assignment; no CL loss (spec dac-detr-and-tprd.md B4). The
+# the teacher's per-layer GT assignment; no CL loss. The
 # DETRDistill release's own setting (with CL) is detr-distill_deformable-detr_r50_deformable-
 # detr_r18_8xb2-50e_coco.py beside this file. TPRD version: detr-distill-tprd_..._coco.py.
 #
@@ -31,5 +31,5 @@ model = dict(
             loss_teacher_group=dict(type='TeacherGroupLoss', assignment='teacher',
                                     loss_weight=1.0,
                                     # 300 + 300 queries: merging into the student's pass measured no faster on CPU
-                                    # (see docs/detr_distill.md); keep the spec's separate pass. Toy configs merge.
+                                    # (see docs/detr_distill.md); keep the separate pass. Toy configs merge.
                                     same_decoder_pass=False))))

@@ -31,5 +31,5 @@ model = dict(
             loss_teacher_group=dict(type='TeacherGroupLoss', assignment='teacher',
                                     loss_weight=1.0,
                                     # 300 + 300 queries: merging into the student's pass measured no faster on CPU
-                                    # (see docs/detr_distill.md); keep the spec's separate pass. Toy configs merge.
+                                    # (see docs/detr_distill.md); keep the separate pass. Toy configs merge.
                                     same_decoder_pass=False))))

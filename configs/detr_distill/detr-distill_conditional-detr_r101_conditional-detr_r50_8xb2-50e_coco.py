@@ -35,7 +35,7 @@ model = dict(
             loss_teacher_group=dict(type='TeacherGroupLoss', assignment='rematch',
                                     loss_weight=1.0,
                                     # 300 + 300 queries: merging into the student's pass measured no faster on CPU
-                                    # (see docs/detr_distill.md); keep the spec's separate pass. Toy configs merge.
+                                    # (see docs/detr_distill.md); keep the separate pass. Toy configs merge.
                                     same_decoder_pass=False),
             loss_cl_kd=dict(type='QueryContrastLoss', in_channels=256, proj_channels=512,
                             temperature=0.07, loss_weight=0.2))))

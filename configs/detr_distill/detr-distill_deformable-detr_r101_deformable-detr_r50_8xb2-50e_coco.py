@@ -1,6 +1,6 @@
 # Follows the DETRDistill release (BIVLab-USTC/DETRDistill), teacher boxes clamped.
 # DETRDistill, release setting "LayerbyLayer_CL_teachergroup": Deformable DETR R101 (teacher)
-# -> Deformable DETR R50 (student), 50 epochs, 8 GPUs x 2 images (spec detr-distill.md §1, §3).
+# -> Deformable DETR R50 (student), 50 epochs, 8 GPUs x 2 images (see docs/detr_distill.md).
 # Release: teacher 44.8 AP, student 44.1 -> 46.6 AP (COCO val2017; not reproduced here).
 #
 #   bash tools/dist_train.sh configs/detectors/deformable-detr_r101_16xb2-50e_coco.py 8
@@ -38,7 +38,7 @@ model = dict(
             loss_teacher_group=dict(type='TeacherGroupLoss', assignment='rematch',
                                     loss_weight=1.0,
                                     # 300 + 300 queries: merging into the student's pass measured no faster on CPU
-                                    # (see docs/detr_distill.md); keep the spec's separate pass. Toy configs merge.
+                                    # (see docs/detr_distill.md); keep the separate pass. Toy configs merge.
                                     same_decoder_pass=False),
             # "CL"
             loss_cl_kd=dict(type='QueryContrastLoss', in_channels=256, proj_channels=512,
