@@ -1,5 +1,5 @@
 """Build the initial checkpoint of a distillation run from a student backbone and a teacher
-(TPRD's ``merge_weight.py``, spec ``dac-detr-and-tprd.md`` B5, rewritten for MMRazor prefixes).
+(as the TPRD release's ``merge_weight.py`` does, with MMRazor's key prefixes).
 
 The output is an mmengine checkpoint whose ``state_dict`` holds:
 
