@@ -40,7 +40,7 @@ def named_student_config(rel_path):
 
 def test_every_method_has_toy_distillers():
     methods = {p.split(osp.sep)[2] for p in DISTILLERS}
-    assert methods == {'d3etr', 'detr_distill', 'feature_kd', 'kd_detr', 'qskd'}, methods
+    assert methods == {'crosskd', 'd3etr', 'detr_distill', 'feature_kd', 'kd_detr', 'qskd'}, methods
 
 
 @pytest.mark.parametrize('rel_path', DISTILLERS)
