@@ -39,15 +39,19 @@ def load_toy_config(rel_path, data_root=None, **overrides):
     return cfg
 
 
-def toy_batch(cfg, data_root, split='train', n=2):
+def toy_batch(cfg, data_root, split='train', n=2, seed=None):
     """``n`` samples of the toy set through the config's own pipeline, collated for
-    ``model.data_preprocessor`` (inputs and data_samples)."""
+    ``model.data_preprocessor`` (inputs and data_samples). With ``seed`` the random parts of
+    the pipeline (flip) are drawn after ``set_random_seed(seed)``: the same batch every run."""
     from mmdet.registry import DATASETS
     from mmengine.dataset import pseudo_collate
     from mmengine.registry import init_default_scope
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     loader = cfg[f'{split}_dataloader'] if split != 'train' else cfg.train_dataloader
     ds_cfg = loader['dataset'].copy()
+    if seed is not None:
+        from mmengine.runner import set_random_seed
+        set_random_seed(seed)
     ds = DATASETS.build(ds_cfg)
     return pseudo_collate([ds[i] for i in range(n)])
 
