@@ -17,8 +17,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 import mmdet_ksdetr  # noqa: E402,F401  (compat shims + registration)
 from mmengine.config import DictAction  # noqa: E402
 
-from mmdet_ksdetr.utils.runner import describe_build_error, set_cpu_threads  # noqa: E402
-from mmdet_ksdetr.utils import (InputError, build_runner, check_checkpoint,  # noqa: E402
+from mmdet_ksdetr.utils.runner import build_runner_or_exit, set_cpu_threads  # noqa: E402
+from mmdet_ksdetr.utils import (InputError, check_checkpoint,  # noqa: E402
                                 check_config_path, check_data_paths, shutdown_distributed)
 from mmdet_ksdetr.utils.checkpoint_io import CheckpointMismatchError  # noqa: E402
 
@@ -91,16 +91,6 @@ def build_config(args):
     return cfg
 
 
-def _build_runner_or_exit(cfg):
-    """The runner; a config mistake found while building the model exits with one line."""
-    try:
-        return build_runner(cfg)
-    except (KeyError, TypeError) as e:
-        message = describe_build_error(e)
-        if message is None:
-            raise
-        sys.exit(f'test.py: error: {message}')
-
 
 def main(argv=None):
     args = parse_args(argv)
@@ -111,7 +101,7 @@ def main(argv=None):
     except (InputError, FileNotFoundError) as e:
         sys.exit(f'test.py: error: {e}')
     from mmdet.evaluation import DumpDetResults
-    runner = _build_runner_or_exit(cfg)
+    runner = build_runner_or_exit(cfg, 'test.py')
     if args.out is not None:
         runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
     try:

@@ -19,8 +19,8 @@ import mmdet_ksdetr  # noqa: E402,F401  (compat shims + registration)
 from mmengine.config import DictAction  # noqa: E402
 
 from mmdet_ksdetr.engine.hooks import describe_divergence  # noqa: E402
-from mmdet_ksdetr.utils.runner import describe_build_error, set_cpu_threads  # noqa: E402
-from mmdet_ksdetr.utils import (InputError, TrainingDivergedError, build_runner,  # noqa: E402
+from mmdet_ksdetr.utils.runner import build_runner_or_exit, set_cpu_threads  # noqa: E402
+from mmdet_ksdetr.utils import (InputError, TrainingDivergedError,  # noqa: E402
                                 check_config_path, check_data_paths, shutdown_distributed)
 from mmdet_ksdetr.utils.checkpoint_io import CheckpointMismatchError  # noqa: E402
 
@@ -94,16 +94,6 @@ def build_config(args):
     return cfg
 
 
-def _build_runner_or_exit(cfg):
-    """The runner; a config mistake found while building the model exits with one line."""
-    try:
-        return build_runner(cfg)
-    except (KeyError, TypeError) as e:
-        message = describe_build_error(e)
-        if message is None:
-            raise
-        sys.exit(f'train.py: error: {message}')
-
 
 def main(argv=None):
     args = parse_args(argv)
@@ -115,7 +105,7 @@ def main(argv=None):
         sys.exit(f'train.py: error: {e}')
     runner = None
     try:
-        runner = _build_runner_or_exit(cfg)
+        runner = build_runner_or_exit(cfg, 'train.py')
         runner.train()
     except (InputError, CheckpointMismatchError) as e:  # a checkpoint that cannot be used
         sys.exit(f'train.py: error: {e}')

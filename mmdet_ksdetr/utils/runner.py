@@ -68,3 +68,15 @@ def describe_build_error(exc: BaseException):
             return (f'the config gives {m.group(1)} an option it does not take: '
                     f'"{m.group(2)}" (remove or rename that key)')
     return None
+
+
+def build_runner_or_exit(cfg, tool: str):
+    """:func:`build_runner`; a config mistake found while building the model (see
+    :func:`describe_build_error`) exits with one line ``<tool>: error: ...``."""
+    try:
+        return build_runner(cfg)
+    except (KeyError, TypeError) as e:
+        message = describe_build_error(e)
+        if message is None:
+            raise
+        raise SystemExit(f'{tool}: error: {message}') from None
