@@ -19,3 +19,33 @@ def toy_data_root(tmp_path_factory):
     root = str(tmp_path_factory.mktemp('data') / 'toy_coco')
     make_toy_coco(root, num_train=16, num_val=8, seed=0)
     return root + '/'
+
+
+@pytest.fixture(scope='session')
+def trained_toy_checkpoint(toy_data_root, tmp_path_factory):
+    """``trained_toy_checkpoint(rel_cfg, iters=4)``: the checkpoint of ``configs/<rel_cfg>``
+    after ``iters`` training iterations on the toy set (``tools/train.py``, one epoch over the
+    first ``2 * iters`` training images at batch size 2, seed 0), trained once per test session
+    and config. Returns its path."""
+    from toy_helpers import CONFIGS, run_tool, toy_data_cfg_options
+    cache = {}
+
+    def train(rel_cfg, iters=4):
+        key = (rel_cfg, iters)
+        if key not in cache:
+            work = tmp_path_factory.mktemp('trained')
+            opts = ['train_cfg.max_epochs=1', 'train_cfg.val_interval=2',
+                    f'train_dataloader.dataset.indices={2 * iters}',
+                    'train_dataloader.batch_size=2', 'default_hooks.logger.interval=1',
+                    'randomness.seed=0']
+            if rel_cfg.split('/')[-2] not in ('toy', 'ks_detr', 'dac_detr'):
+                opts.append('model.teacher_ckpt=None')  # a distiller: random teacher
+            res = run_tool(['python', 'tools/train.py', osp.join(CONFIGS, rel_cfg),
+                            '--work-dir', str(work), '--cfg-options'] + opts +
+                           toy_data_cfg_options(toy_data_root))
+            ckpt = work / 'epoch_1.pth'
+            assert res.returncode == 0 and ckpt.is_file(), res.stderr[-3000:]
+            cache[key] = str(ckpt)
+        return cache[key]
+
+    return train
