@@ -15,7 +15,7 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
 import mmdet_ksdetr  # noqa: E402,F401  (compat shims + registration)
-from mmengine.config import DictAction  # noqa: E402
+from mmdet_ksdetr.utils.cfg_options import CfgOptionsAction  # noqa: E402
 
 from mmdet_ksdetr.utils.runner import build_runner_or_exit, set_cpu_threads  # noqa: E402
 from mmdet_ksdetr.utils import (InputError, check_checkpoint,  # noqa: E402
@@ -36,7 +36,7 @@ def parse_args(argv=None):
                         help='directory where painted images will be saved. If specified, it '
                         'will be automatically saved to the work_dir/timestamp/show_dir')
     parser.add_argument('--wait-time', type=float, default=2, help='the interval of show (s)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+    parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction,
                         help='override config settings, key=value pairs (xxx=yyy)')
     parser.add_argument(
         '--non-strict', action='store_true',

@@ -16,7 +16,7 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
 import mmdet_ksdetr  # noqa: E402,F401  (compat shims + registration)
-from mmengine.config import DictAction  # noqa: E402
+from mmdet_ksdetr.utils.cfg_options import CfgOptionsAction  # noqa: E402
 
 from mmdet_ksdetr.engine.hooks import describe_divergence  # noqa: E402
 from mmdet_ksdetr.utils.runner import build_runner_or_exit, set_cpu_threads  # noqa: E402
@@ -37,7 +37,7 @@ def parse_args(argv=None):
         '--resume', nargs='?', type=str, const='auto',
         help='resume from the given checkpoint, or from the latest one in the work dir when '
         'no path is given')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+    parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction,
                         help='override config settings, key=value pairs (xxx=yyy)')
     parser.add_argument(
         '--non-strict', action='store_true',

@@ -49,7 +49,7 @@ class LoadedModel:
 def add_common_args(parser: argparse.ArgumentParser, default_num_images: int = 50) -> None:
     """``config checkpoint --compare C2 K2 --labels --num-images --out-dir --device
     --cfg-options`` on ``parser``."""
-    from mmengine.config import DictAction
+    from ..utils.cfg_options import CfgOptionsAction
     parser.add_argument('config', help='config file of the model')
     parser.add_argument('checkpoint', help='checkpoint file (or http(s) URL)')
     parser.add_argument('--compare', nargs=2, metavar=('CONFIG2', 'CHECKPOINT2'),
@@ -62,7 +62,7 @@ def add_common_args(parser: argparse.ArgumentParser, default_num_images: int = 5
     parser.add_argument('--out-dir', required=True, help='folder for the PNG and JSON files')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
                         help='cpu, cuda or cuda:N (default: cuda when available)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+    parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction,
                         help='override config keys, e.g. data_root=data/coco/ (moves every '
                         'data path of the config)')
 
