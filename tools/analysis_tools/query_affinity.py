@@ -13,8 +13,8 @@ On the first ``--num-images`` validation images (0 = all) it writes into DIR:
 * ``closest_query.png``: per decoder layer, histograms of the closest query's IoU (top row) and
   of its score for the object's class (bottom row), one outline per model;
 * ``overlay.png``: the first ``--overlay-images`` images with objects, per model: GT boxes
-  (yellow, dashed) and the last layer's query boxes with IoU > the lowest threshold with one of them
-  (red), drawn by mmdet's ``DetLocalVisualizer``;
+  (yellow, dashed) and the last layer's query boxes with IoU > the lowest threshold with one
+  of them (red), drawn by mmdet's ``DetLocalVisualizer``;
 * ``query_affinity.json``: every number behind them, per object included (schema and exact
   definitions: :mod:`mmdet_ksdetr.analysis.query_affinity`).
 
@@ -147,20 +147,23 @@ def plot_closest(records, bins, path, dpi):
     save_figure(fig, path, dpi)
 
 
-def draw_overlay(entry):
-    """One overlay image (RGB array) drawn by mmdet's DetLocalVisualizer."""
+def draw_overlay(entry, min_side=300):
+    """One overlay image (RGB array) drawn by mmdet's DetLocalVisualizer; small images are
+    enlarged to ``min_side`` pixels on their long side first so thin boxes stay visible."""
     import mmcv
     import numpy as np
     from mmdet.visualization import DetLocalVisualizer
+    image = mmcv.imread(entry['image'], channel_order='rgb')
+    scale = max(1.0, min_side / max(image.shape[:2]))
     vis = DetLocalVisualizer.get_instance('query_affinity_overlay')
-    vis.set_image(mmcv.imread(entry['image'], channel_order='rgb'))
+    vis.set_image(mmcv.imrescale(image, scale))
     with warnings.catch_warnings():  # boxes on the image border are not out of bounds here
         warnings.simplefilter('ignore', UserWarning)
         if entry['query_bboxes']:
-            vis.draw_bboxes(np.asarray(entry['query_bboxes']), edge_colors='red',
-                            line_widths=1, alpha=0.7)
-        vis.draw_bboxes(np.asarray(entry['gt_bboxes']), edge_colors='yellow', line_widths=2,
-                        line_styles='--')
+            vis.draw_bboxes(np.asarray(entry['query_bboxes']) * scale, edge_colors='red',
+                            line_widths=1.5, alpha=0.7)
+        vis.draw_bboxes(np.asarray(entry['gt_bboxes']) * scale, edge_colors='yellow',
+                        line_widths=2.5, line_styles='--')
     return vis.get_image()
 
 
