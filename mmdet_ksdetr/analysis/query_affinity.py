@@ -111,9 +111,9 @@ def object_affinity(pred_boxes: Tensor, gt_boxes: Tensor, gt_probs: Tensor,
     ious = bbox_overlaps(pred_boxes.float(), gt_boxes.float()[None].expand(num_layers, -1, -1))
     t = ious.new_tensor(list(thresholds))
     counts = (ious[..., None] > t).sum(dim=1)  # (L, M, T)
-    best_iou = ious.amax(dim=1) if num_queries else ious.new_zeros(num_layers, num_gts)
+    best_iou = ious.amax(dim=1)
     # argmax returns the first maximal index (documented), i.e. the lowest query among ties
-    best_query = ious.argmax(dim=1) if num_queries else best_iou.long()
+    best_query = ious.argmax(dim=1)
     best_score = gt_probs.float().gather(1, best_query[:, None, :]).squeeze(1)
     return dict(counts=counts, best_iou=best_iou, best_score=best_score, best_query=best_query)
 
@@ -133,16 +133,19 @@ def summarize(objects: List[Dict], num_layers: int, thresholds: Sequence[float] 
         return np.asarray([o[key] for o in objects], dtype=np.float64).reshape(
             len(objects), num_layers, -1)
 
-    counts, ious, scores = column('counts'), column('best_iou')[..., 0], column('best_score')[..., 0]
-    have = len(objects) > 0
+    def mean(values):
+        return float(values.mean()) if len(objects) else None
+
+    counts = column('counts')
+    ious, scores = column('best_iou')[..., 0], column('best_score')[..., 0]
+    layers = range(num_layers)
     return dict(
-        avg_queries_per_object=[[float(counts[:, l, i].mean()) if have else None
-                                 for i in range(len(thresholds))] for l in range(num_layers)],
-        mean_best_iou=[float(ious[:, l].mean()) if have else None for l in range(num_layers)],
-        mean_best_score=[float(scores[:, l].mean()) if have else None
-                         for l in range(num_layers)],
-        best_iou_hist=[_histogram(ious[:, l], bins) for l in range(num_layers)],
-        best_score_hist=[_histogram(scores[:, l], bins) for l in range(num_layers)])
+        avg_queries_per_object=[[mean(counts[:, k, i]) for i in range(len(thresholds))]
+                                for k in layers],
+        mean_best_iou=[mean(ious[:, k]) for k in layers],
+        mean_best_score=[mean(scores[:, k]) for k in layers],
+        best_iou_hist=[_histogram(ious[:, k], bins) for k in layers],
+        best_score_hist=[_histogram(scores[:, k], bins) for k in layers])
 
 
 def overlay_boxes(pred_boxes: Tensor, gt_boxes: Tensor, threshold: float) -> Tensor:

@@ -44,15 +44,15 @@ def test_counts_and_closest_query_equal_a_direct_computation():
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(2, 6, 3, generator=g)
     stats = object_affinity(boxes, gts, gt_class_probs(logits, labels), T)
-    for l in range(2):
+    for k in range(2):
         for j in range(2):
-            ious = [iou(boxes[l, q].tolist(), gts[j].tolist()) for q in range(6)]
-            assert stats['counts'][l, j].tolist() == [sum(i > t for i in ious) for t in T]
+            ious = [iou(boxes[k, q].tolist(), gts[j].tolist()) for q in range(6)]
+            assert stats['counts'][k, j].tolist() == [sum(i > t for i in ious) for t in T]
             best = int(np.argmax(ious))  # first maximum
-            assert stats['best_query'][l, j] == best
-            assert stats['best_iou'][l, j].item() == pytest.approx(max(ious), abs=1e-6)
-            assert stats['best_score'][l, j].item() == pytest.approx(
-                torch.sigmoid(logits[l, best, labels[j]]).item(), abs=1e-6)
+            assert stats['best_query'][k, j] == best
+            assert stats['best_iou'][k, j].item() == pytest.approx(max(ious), abs=1e-6)
+            assert stats['best_score'][k, j].item() == pytest.approx(
+                torch.sigmoid(logits[k, best, labels[j]]).item(), abs=1e-6)
     # the hand-built numbers themselves: layer 0, GT 0 has IoUs .55 .65 .75 .85
     assert stats['counts'][0, 0].tolist() == [4, 3, 2, 1]
     assert stats['counts'][1, 0].tolist() == [3, 3, 3, 3]  # .9, .9, 1.0 (the 6th query)
@@ -83,7 +83,8 @@ def test_summarize_and_overlay_match_direct_means():
     boxes, gts = synthetic()
     stats = object_affinity(boxes, gts, torch.rand(2, 6, 2), T)
     objects = [dict(counts=stats['counts'][:, j].tolist(),
-                    best_iou=stats['best_iou'][:, j].tolist(), best_score=stats['best_score'][:, j].tolist()) for j in range(2)]
+                    best_iou=stats['best_iou'][:, j].tolist(),
+                    best_score=stats['best_score'][:, j].tolist()) for j in range(2)]
     s = summarize(objects, 2, T, HIST_BINS)
     assert s['avg_queries_per_object'][0] == pytest.approx(
         stats['counts'][0].float().mean(0).tolist())
