@@ -3,6 +3,7 @@ per-layer counts on a hand-built three-layer teacher, the tool on a trained toy 
 (+ --compare), and one-line errors for teachers it cannot analyse."""
 import json
 import math
+import os
 import os.path as osp
 import subprocess
 
@@ -132,7 +133,6 @@ def _one_layer_config(tmp_path):
 
 def test_errors_for_teachers_it_cannot_analyse(tmp_path, toy_data_root):
     one = _one_layer_config(tmp_path)
-    detr = 'toy/detr_tiny-r18_1xb2-12e_toy.py'
     retina = tmp_path / 'retinanet_toy.py'
     retina.write_text(  # a small RetinaNet on the toy backbone
         f"_base_ = ['mmdet::retinanet/retinanet_r18_fpn_1x_coco.py', "
@@ -145,8 +145,6 @@ def test_errors_for_teachers_it_cannot_analyse(tmp_path, toy_data_root):
                    save_random_checkpoint(DINO, str(tmp_path / 'dino.pth')), ('does not fit',)),
         'one layer': (one, save_random_checkpoint(one, str(tmp_path / 'one.pth')),
                       ('1 layer', 'at least 2')),
-        'softmax': (osp.join(CONFIGS, detr),
-                    save_random_checkpoint(detr, str(tmp_path / 'detr.pth')), ('softmax',)),
         'not a DETR': (str(retina), save_random_checkpoint(str(retina), str(tmp_path / 'r.pth')),
                        ('RetinaNet', 'not a DETR-family detector')),
     }
@@ -163,5 +161,33 @@ def test_errors_for_teachers_it_cannot_analyse(tmp_path, toy_data_root):
 
 
 def _env():
-    import os
     return dict(os.environ, OMP_NUM_THREADS='1')
+
+
+def test_a_softmax_detr_is_refused():
+    from mmdet.registry import MODELS
+    from mmengine.registry import init_default_scope
+    from toy_helpers import load_toy_config
+
+    from mmdet_ksdetr.analysis.teacher_layers import check_teacher
+    from mmdet_ksdetr.utils.errors import InputError
+    init_default_scope('mmdet')
+    detr = MODELS.build(load_toy_config('toy/detr_tiny-r18_1xb2-12e_toy.py').model)
+    with pytest.raises(InputError, match='DETRHead classifies with a softmax'):
+        check_teacher(detr, 'detr.py')
+
+
+def test_a_distiller_gives_its_teacher_and_its_matcher():
+    from mmengine.registry import init_default_scope
+    from mmrazor.registry import MODELS
+    from toy_helpers import load_toy_config
+
+    from mmdet_ksdetr.analysis.teacher_layers import teacher_of
+    init_default_scope('mmdet')
+    cfg = load_toy_config('toy/kd_detr/kd-detr-tprd_deformable-detr_tiny-r18_1xb2-12e_toy.py')
+    cfg.model.teacher_ckpt = None
+    algo = MODELS.build(cfg.model)
+    detector, assigner, source = teacher_of(algo)
+    assert detector is algo.teacher and assigner is algo.refiner.assigner
+    assert source == 'distiller teacher'
+    assert teacher_of(algo.teacher)[2] == 'detector'
