@@ -50,8 +50,8 @@ from ..distill.refinement import (aligned_iou_cxcywh, assign_teacher_layers,
 from ..utils.errors import InputError
 
 __all__ = ['LayerCounts', 'layer_counts', 'earlier_better_matrix', 'summarise',
-           'teacher_of', 'assigner_summary', 'check_teacher', 'rescale_gt_to_input', 'collect_layer_counts',
-           'model_summaries', 'DEFINITIONS']
+           'teacher_of', 'assigner_summary', 'check_teacher', 'rescale_gt_to_input',
+           'collect_layer_counts', 'model_summaries', 'DEFINITIONS']
 
 DEFINITIONS = {
     'gt_matched_queries': "P_i: queries Hungarian-matched to a GT by TPRD's teacher-to-GT "
@@ -273,7 +273,7 @@ def rescale_gt_to_input(data_samples) -> None:
 def collect_layer_counts(detector, assigner, batches: Iterable[Dict]):
     """Run ``detector`` (eval mode) on ``batches`` (from ``val_batches``) and sum
     :func:`layer_counts` -> ``(LayerCounts, info)``; ``info`` has ``num_images``,
-    ``num_images_with_gt``, ``num_gt`` and ``num_queries``."""
+    ``num_images_with_gt``, ``num_gt`` and ``num_queries``. No GT box at all is an error."""
     from ..distill.internals import get_detr_internals
     total: Optional[LayerCounts] = None
     info = dict(num_images=0, num_images_with_gt=0, num_gt=0, num_queries=None)
@@ -293,6 +293,10 @@ def collect_layer_counts(detector, assigner, batches: Iterable[Dict]):
         info['num_images_with_gt'] += int((num_gts > 0).sum())
         info['num_gt'] += int(num_gts.sum())
         info['num_queries'] = out.num_queries
+    if info['num_gt'] == 0:
+        raise InputError(f'none of the {info["num_images"]} validation images has a GT box: '
+                         f'nothing to match the teacher to (use more --num-images or another '
+                         f'data set)')
     return total, info
 
 

@@ -186,7 +186,8 @@ def test_a_distiller_gives_its_teacher_and_its_matcher():
     init_default_scope('mmdet')
     cfg = load_toy_config('toy/kd_detr/kd-detr-tprd_deformable-detr_tiny-r18_1xb2-12e_toy.py')
     cfg.model.teacher_ckpt = None
-    algo = MODELS.build(cfg.model)
+    with pytest.warns(UserWarning, match='no teacher_ckpt'):
+        algo = MODELS.build(cfg.model)
     detector, assigner, source = teacher_of(algo)
     assert detector is algo.teacher and assigner is algo.refiner.assigner
     assert source == 'distiller teacher'

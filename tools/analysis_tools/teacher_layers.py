@@ -96,7 +96,8 @@ def plot_quality(models, path):
         for mi, m in enumerate(models):
             series += [(mi, f'mean_{what}', m['label'], ''),
                        (mi, f'refined_mean_{what}', f'{m["label"]} refined', '//')]
-        _grouped_bars(ax, models, series, f'mean {"IoU" if what == "iou" else what} (GT-matched queries)')
+        name = 'IoU' if what == 'iou' else what
+        _grouped_bars(ax, models, series, f'mean {name} (GT-matched queries)')
         for container in ax.containers:
             ax.bar_label(container, fmt='%.3f', fontsize=6, rotation=90, padding=2)
         ax.set_ylim(0, 1.1)
