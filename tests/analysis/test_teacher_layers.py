@@ -33,10 +33,10 @@ def _hand_teacher():
 
     boxes = torch.tensor([[  # layer, query
         [on(g0, 1.0), on(g0, 0.8), on(g1, 0.9)],
-        [on(g0, 0.75), on(g0, 0.9), on(g1, 0.75)],
+        [on(g0, 0.75), on(g0, 0.9), on(g1, 0.9)],
         [on(g0, 0.5), on(g0, 0.5), on(g1, 0.5)]]])
     logits = torch.tensor([[
-        [[1.0, -2.0], [0.2, -1.0], [-3.0, 0.5]],
+        [[1.0, -2.0], [0.2, -1.0], [-3.0, 1.5]],
         [[-1.0, 0.2], [2.0, -1.0], [-3.0, 1.0]],
         [[0.0, 0.5], [1.0, -1.0], [-3.0, 0.0]]]])
     boxes = torch.cat([boxes, torch.rand(1, 3, 3, 4) * 0.3 + 0.2]).transpose(0, 1)
@@ -52,8 +52,9 @@ def test_counts_on_a_hand_built_three_layer_teacher():
     torch.manual_seed(0)
     s = summarise(layer_counts(*_hand_teacher()))
     # layer 2: q0 (g0) is better at layer 1 (IoU 1 > .75, score s(1) > s(-1)); q2 (g1) is not
-    # (IoU .9 > .75 but s(.5) < s(1)). Layer 3: q1 (g0) is better at layer 2 only (layer 1:
-    # s(.2) < s(1)); q2 (g1) at layers 1 and 2.
+    # (score s(1.5) > s(1) but the same IoU .9: strictly higher is required). Layer 3: q1 (g0)
+    # is better at layer 2 only (layer 1: s(.2) < s(1)); q2 (g1) at layers 1 and 2 (IoU .9
+    # both: the refinement takes the earliest, layer 1).
     assert s['earlier_better'] == [[0, 0, 0], [1, 0, 0], [1, 2, 0]]
     assert s['earlier_better_share'] == [[None] * 3, [0.5, None, None], [0.5, 1.0, None]]
     rows = s['layers']
@@ -65,9 +66,9 @@ def test_counts_on_a_hand_built_three_layer_teacher():
     assert [r['num_neg'] for r in rows] == [1, 1, 1]
     assert [r['neg_changed'] for r in rows] == [0, 1, 1]
     expect = dict(
-        mean_iou=[0.95, 0.75, 0.5], refined_mean_iou=[0.95, 0.875, 0.9],  # layer 3 borrows .9
-        mean_score=[(_sig(1) + _sig(.5)) / 2, (_sig(-1) + _sig(1)) / 2, (_sig(1) + _sig(0)) / 2],
-        refined_mean_score=[(_sig(1) + _sig(.5)) / 2, _sig(1), (_sig(2) + _sig(.5)) / 2],
+        mean_iou=[0.95, 0.825, 0.5], refined_mean_iou=[0.95, 0.95, 0.9],
+        mean_score=[(_sig(1) + _sig(1.5)) / 2, (_sig(-1) + _sig(1)) / 2, (_sig(1) + _sig(0)) / 2],
+        refined_mean_score=[(_sig(1) + _sig(1.5)) / 2, _sig(1), (_sig(2) + _sig(1.5)) / 2],
         mean_neg_top_score=[_sig(.2), _sig(2), _sig(.5)],
         refined_mean_neg_top_score=[_sig(.2), _sig(.2), _sig(.2)])
     for key, values in expect.items():
