@@ -121,6 +121,16 @@ def test_deformable_recording_reproduces_the_attention_output(toy_data_root):
     assert torch.allclose(out, expected, atol=1e-5)
     t = streams['ks_share_v']
     assert t['locations'] is s['locations'] and not torch.allclose(t['weights'], s['weights'])
+    # the teacher weights are those the KS layer uses for its A^t V stream
+    with torch.no_grad():
+        x_t = det.encoder.layers[-1].teacher_input(x, fg)
+        ks_out = attn(**ins, teacher_query=x_t)
+        out_t = multi_scale_deformable_attn_pytorch(
+            v.view(*x.shape[:2], attn.num_heads, -1), ins['spatial_shapes'], t['locations'],
+            t['weights'])
+        out_t = attn.output_proj(out_t) + x
+    assert torch.allclose(ks_out[0], expected, atol=1e-5)
+    assert torch.allclose(ks_out[1], out_t, atol=1e-5)
 
 
 @pytest.fixture(scope='module')

@@ -180,12 +180,15 @@ def upscaled(img, scale):
     return mmcv.imresize(img, (w * scale, h * scale), interpolation='nearest')
 
 
-def draw_attention_figure(img, per_model, path):
+def draw_attention_figure(img, boxes, per_model, path):
     import matplotlib.pyplot as plt
     from mmengine.visualization import Visualizer
-    scale = max(1, 320 // max(img.shape[:2]))
-    big = upscaled(img, scale)
-    rows = [(label, name) for label, ents in per_model.items() for name in ents[0]['streams']]
+    scale = max(1, 240 // max(img.shape[:2]))
+    gray = img.mean(-1, keepdims=True).astype(np.uint8).repeat(3, -1)  # lets colours stand out
+    big = upscaled(gray, scale)
+    # ks_share_a uses the student map A: drawn once, in the student row
+    rows = [(label, name) for label, ents in per_model.items() for name in ents[0]['streams']
+            if name != 'ks_share_a']
     ncol = max(len(ents) for ents in per_model.values())
     fig, axes = plt.subplots(len(rows), ncol, figsize=(2.6 * ncol, 2.3 * len(rows)),
                              squeeze=False)
@@ -213,14 +216,16 @@ def draw_attention_figure(img, per_model, path):
                 colors = [LEVEL_COLORS[int(v)] for v in s[inside, 2]]
                 vis.draw_points(s[inside, :2] * scale, colors=colors,
                                 sizes=np.sqrt(s[inside, 3]) * 150)
+            if len(boxes):
+                vis.draw_bboxes(boxes * scale, edge_colors='white', line_widths=1)
             vis.draw_points(np.array([[tok['x'], tok['y']]]) * scale, colors='white',
                             marker='X', sizes=np.array([80]))
             ax.imshow(vis.get_image())
             kind = 'fg' if tok['foreground'] else 'bg'
             ax.set_title(f'{kind} token {c}: fg mass {e["fg_mass"]:.2f}', fontsize=7)
-    fig.suptitle('last encoder layer attention (x: query token; deformable: sampling points, '
-                 'area ~ weight, colour = level)', fontsize=7)
-    common.save_figure(fig, path, dpi=80)
+    fig.suptitle('last encoder layer attention (x: query token; ks_share_a shares the student '
+                 'map)\ndeformable: sampling points, area ~ weight, colour = level', fontsize=7)
+    common.save_figure(fig, path, dpi=72)
 
 
 def draw_accuracy_figure(summary, path):
@@ -314,7 +319,8 @@ def main(argv=None):
     files = dict(mask='ks_attention_mask.png', attention='ks_attention_maps.png',
                  accuracy='ks_attention_accuracy.png')
     draw_mask_figure(img, fig_res, osp.join(out, files['mask']))
-    draw_attention_figure(img, panels, osp.join(out, files['attention']))
+    draw_attention_figure(img, fig_res['boxes'][0].cpu(), panels,
+                          osp.join(out, files['attention']))
     draw_accuracy_figure(summaries, osp.join(out, files['accuracy']))
     levels = [dict(shape=[h, w], foreground=lvl[0].int().tolist())
               for lvl, (h, w) in zip(ksa.split_levels(fig_res['fg'], fig_res['shapes']),
