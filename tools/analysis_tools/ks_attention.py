@@ -59,14 +59,21 @@ def parse_tokens(tokens):
     return out
 
 
-def check_models(models):
-    kinds = [ksa.encoder_attention_kind(common.unwrap_detector(m.model)) for m in models]
+def check_models(models, query_level):
+    """Every model a (KS-)DETR with a supported encoder, the first a KS one, and
+    ``--query-level`` a level of each."""
+    for m in models:
+        ksa.encoder_attention_kind(common.unwrap_detector(m.model))
+        attn = common.unwrap_detector(m.model).encoder.layers[-1].self_attn
+        levels = getattr(attn, 'num_levels', 1)
+        if not 0 <= query_level < levels:
+            raise InputError(f'--query-level {query_level}: {m.label} has {levels} feature '
+                             f'level(s), give 0 to {levels - 1}')
     attn = common.unwrap_detector(models[0].model).encoder.layers[-1].self_attn
     if not getattr(attn, 'teacher_streams', None):
         raise InputError(f'{models[0].config} is not a KS-DETR model (its last encoder layer '
                          f'has no teacher streams): give a KS-DETR config first and the '
                          f'baseline with --compare')
-    return kinds
 
 
 def analyse_image(det, batch, pipeline):
@@ -129,7 +136,7 @@ def canvas_image(batch, input_shape):
 def level_mask_pixels(fg_level, input_shape):
     m = torch.nn.functional.interpolate(fg_level[None, None].float(), size=input_shape,
                                         mode='nearest')
-    return m[0, 0].bool().numpy()
+    return m[0, 0].bool().cpu().numpy()
 
 
 def draw_mask_figure(img, res, path):
@@ -274,11 +281,12 @@ def analyse_model(m, args, tokens_xy):
     if figure is None:
         raise InputError(f'--image-index {args.image_index}: only {i + 1} validation images '
                          f'were analysed (--num-images {args.num_images})')
+    if not any(v is not None for v in per_image['student']):
+        raise InputError(f'none of the {i + 1} validation images analysed has a foreground '
+                         f'token (GT box): raise --num-images or check the annotations')
     batch, res = figure
     input_shape = tuple(res['samples'][0].batch_input_shape)
     level = args.query_level
-    if not 0 <= level < len(res['shapes']):
-        raise InputError(f'--query-level {level}: {m.label} has {len(res["shapes"])} levels')
     xy = tokens_xy or default_tokens(res, level, input_shape)
     tokens = [(x, y, level, token_index(res['shapes'], level, (x, y), input_shape))
               for x, y in xy]
@@ -303,10 +311,11 @@ def analyse_model(m, args, tokens_xy):
 def main(argv=None):
     args = parse_args(argv)
     tokens_xy = parse_tokens(args.tokens)
-    if args.image_index < 0:
-        raise InputError(f'--image-index {args.image_index}: give 0 or a positive index')
+    if args.image_index < 0 or 0 < args.num_images <= args.image_index:
+        raise InputError(f'--image-index {args.image_index}: give an index from 0 to '
+                         f'--num-images - 1')
     models = common.load_models(args)
-    check_models(models)
+    check_models(models, args.query_level)
     out = common.prepare_out_dir(args.out_dir)
     summaries, panels = [], {}
     for k, m in enumerate(models):
