@@ -172,7 +172,7 @@ def token_panels(label, res, tokens, input_shape):
             else:
                 wts = s['weights'][0, index] / s['weights'].shape[2]  # (heads, L, P)
                 loc = s['locations'][0, index]
-                lv = torch.arange(wts.shape[1])[None, :, None].expand_as(wts)
+                lv = torch.arange(wts.shape[1], device=wts.device)[None, :, None].expand_as(wts)
                 e['samples'] = torch.stack(
                     [loc[..., 0] * W, loc[..., 1] * H, lv.float(), wts], -1).reshape(
                         -1, 4).cpu().numpy().round(6).tolist()
