@@ -125,6 +125,22 @@ def toy_baseline(path):
     return None
 
 
+def quick_text_config_class():
+    """A :class:`mmengine.config.Config` whose ``pretty_text`` is a plain ``key = value``
+    listing: the runner logs, dumps and stores the config text up to nine times per run, and
+    the yapf formatting of each copy costs seconds of CPU, more than a short check's training
+    (the copy in the work dir is then a listing, not formatted source)."""
+    from mmengine.config import Config
+
+    class QuickTextConfig(Config):
+
+        @property
+        def pretty_text(self):
+            return ''.join(f'{k} = {v!r}\n' for k, v in self.to_dict().items())
+
+    return QuickTextConfig
+
+
 def run_config(path, data_root, work_dir, iters, overrides=None):
     """The config of ``path`` set up for a short run: ``iters`` iterations of one epoch on the
     first ``2 * iters`` toy training images, no validation, random teacher."""
@@ -140,6 +156,7 @@ def run_config(path, data_root, work_dir, iters, overrides=None):
         options['model.teacher_ckpt'] = None
     options.update(overrides or {})
     merge_cfg_options(cfg, options)
+    cfg = quick_text_config_class()(cfg.to_dict(), cfg_text=cfg.text, filename=cfg.filename)
     cfg.work_dir = work_dir
     cfg.launcher = 'none'
     cfg.experiment_name = f'{osp.basename(work_dir)}_{time.time_ns()}'  # own logger per run
