@@ -3,6 +3,7 @@ and keeps its speed ratio, and the KS deformable attention's CUDA kernel agrees 
 
     python tools/misc/gpu_check.py [--device cuda|cpu] [--configs PATTERN ...]
                                    [--families FAMILY ...] [--iters 2] [--skip-timing]
+                                   [--checks train amp dist predict timing msda]
                                    [--data-root DIR] [--work-dir DIR] [--out result.json]
 
 Per toy config (``configs/toy/*.py``: family ``baselines``; ``configs/toy/<family>/*.py``;
@@ -46,7 +47,7 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOY = osp.join(ROOT, 'configs', 'toy')
 BENCH = osp.join(ROOT, 'tools', 'analysis_tools')
 PASS, FAIL = 'PASS', 'FAIL'
-CHECKS = ('train fp32', 'train amp', 'train dist x2', 'predict', 'timing')
+CHECK_CHOICES = ['train', 'amp', 'dist', 'predict', 'timing', 'msda']
 
 
 def parse_args(argv=None):
@@ -64,9 +65,9 @@ def parse_args(argv=None):
     parser.add_argument('--val-images', type=int, default=4, help='images the predict check tests')
     parser.add_argument('--timing-iters', type=int, default=3,
                         help='timed iterations per model (after 1 warm-up)')
+    parser.add_argument('--checks', nargs='+', choices=CHECK_CHOICES, default=CHECK_CHOICES,
+                        help='which checks to run (default: all); predict needs train')
     parser.add_argument('--skip-timing', action='store_true', help='no timing rows')
-    parser.add_argument('--skip-msda', action='store_true',
-                        help='no KS deformable attention CUDA-vs-CPU comparison')
     parser.add_argument('--data-root', help='toy data folder (made here if it has no '
                         'annotations; default: a temporary folder)')
     parser.add_argument('--work-dir', help='work dirs and logs (default: a temporary folder, '
@@ -75,6 +76,7 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.iters < 1 or args.val_images < 1 or args.timing_iters < 1:
         parser.error('--iters, --val-images and --timing-iters must be >= 1')
+    args.checks = set(args.checks) - ({'timing'} if args.skip_timing else set())
     if args.families:
         args.families = [f for item in args.families for f in item.split(',') if f]
     return args
@@ -336,26 +338,30 @@ def check_config(family, path, args, report):
     os.makedirs(work, exist_ok=True)
     log = osp.join(work, '{}.log').format
     cuda = args.device == 'cuda'
-    row = report.run(name, 'train fp32', log('train_fp32'),
-                     lambda: train_in_process(path, args, osp.join(work, 'fp32')))
-    if cuda:
+    checks = args.checks
+    trained = None
+    if 'train' in checks:
+        trained = report.run(name, 'train fp32', log('train_fp32'),
+                             lambda: train_in_process(path, args, osp.join(work, 'fp32')))
+    if 'amp' in checks and cuda:
         report.run(name, 'train amp', log('train_amp'),
                    lambda: train_in_process(path, args, osp.join(work, 'amp'), amp=True))
-    else:
+    elif 'amp' in checks:
         report.add(name, 'train amp', 'skipped (CUDA only)',
                    detail="mmengine's AmpOptimWrapper needs CUDA")
-    if cuda and args.gpus >= 2:
+    if 'dist' in checks and cuda and args.gpus >= 2:
         report.run(name, 'train dist x2', log('train_dist'),
                    lambda: train_dist(path, args, osp.join(work, 'dist'), log('train_dist')))
-    else:
+    elif 'dist' in checks:
         report.add(name, 'train dist x2', 'skipped (needs 2 CUDA GPUs)')
     ckpt = osp.join(work, 'fp32', 'epoch_1.pth')
-    if row['status'] == PASS:
+    if 'predict' in checks and trained is not None and trained['status'] == PASS:
         report.run(name, 'predict', log('predict'),
                    lambda: predict_in_process(path, args, osp.join(work, 'predict'), ckpt))
-    else:
-        report.add(name, 'predict', 'skipped (train fp32 failed)')
-    if not args.skip_timing:
+    elif 'predict' in checks:
+        report.add(name, 'predict', 'skipped (needs train fp32)' if trained is None else
+                   'skipped (train fp32 failed)')
+    if 'timing' in checks:
         timing_row(name, path, args, work, log('timing'), report)
 
 
@@ -466,6 +472,10 @@ def write_json(path, result):
 
 def main(argv=None):
     args = parse_args(argv)
+    try:
+        configs = toy_configs(args.configs, args.families)  # before the slow imports
+    except ValueError as e:
+        sys.exit(f'gpu_check.py: error: {e}')
     if args.device == 'cpu':
         os.environ['CUDA_VISIBLE_DEVICES'] = ''  # before torch touches CUDA: a CPU-only run
     sys.path.insert(0, ROOT)
@@ -482,10 +492,6 @@ def main(argv=None):
     if args.device == 'cpu':
         from mmdet_ksdetr.utils.runner import set_cpu_threads
         set_cpu_threads()
-    try:
-        configs = toy_configs(args.configs, args.families)
-    except ValueError as e:
-        sys.exit(f'gpu_check.py: error: {e}')
     with contextlib.ExitStack() as stack:
         if args.work_dir is None:
             args.work_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix='gpu_check_'))
@@ -501,7 +507,7 @@ def main(argv=None):
         data = report.run('-', 'toy data', osp.join(args.work_dir, 'toy_data.log'),
                           lambda: make_data(args.data_root, osp.join(args.work_dir,
                                                                      'toy_data.log')) or '')
-        if not args.skip_msda:
+        if 'msda' in args.checks:
             if args.device == 'cuda':
                 report.run('-', 'ks msda cuda vs cpu', osp.join(args.work_dir, 'msda.log'),
                            msda_cuda_vs_cpu)
