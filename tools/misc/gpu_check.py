@@ -282,6 +282,16 @@ def timing(path, args, work_dir, log_path):
                                    f'{n * 1e3:.0f} / {b * 1e3:.0f} ms')
 
 
+def release_cuda_memory():
+    """Free what the last check left on the GPU (its runner and model are unreachable now),
+    so that later configs start from an empty cache."""
+    torch = sys.modules.get('torch')
+    if torch is not None and torch.cuda.is_initialized():
+        import gc
+        gc.collect()
+        torch.cuda.empty_cache()
+
+
 class Report:
     """The result rows; prints each as it comes."""
 
@@ -307,10 +317,12 @@ class Report:
                     traceback.print_exc()
                     raise
         except (Exception, SystemExit) as e:
+            release_cuda_memory()
             row = self.add(config, check, FAIL, time.perf_counter() - start,
                            detail=f'{type(e).__name__}: {e}'.splitlines()[0][:200])
             print(f'      --- end of {log_path} ---\n{log_tail(log_path)}', flush=True)
             return row
+        release_cuda_memory()
         return self.add(config, check, PASS, time.perf_counter() - start, detail=detail)
 
     def failed(self):
