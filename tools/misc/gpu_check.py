@@ -32,6 +32,7 @@ import argparse
 import contextlib
 import copy
 import fnmatch
+import functools
 import glob
 import json
 import os
@@ -127,6 +128,7 @@ def toy_baseline(path):
     return None
 
 
+@functools.lru_cache(maxsize=None)
 def quick_text_config_class():
     """A :class:`mmengine.config.Config` whose ``pretty_text`` is a plain ``key = value``
     listing: the runner logs, dumps and stores the config text up to nine times per run, and
@@ -411,7 +413,12 @@ def msda_cuda_vs_cpu(atol=1e-4, rtol=1e-4):
         module.eval()  # dropout off: both paths see the same function
         inputs = msda_inputs()
         cpu = msda_forward_backward(module, inputs, 'cpu')
-        gpu = msda_forward_backward(module, inputs, 'cuda')
+        tf32 = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = False  # the projections in full fp32 too
+        try:
+            gpu = msda_forward_backward(module, inputs, 'cuda')
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = tf32
         for key, ref in cpu.items():
             got = gpu[key].cpu()
             diff = (got - ref).abs().max().item()
