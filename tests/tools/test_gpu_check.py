@@ -3,7 +3,8 @@ per family) passes with the expected table and JSON, AMP and CUDA-only rows are 
 skipped (never passed), a broken config makes it exit non-zero, and the KS deformable
 attention comparison catches a difference between two paths.
 
-The run over every toy config is opt-in (``MMDET_KSDETR_SLOW=1``).
+The run over every toy config is opt-in (``MMDET_KSDETR_SLOW=1``): 720 s on a shared 2-core
+machine (470 s of CPU time). The CI tests here: 84 s on a lightly loaded 2-core machine.
 """
 import glob
 import json
