@@ -2,23 +2,17 @@
 DeformableDETR; the training step adds the C-stream losses and handles an image without GT."""
 import torch
 from mmdet.models.detectors import DeformableDETR
-from mmengine.registry import init_default_scope
 from mmengine.runner import load_checkpoint
-from toy_helpers import load_toy_config, toy_batch
+from toy_helpers import build_toy_model, load_toy_config, toy_batch
 
 DAC_CFG = 'toy/dac_detr/dac-deformable-detr-refine-twostage_tiny-r18_1xb2-12e_toy.py'
 STOCK_CFG = 'toy/deformable-detr_tiny-r18_1xb2-12e_toy.py'
 
 
 def _build(rel, data_root, seed=0, **model_overrides):
-    from mmdet.registry import MODELS
     cfg = load_toy_config(rel, data_root)
     cfg.model.update(model_overrides)
-    init_default_scope('mmdet')
-    torch.manual_seed(seed)
-    model = MODELS.build(cfg.model)
-    model.init_weights()
-    return cfg, model
+    return cfg, build_toy_model(cfg, seed, quiet=False)
 
 
 def test_checkpoint_loads_into_stock_and_predicts_the_same(toy_data_root, tmp_path):

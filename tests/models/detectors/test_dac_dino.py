@@ -9,8 +9,8 @@ import torch
 from mmdet.models.detectors import DINO
 from mmengine.registry import init_default_scope
 from mmengine.runner import load_checkpoint
-from toy_helpers import (CONFIGS, TOOLS, free_port, load_toy_config, run_tool, toy_batch,
-                         toy_data_cfg_options)
+from toy_helpers import (CONFIGS, TOOLS, build_toy_model, free_port, load_toy_config, run_tool,
+                         toy_batch, toy_data_cfg_options)
 
 DAC_CFG = 'toy/dac_detr/dac-dino-cdn-ice-4scale_tiny-r18_1xb2-12e_toy.py'
 STOCK_CFG = 'toy/dino-4scale_tiny-r18_1xb2-12e_toy.py'
@@ -18,14 +18,9 @@ NUM_LAYERS = 2
 
 
 def _build(rel, data_root, seed=0, **model_overrides):
-    from mmdet.registry import MODELS
     cfg = load_toy_config(rel, data_root)
     cfg.model.update(model_overrides)
-    init_default_scope('mmdet')
-    torch.manual_seed(seed)
-    model = MODELS.build(cfg.model)
-    model.init_weights()
-    return cfg, model
+    return cfg, build_toy_model(cfg, seed, quiet=False)
 
 
 @pytest.fixture(scope='module')
