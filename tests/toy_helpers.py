@@ -100,6 +100,33 @@ def save_random_checkpoint(rel_cfg, path, seed=0):
     return path
 
 
+def predict_both(model, other, batch):
+    """Put ``model`` and ``other`` in ``eval()`` and let each predict ``batch`` through its own
+    data preprocessor, without gradients: the two lists of data samples, to compare."""
+    import torch
+    results = []
+    for m in (model, other):
+        m.eval()
+        with torch.no_grad():
+            data = m.data_preprocessor(batch, False)
+            results.append(m.predict(data['inputs'], data['data_samples']))
+    return results
+
+
+def assert_same_detections(got, want, num=None, atol=1e-5):
+    """Two lists of predicted data samples agree image by image: boxes and scores within
+    ``atol`` (0: bit-identical), the same labels, and with ``num`` that many detections."""
+    import torch
+    assert len(got) == len(want)
+    for a, b in zip(got, want):
+        a, b = a.pred_instances, b.pred_instances
+        if num is not None:
+            assert len(a) == len(b) == num
+        torch.testing.assert_close(a.bboxes, b.bboxes, atol=atol, rtol=0)
+        torch.testing.assert_close(a.scores, b.scores, atol=atol, rtol=0)
+        assert torch.equal(a.labels, b.labels)
+
+
 def run_tool(args, cwd=ROOT, env=None, timeout=900):
     """Run a repository tool as a user would; returns the CompletedProcess (text)."""
     import subprocess

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from mmdet.structures.bbox import bbox_xyxy_to_cxcywh
-from toy_helpers import build_toy_model, load_toy_config, toy_batch
+from toy_helpers import build_toy_model, load_toy_config, perturb_parameters, toy_batch
 
 from mmdet_ksdetr.distill.losses.decoupled_kd_loss import decoupled_kd_loss
 from mmdet_ksdetr.distill.losses.hungarian_logit_kd_loss import gather_queries
@@ -20,10 +20,7 @@ def _build(data_root, **algo):
     cfg.model.teacher_ckpt = None
     cfg.merge_from_dict({f'model.{k}': v for k, v in algo.items()})
     model = build_toy_model(cfg)
-    g = torch.Generator().manual_seed(2)
-    with torch.no_grad():
-        for p in model.teacher.parameters():
-            p.add_(torch.randn(p.shape, generator=g) * 0.05)
+    perturb_parameters(model.teacher, seed=2)
     np.random.seed(0)  # the same random flips for every build: runs are compared
     data = model.data_preprocessor(toy_batch(cfg, data_root, 'train', 2), True)
     return model, data
