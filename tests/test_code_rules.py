@@ -1,12 +1,13 @@
-"""House rules that a grep can check (DESIGN rule 5): the library never replaces methods on
-instances or classes (``object.__setattr__`` / ``__delattr__``) to capture data; it uses
-PyTorch module hooks or explicit methods."""
+"""House rules that a grep can check (DESIGN rule 5): the library and its tests never replace
+methods on instances or classes (``object.__setattr__`` / ``__delattr__``) to capture data;
+they use PyTorch module hooks or explicit methods."""
 import os
 import os.path as osp
 import re
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 PACKAGE = osp.join(ROOT, 'mmdet_ksdetr')
+TESTS = osp.join(ROOT, 'tests')
 FORBIDDEN = re.compile(r'object\.__setattr__|__delattr__')
 
 
@@ -17,10 +18,12 @@ def _python_files(folder):
                 yield osp.join(dirpath, name)
 
 
-def offending_lines(folder):
-    """``path:line: text`` of every forbidden call under ``folder``."""
+def offending_lines(folder, skip=()):
+    """``path:line: text`` of every forbidden call under ``folder`` (files in ``skip`` aside)."""
     hits = []
     for path in _python_files(folder):
+        if path in skip:
+            continue
         with open(path, encoding='utf-8') as f:
             for number, line in enumerate(f, 1):
                 if FORBIDDEN.search(line):
@@ -32,6 +35,14 @@ def test_no_method_replacement_in_the_library():
     hits = offending_lines(PACKAGE)
     assert not hits, ('replace methods with module hooks or explicit methods '
                       '(DESIGN rule 5):\n' + '\n'.join(hits))
+
+
+def test_no_method_replacement_in_the_tests():
+    """Tests count or capture calls with module hooks too (this file names the forbidden calls
+    only as examples for the check)."""
+    hits = offending_lines(TESTS, skip={osp.abspath(__file__)})
+    assert not hits, ('use a forward hook (register_forward_hook / register_forward_pre_hook, '
+                      'removed in finally) instead:\n' + '\n'.join(hits))
 
 
 def test_the_check_finds_a_forbidden_call(tmp_path):

@@ -59,25 +59,72 @@ def toy_batch(cfg, data_root, split='train', n=2, seed=None):
 TOY_CLASSES = ('square', 'disk', 'triangle')
 
 
-def save_random_checkpoint(rel_cfg, path, seed=0):
-    """Build the model of ``configs/<rel_cfg>`` (an mmdet detector or an mmrazor distiller,
-    whose teacher is left random), ``init_weights()`` it and save it as a checkpoint with the
-    toy classes in ``meta.dataset_meta``, as mmdet's tools expect. Returns ``path``."""
+def build_toy_model(cfg, seed=0, quiet=True):
+    """Build ``cfg.model`` reproducibly, as mmengine's Runner does: mmdet as default scope,
+    ``torch.manual_seed(seed)`` right before the build (so equal seeds give equal weights),
+    mmrazor's registry for a distiller (``_scope_='mmrazor'``) else mmdet's, the current
+    logger at WARNING (init_weights' long report), then ``init_weights()``. With ``quiet``
+    build-time warnings (a distiller without ``teacher_ckpt``) are silenced; pass
+    ``quiet=False`` to see (or assert) them. Returns the model."""
+    import warnings
+
     import torch
+    from mmengine.logging import MMLogger
     from mmengine.registry import init_default_scope
-    cfg = load_toy_config(rel_cfg)
     init_default_scope('mmdet')
     if cfg.model.get('_scope_') == 'mmrazor':
         from mmrazor.registry import MODELS
-        cfg.model.teacher_ckpt = None
     else:
         from mmdet.registry import MODELS
     torch.manual_seed(seed)
-    model = MODELS.build(cfg.model)
+    with warnings.catch_warnings():
+        if quiet:
+            warnings.simplefilter('ignore')
+        model = MODELS.build(cfg.model)
+    MMLogger.get_current_instance().setLevel('WARNING')
     model.init_weights()
+    return model
+
+
+def save_random_checkpoint(rel_cfg, path, seed=0):
+    """Build the model of ``configs/<rel_cfg>`` (an mmdet detector or an mmrazor distiller,
+    whose teacher is left random) with :func:`build_toy_model` and save it as a checkpoint
+    with the toy classes in ``meta.dataset_meta``, as mmdet's tools expect. Returns ``path``."""
+    import torch
+    cfg = load_toy_config(rel_cfg)
+    if cfg.model.get('_scope_') == 'mmrazor':
+        cfg.model.teacher_ckpt = None
+    model = build_toy_model(cfg, seed)
     meta = dict(dataset_meta=dict(classes=TOY_CLASSES))
     torch.save(dict(meta=meta, state_dict=model.state_dict()), path)
     return path
+
+
+def predict_both(model, other, batch):
+    """Put ``model`` and ``other`` in ``eval()`` and let each predict ``batch`` through its own
+    data preprocessor, without gradients: the two lists of data samples, to compare."""
+    import torch
+    results = []
+    for m in (model, other):
+        m.eval()
+        with torch.no_grad():
+            data = m.data_preprocessor(batch, False)
+            results.append(m.predict(data['inputs'], data['data_samples']))
+    return results
+
+
+def assert_same_detections(got, want, num=None, atol=1e-5):
+    """Two lists of predicted data samples agree image by image: boxes and scores within
+    ``atol`` (0: bit-identical), the same labels, and with ``num`` that many detections."""
+    import torch
+    assert len(got) == len(want)
+    for a, b in zip(got, want):
+        a, b = a.pred_instances, b.pred_instances
+        if num is not None:
+            assert len(a) == len(b) == num
+        torch.testing.assert_close(a.bboxes, b.bboxes, atol=atol, rtol=0)
+        torch.testing.assert_close(a.scores, b.scores, atol=atol, rtol=0)
+        assert torch.equal(a.labels, b.labels)
 
 
 def run_tool(args, cwd=ROOT, env=None, timeout=900):
@@ -129,7 +176,9 @@ def perturb_parameters(module, seed, std=0.05):
 
 def distill_loss_and_grads(algo, batch, seed):
     """One ``algo.loss`` + backward on a copy of ``batch`` with dropout off: the loss dict, the
-    student's parameter gradients, and how often the student's ``forward_decoder`` ran.
+    student's parameter gradients, and how often the student's decoder ran (a forward
+    pre-hook on ``algo.student.decoder``, removed afterwards: one run per ``forward_decoder``
+    call of mmdet's DETRs, so merged group decoding counts once).
 
     Every parameter (student and teacher) first gets seeded noise
     (:func:`perturb_parameters`), so two computations that should agree are not compared
@@ -141,12 +190,13 @@ def distill_loss_and_grads(algo, batch, seed):
     disable_dropout(algo).train()
     data = algo.data_preprocessor(copy.deepcopy(batch), True)
     calls = []
-    original = algo.student.forward_decoder
-    object.__setattr__(algo.student, 'forward_decoder',
-                       lambda **kw: calls.append(1) or original(**kw))
-    torch.manual_seed(seed)
-    losses = algo.loss(data['inputs'], data['data_samples'])
-    sum(v for k, v in losses.items() if 'loss' in k).backward()
+    handle = algo.student.decoder.register_forward_pre_hook(lambda module, args: calls.append(1))
+    try:
+        torch.manual_seed(seed)
+        losses = algo.loss(data['inputs'], data['data_samples'])
+        sum(v for k, v in losses.items() if 'loss' in k).backward()
+    finally:
+        handle.remove()
     grads = {n: p.grad.clone() for n, p in algo.student.named_parameters() if p.grad is not None}
     return losses, grads, len(calls)
 

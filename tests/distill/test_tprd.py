@@ -1,13 +1,9 @@
 """The TPRD component every distiller composes: one switch (checked once), refinement on the
 teacher's predictions, decoupled-loss positives only when on; the base hands out targets."""
-import warnings
 
 import pytest
 import torch
-from mmengine.logging import MMLogger
-from mmengine.registry import init_default_scope
-from mmrazor.registry import MODELS
-from toy_helpers import load_toy_config, toy_batch
+from toy_helpers import build_toy_model, load_toy_config, toy_batch
 
 from mmdet_ksdetr.distill.internals import get_detr_internals
 from mmdet_ksdetr.distill.tprd import TPRD, TeacherTargets
@@ -24,13 +20,7 @@ def _build(path, data_root, **algo):
     cfg = load_toy_config(path, data_root)
     cfg.model.teacher_ckpt = None
     cfg.model.update(algo)
-    init_default_scope('mmdet')
-    torch.manual_seed(0)
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        model = MODELS.build(cfg.model)
-    MMLogger.get_current_instance().setLevel('WARNING')
-    model.init_weights()
+    model = build_toy_model(cfg)
     return model, model.data_preprocessor(toy_batch(cfg, data_root, 'train', 2), True)
 
 

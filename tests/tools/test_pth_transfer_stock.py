@@ -4,13 +4,12 @@ predicts the same boxes as the KS / DAC model on toy images."""
 import glob
 import os.path as osp
 import sys
-import warnings
 
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.registry import init_default_scope
-from toy_helpers import ROOT, load_toy_config, perturb_parameters, run_tool, toy_batch
+from toy_helpers import (ROOT, assert_same_detections, build_toy_model, load_toy_config,
+                         perturb_parameters, predict_both, run_tool, toy_batch)
 
 sys.path.insert(0, osp.join(ROOT, 'tools'))
 import pth_transfer  # noqa: E402
@@ -27,21 +26,10 @@ DAC_BASELINES = {
 }
 
 
-def _build(cfg):
-    from mmdet.registry import MODELS
-    init_default_scope('mmdet')
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        model = MODELS.build(cfg.model)
-    model.init_weights()
-    return model
-
-
 def _trained_checkpoint(rel_cfg, data_root, path):
     """A checkpoint as mmengine's Runner saves it (meta with the config name and text)."""
     cfg = load_toy_config(rel_cfg, data_root)
-    torch.manual_seed(0)
-    model = perturb_parameters(_build(cfg), seed=3)  # away from the zero-init box layer
+    model = perturb_parameters(build_toy_model(cfg), seed=3)  # away from the zero-init box layer
     stem = osp.splitext(osp.basename(rel_cfg))[0]
     meta = dict(experiment_name=f'{stem}_20261130_120000', cfg=cfg.pretty_text, epoch=12,
                 dataset_meta=dict(classes=('rectangle', 'ellipse', 'triangle')))
@@ -58,17 +46,8 @@ def _convert(capsys, src, out):
 
 
 def _same_predictions(cfg, model, stock, data_root):
-    batch = toy_batch(cfg, data_root, 'val', 4)
-    model.eval()
-    stock.eval()
-    with torch.no_grad():
-        data = model.data_preprocessor(batch, False)
-        got = model.predict(data['inputs'], data['data_samples'])
-        data = stock.data_preprocessor(batch, False)
-        want = stock.predict(data['inputs'], data['data_samples'])
-    for a, b in zip(got, want):
-        for key in ('bboxes', 'scores', 'labels'):
-            assert torch.equal(a.pred_instances[key], b.pred_instances[key]), key
+    got, want = predict_both(model, stock, toy_batch(cfg, data_root, 'val', 4))
+    assert_same_detections(got, want, atol=0)
     assert len(got) == 4 and got[0].pred_instances.bboxes.numel() > 0
 
 
@@ -85,7 +64,7 @@ def test_ks_checkpoint_to_stock(rel_cfg, toy_data_root, tmp_path, capsys):
     base = osp.basename(rel_cfg)[len('ks-'):]
     assert load_with == osp.join('configs', 'toy', base), load_with  # run from the repo root
     stock_cfg = load_toy_config(osp.relpath(load_with, 'configs'), toy_data_root)
-    stock = _build(stock_cfg)
+    stock = build_toy_model(stock_cfg)
     assert not type(stock).__name__.startswith('KS')
     ckpt = torch.load(tmp_path / 'stock.pth', map_location='cpu', weights_only=True)
     assert set(ckpt) == {'meta', 'state_dict'} and 'cfg' not in ckpt['meta']
@@ -105,7 +84,7 @@ def test_dac_checkpoint_is_recognised_as_stock(rel_cfg, toy_data_root, tmp_path,
     assert load_with.endswith(f'{osp.basename(rel_cfg)}"; its header comment names the '
                               f'baseline)'), load_with
     base_cfg, overrides = DAC_BASELINES[rel_cfg]
-    stock = _build(load_toy_config(base_cfg, toy_data_root, **overrides))
+    stock = build_toy_model(load_toy_config(base_cfg, toy_data_root, **overrides))
     ckpt = torch.load(tmp_path / 'stock.pth', map_location='cpu', weights_only=True)
     stock.load_state_dict(ckpt['state_dict'], strict=True)
     _same_predictions(cfg, model, stock, toy_data_root)

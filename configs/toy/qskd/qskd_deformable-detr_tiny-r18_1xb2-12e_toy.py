@@ -7,20 +7,16 @@
 #       configs/toy/qskd/qskd_deformable-detr_tiny-r18_1xb2-12e_toy.py 2
 # Student config (tools/test.py with the tools/pth_transfer.py output):
 #   configs/toy/deformable-detr_tiny-r18-student_1xb2-12e_toy.py
-_base_ = ['../deformable-detr_tiny-r18_1xb2-12e_toy.py']
-
-teacher_ckpt = 'work_dirs/deformable-detr_tiny-r18_1xb2-12e_toy/epoch_12.pth'
-
-student = dict(_base_.model, num_queries=20, _scope_='mmdet')
-teacher = dict(_base_.model, _scope_='mmdet')
+# Teacher, student (20 queries) and teacher_ckpt: those of the KD-DETR toy config.
+_base_ = ['../kd_detr/kd-detr_deformable-detr_tiny-r18_1xb2-12e_toy.py']
 
 model = dict(
     _delete_=True,
     _scope_='mmrazor',
     type='QSKD',
-    architecture=student,
-    teacher=teacher,
-    teacher_ckpt=teacher_ckpt,
+    architecture=_base_.student,
+    teacher=_base_.teacher,
+    teacher_ckpt=_base_.teacher_ckpt,
     tprd=False,
     layer_by_layer=True,
     matcher=dict(cls_cost=1.0, l1_cost=5.0, giou_cost=2.0),

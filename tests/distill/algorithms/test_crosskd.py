@@ -1,16 +1,13 @@
 """CrossKD (TPRD release's DETR variant): the teacher's decoder and head on the student's
 memory; gradients reach only the student's encoder / neck / backbone."""
 import copy
-import warnings
 
 import pytest
 import torch
 import torch.nn.functional as F
-from mmengine.logging import MMLogger
 from mmengine.optim import build_optim_wrapper
-from mmengine.registry import init_default_scope
-from mmrazor.registry import MODELS
-from toy_helpers import disable_dropout, load_toy_config, perturb_parameters, toy_batch
+from toy_helpers import (build_toy_model, disable_dropout, load_toy_config, perturb_parameters,
+                          toy_batch)
 
 from mmdet_ksdetr.distill.internals import get_detr_internals
 
@@ -27,15 +24,8 @@ def _cfg(data_root, same_student=False, **algo):
 
 
 def _build(cfg, seed=0):
-    init_default_scope('mmdet')
-    torch.manual_seed(seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        algo = MODELS.build(cfg.model)
-    MMLogger.get_current_instance().setLevel('WARNING')
-    algo.init_weights()
-    perturb_parameters(algo, seed=11)  # off the L1 kinks of fresh DETR heads
-    return algo
+    # noise off the L1 kinks of fresh DETR heads
+    return perturb_parameters(build_toy_model(cfg, seed), seed=11)
 
 
 def _data(algo, cfg, data_root):

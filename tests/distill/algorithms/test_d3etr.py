@@ -4,10 +4,9 @@ import warnings
 
 import pytest
 import torch
-from mmengine.logging import MMLogger
 from mmengine.registry import init_default_scope
 from mmrazor.registry import MODELS
-from toy_helpers import load_toy_config, perturb_parameters, toy_batch
+from toy_helpers import build_toy_model, load_toy_config, perturb_parameters, toy_batch
 
 from mmdet_ksdetr.distill.algorithms.d3etr import _sub_matrix
 from mmdet_ksdetr.distill.internals import DecoderAttentionRecorder, get_detr_internals
@@ -21,13 +20,7 @@ def _build(path, data_root, seed=0, **algo):
     cfg = load_toy_config(path, data_root)
     cfg.model.teacher_ckpt = None
     cfg.model.update(algo)
-    init_default_scope('mmdet')
-    torch.manual_seed(seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        model = MODELS.build(cfg.model)
-    MMLogger.get_current_instance().setLevel('WARNING')
-    model.init_weights()
+    model = build_toy_model(cfg, seed)
     data = model.data_preprocessor(toy_batch(cfg, data_root, 'train', 2), True)
     return model, data
 

@@ -1,15 +1,14 @@
 """DETRDistill / DETRDistillBase: frozen deterministic teacher, strict teacher checkpoint,
 one training step, different query / layer counts, teacher group, other DETR variants."""
 import copy
+from contextlib import nullcontext
 
 import pytest
 import torch
-from mmengine.logging import MMLogger
 from mmengine.optim import build_optim_wrapper
-from mmengine.registry import init_default_scope
 from mmrazor.registry import MODELS
-from toy_helpers import (assert_same_tensors, distill_loss_and_grads, load_toy_config,
-                          toy_batch)
+from toy_helpers import (assert_same_tensors, build_toy_model, distill_loss_and_grads,
+                          load_toy_config, toy_batch)
 
 from mmdet_ksdetr.distill.algorithms.detr_distill import DETRDistill, teacher_layer_map
 from mmdet_ksdetr.distill.algorithms.detr_distill_base import TeacherCheckpointError
@@ -37,23 +36,10 @@ def _cfg(data_root, student=None, teacher=None, **algo):
 
 
 def _build(cfg, seed=0):
-    init_default_scope('mmdet')
-    torch.manual_seed(seed)
+    """:func:`build_toy_model`, asserting the warning of a distiller without teacher_ckpt."""
     with pytest.warns(UserWarning, match='no teacher_ckpt') if not cfg.model.teacher_ckpt \
-            else _nullcontext():
-        algo = MODELS.build(cfg.model)
-    MMLogger.get_current_instance().setLevel('WARNING')
-    algo.init_weights()
-    return algo
-
-
-class _nullcontext:
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        return False
+            else nullcontext():
+        return build_toy_model(cfg, seed, quiet=False)
 
 
 def _data(algo, cfg, data_root, n=2):

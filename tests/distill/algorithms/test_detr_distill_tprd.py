@@ -1,16 +1,12 @@
 """DETRDistill with the TPRD switch (spec dac-detr-and-tprd.md B3): refined targets and the
 decoupled class loss for the Hungarian logits distillation, raw teacher elsewhere."""
-import warnings
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 from mmdet.structures.bbox import bbox_xyxy_to_cxcywh
-from mmengine.logging import MMLogger
-from mmengine.registry import init_default_scope
-from mmrazor.registry import MODELS
-from toy_helpers import load_toy_config, toy_batch
+from toy_helpers import build_toy_model, load_toy_config, perturb_parameters, toy_batch
 
 from mmdet_ksdetr.distill.losses.decoupled_kd_loss import decoupled_kd_loss
 from mmdet_ksdetr.distill.losses.hungarian_logit_kd_loss import gather_queries
@@ -23,17 +19,8 @@ def _build(data_root, **algo):
     cfg = load_toy_config(CFG, data_root)
     cfg.model.teacher_ckpt = None
     cfg.merge_from_dict({f'model.{k}': v for k, v in algo.items()})
-    init_default_scope('mmdet')
-    torch.manual_seed(0)
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        model = MODELS.build(cfg.model)
-    MMLogger.get_current_instance().setLevel('WARNING')
-    model.init_weights()
-    g = torch.Generator().manual_seed(2)
-    with torch.no_grad():
-        for p in model.teacher.parameters():
-            p.add_(torch.randn(p.shape, generator=g) * 0.05)
+    model = build_toy_model(cfg)
+    perturb_parameters(model.teacher, seed=2)
     np.random.seed(0)  # the same random flips for every build: runs are compared
     data = model.data_preprocessor(toy_batch(cfg, data_root, 'train', 2), True)
     return model, data

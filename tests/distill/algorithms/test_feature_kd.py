@@ -1,12 +1,8 @@
 """Feature baselines (FitNet, MGD via MMRazor; FGD) on DETR neck features."""
-import warnings
 
 import pytest
 import torch
-from mmengine.logging import MMLogger
-from mmengine.registry import init_default_scope
-from mmrazor.registry import MODELS
-from toy_helpers import load_toy_config, toy_batch
+from toy_helpers import build_toy_model, load_toy_config, toy_batch
 
 from mmdet_ksdetr.distill.losses.fgd_loss import FGDLoss
 
@@ -18,13 +14,7 @@ def _build(method, data_root, **algo):
     cfg = load_toy_config(CFGS[method], data_root)
     cfg.model.teacher_ckpt = None
     cfg.model.update(algo)
-    init_default_scope('mmdet')
-    torch.manual_seed(0)
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        model = MODELS.build(cfg.model)
-    MMLogger.get_current_instance().setLevel('WARNING')
-    model.init_weights()
+    model = build_toy_model(cfg)
     data = model.data_preprocessor(toy_batch(cfg, data_root, 'train', 2), True)
     return model, data
 

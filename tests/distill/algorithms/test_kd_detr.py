@@ -1,14 +1,10 @@
 """KD-DETR (with / without TPRD): query groups, index alignment, loss wiring, DAB-DETR / DINO."""
 import copy
-import warnings
 
 import pytest
 import torch
-from mmengine.logging import MMLogger
-from mmengine.registry import init_default_scope
-from mmrazor.registry import MODELS
-from toy_helpers import (assert_same_tensors, distill_loss_and_grads, load_toy_config,
-                          perturb_parameters, toy_batch)
+from toy_helpers import (assert_same_tensors, build_toy_model, distill_loss_and_grads,
+                          load_toy_config, perturb_parameters, toy_batch)
 
 from mmdet_ksdetr.distill.losses.kd_detr_loss import KDDETRLoss
 from mmdet_ksdetr.distill.internals import (decode_query_group, get_detr_internals,
@@ -22,17 +18,6 @@ CFG = {
     'dino': 'toy/kd_detr/kd-detr_dino-4scale_tiny-r18_1xb2-12e_toy.py',
     'dino_tprd': 'toy/kd_detr/kd-detr-tprd_dino-4scale_tiny-r18_1xb2-12e_toy.py',
 }
-
-
-def _build(cfg, seed=0):
-    init_default_scope('mmdet')
-    torch.manual_seed(seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        algo = MODELS.build(cfg.model)
-    MMLogger.get_current_instance().setLevel('WARNING')
-    algo.init_weights()
-    return algo
 
 
 def _cfg(name, data_root, same_student=False, **algo):
@@ -61,7 +46,7 @@ def test_identical_student_gets_zero_loss(name, toy_data_root):
     groups (same random queries to both models, teacher queries to the student), so every
     (layer-by-layer) KD-DETR loss is zero."""
     cfg = _cfg(name, toy_data_root, same_student=True, layer_by_layer=True)
-    algo = _build(cfg)
+    algo = build_toy_model(cfg)
     _perturb_and_copy_teacher_to_student(algo)
     algo.eval()
     data = _data(algo, cfg, toy_data_root)
@@ -84,7 +69,7 @@ def test_identical_student_gets_zero_loss(name, toy_data_root):
 def test_group_predictions_index_aligned_with_own_forward(toy_data_root):
     """Decoding the teacher's own queries as a group reproduces its ordinary predictions."""
     cfg = _cfg('dino', toy_data_root)
-    algo = _build(cfg)
+    algo = build_toy_model(cfg)
     algo.eval()
     data = _data(algo, cfg, toy_data_root)
     with torch.no_grad():
@@ -97,7 +82,7 @@ def test_group_predictions_index_aligned_with_own_forward(toy_data_root):
 @pytest.mark.parametrize('name', ['deformable', 'deformable_tprd', 'dab_tprd', 'dino_tprd'])
 def test_training_step_gradients(name, toy_data_root):
     cfg = _cfg(name, toy_data_root)
-    algo = _build(cfg)
+    algo = build_toy_model(cfg)
     algo.train()
     assert not algo.teacher.training
     data = _data(algo, cfg, toy_data_root)
@@ -124,7 +109,7 @@ def test_tprd_switch_uses_refined_targets(toy_data_root):
     for tprd in (False, True):
         cfg = _cfg('deformable', toy_data_root, same_student=True, tprd=tprd,
                    layer_by_layer=True)
-        algo = _build(cfg)
+        algo = build_toy_model(cfg)
         _perturb_and_copy_teacher_to_student(algo, seed=5)
         algo.eval()
         algo.distiller.distill_losses.pop('loss_general')
@@ -167,19 +152,19 @@ def test_kd_detr_loss_weighting():
 
 def test_config_errors_and_init_from_teacher(toy_data_root):
     cfg = _cfg('deformable', toy_data_root)
-    algo = _build(cfg)
+    algo = build_toy_model(cfg)
     assert algo.layer_by_layer is True  # TPRD release: student layer i <- teacher layer i
     torch.testing.assert_close(algo.student.level_embed, algo.teacher.level_embed)
     bad = _cfg('deformable', toy_data_root)
     bad.model.distiller.distill_losses = dict(loss_other=dict(type='KDDETRLoss'))
     with pytest.raises(ValueError, match='loss_general'):
-        _build(bad)
+        build_toy_model(bad)
     bad = _cfg('deformable', toy_data_root, init_student_from_teacher=['no_such_param'])
     with pytest.raises(ValueError, match='no teacher parameter matches'):
-        _build(bad)
+        build_toy_model(bad)
     mixed = _cfg('deformable', toy_data_root, init_student_from_teacher=[])
     mixed.model.teacher = copy.deepcopy(load_toy_config(CFG['dab']).model.teacher)
-    algo = _build(mixed)
+    algo = build_toy_model(mixed)
     data = _data(algo, mixed, toy_data_root)
     with pytest.raises(ValueError, match='same DETR variant'):
         algo.loss(data['inputs'], data['data_samples'])
@@ -194,7 +179,7 @@ def test_student_groups_in_its_own_pass_equal_separate_passes(toy_data_root, nam
     for merged in (True, False):
         cfg = _cfg(name, toy_data_root, same_decoder_pass=merged)
         batch = batch or toy_batch(cfg, toy_data_root, 'train', 2, seed=0)
-        losses, grads, calls = distill_loss_and_grads(_build(cfg), batch, seed=11)
+        losses, grads, calls = distill_loss_and_grads(build_toy_model(cfg), batch, seed=11)
         assert calls == (1 if merged else 3)  # own pass (+ specific + general)
         out[merged] = (losses, grads)
     (l_m, g_m), (l_s, g_s) = out[True], out[False]
@@ -225,7 +210,7 @@ def _hand_built(L, B=2, N=5, C=3, D=8, seed=0):
 def test_layer_pairing_pinned(toy_data_root, layer_by_layer):
     """Hand-built predictions: layer_by_layer=True (the TPRD release) distils student layer i
     from teacher layer i, False (KD-DETR paper code) every layer from the teacher's last."""
-    algo = _build(_cfg('deformable', toy_data_root, layer_by_layer=layer_by_layer))
+    algo = build_toy_model(_cfg('deformable', toy_data_root, layer_by_layer=layer_by_layer))
     algo.distiller.distill_losses.pop('loss_general')
     algo.group_losses.pop('general')
     s, t = _hand_built(3, seed=0), _hand_built(3, seed=1)

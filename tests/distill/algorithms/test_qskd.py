@@ -1,12 +1,8 @@
 """QSKD (with / without TPRD): group query selection and attention-guided feature KD."""
-import warnings
 
 import pytest
 import torch
-from mmengine.logging import MMLogger
-from mmengine.registry import init_default_scope
-from mmrazor.registry import MODELS
-from toy_helpers import load_toy_config, toy_batch
+from toy_helpers import build_toy_model, load_toy_config, toy_batch
 
 from mmdet_ksdetr.distill.algorithms.qskd import _max_giou_to_gt, _query_of_gt
 from mmdet_ksdetr.distill.losses.qskd_feature_loss import (AttnGuidedFeatureLoss,
@@ -22,13 +18,7 @@ def _build(path, data_root, seed=0, same_student=False, **algo):
     if same_student:
         cfg.model.architecture = cfg.model.teacher.copy()
     cfg.model.update(algo)
-    init_default_scope('mmdet')
-    torch.manual_seed(seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        model = MODELS.build(cfg.model)
-    MMLogger.get_current_instance().setLevel('WARNING')
-    model.init_weights()
+    model = build_toy_model(cfg, seed)
     data = model.data_preprocessor(toy_batch(cfg, data_root, 'train', 2), True)
     return model, data
 

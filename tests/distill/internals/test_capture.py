@@ -4,9 +4,7 @@ change it and runs the head once, no hook is left behind, DINO denoising queries
 (or kept and counted), pipelines the capture cannot see are refused."""
 import pytest
 import torch
-from mmdet.registry import MODELS
-from mmengine.logging import MMLogger
-from toy_helpers import TOY_DETRS, disable_dropout, load_toy_config, toy_batch
+from toy_helpers import TOY_DETRS, build_toy_model, disable_dropout, load_toy_config, toy_batch
 
 from mmdet_ksdetr.distill.internals import DETRInternals, capture_detr, get_detr_internals
 
@@ -16,11 +14,7 @@ REF_DIM = dict(detr=None, conditional=2, dab=4, deformable=2, dino=4)
 
 def _build(name, data_root):
     cfg = load_toy_config(TOY[name], data_root)
-    torch.manual_seed(0)
-    model = MODELS.build(cfg.model)
-    MMLogger.get_current_instance().setLevel('WARNING')
-    model.init_weights()
-    return cfg, model
+    return cfg, build_toy_model(cfg)
 
 
 def _data(cfg, model, data_root, training):

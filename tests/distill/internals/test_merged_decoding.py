@@ -4,9 +4,7 @@ forward_decoder calls, on the five stock DETR variants; other decoders are refus
 capture falls back to separate passes."""
 import pytest
 import torch
-from mmdet.registry import MODELS
-from mmengine.logging import MMLogger
-from toy_helpers import TOY_DETRS, disable_dropout, load_toy_config, toy_batch
+from toy_helpers import TOY_DETRS, build_toy_model, disable_dropout, load_toy_config, toy_batch
 
 from mmdet_ksdetr.distill.internals import (QueryGroup, capture_detr, decode_merged,
                                             decoder_inputs_for, get_detr_internals,
@@ -18,11 +16,8 @@ TOY = TOY_DETRS
 
 def _build(rel, data_root):
     cfg = load_toy_config(rel, data_root)
-    torch.manual_seed(0)
-    model = MODELS.build(cfg.model)
-    MMLogger.get_current_instance().setLevel('WARNING')
-    model.init_weights()
-    disable_dropout(model).train()  # train: DINO adds its denoising queries and mask
+    # train: DINO adds its denoising queries and mask
+    model = disable_dropout(build_toy_model(cfg)).train()
     batch = toy_batch(cfg, data_root, 'train', 2)
     data = model.data_preprocessor(batch, True)
     return model, data['inputs'], data['data_samples']

@@ -4,9 +4,7 @@ a CrossKD-style cross pass (teacher decoder + head on the student's memory) is o
 gradients to the student; bad groups raise clear errors."""
 import pytest
 import torch
-from mmdet.registry import MODELS
-from mmengine.logging import MMLogger
-from toy_helpers import TOY_DETRS, load_toy_config, toy_batch
+from toy_helpers import TOY_DETRS, build_toy_model, load_toy_config, toy_batch
 
 from mmdet_ksdetr.distill.internals import (QueryGroup, decode_query_group,
                                             decoder_inputs_for, get_detr_internals,
@@ -15,10 +13,7 @@ from mmdet_ksdetr.distill.internals import (QueryGroup, decode_query_group,
 
 def _model(name, data_root, seed=0):
     cfg = load_toy_config(TOY_DETRS[name], data_root)
-    torch.manual_seed(seed)
-    model = MODELS.build(cfg.model)
-    MMLogger.get_current_instance().setLevel('WARNING')
-    model.init_weights()
+    model = build_toy_model(cfg, seed)
     data = model.data_preprocessor(toy_batch(cfg, data_root, 'val', 2), False)
     return model.eval(), data['inputs'], data['data_samples']
 

@@ -2,23 +2,18 @@
 DeformableDETR; the training step adds the C-stream losses and handles an image without GT."""
 import torch
 from mmdet.models.detectors import DeformableDETR
-from mmengine.registry import init_default_scope
 from mmengine.runner import load_checkpoint
-from toy_helpers import load_toy_config, toy_batch
+from toy_helpers import (assert_same_detections, build_toy_model, load_toy_config, predict_both,
+                         toy_batch)
 
 DAC_CFG = 'toy/dac_detr/dac-deformable-detr-refine-twostage_tiny-r18_1xb2-12e_toy.py'
 STOCK_CFG = 'toy/deformable-detr_tiny-r18_1xb2-12e_toy.py'
 
 
 def _build(rel, data_root, seed=0, **model_overrides):
-    from mmdet.registry import MODELS
     cfg = load_toy_config(rel, data_root)
     cfg.model.update(model_overrides)
-    init_default_scope('mmdet')
-    torch.manual_seed(seed)
-    model = MODELS.build(cfg.model)
-    model.init_weights()
-    return cfg, model
+    return cfg, build_toy_model(cfg, seed, quiet=False)
 
 
 def test_checkpoint_loads_into_stock_and_predicts_the_same(toy_data_root, tmp_path):
@@ -35,19 +30,8 @@ def test_checkpoint_loads_into_stock_and_predicts_the_same(toy_data_root, tmp_pa
     torch.save({'state_dict': sd, 'meta': {}}, ckpt)
     load_checkpoint(stock, str(ckpt), map_location='cpu', strict=True)
 
-    batch = toy_batch(cfg, toy_data_root, 'val', 3)
-    model.eval()
-    stock.eval()
-    with torch.no_grad():
-        data = model.data_preprocessor(batch, False)
-        res = model.predict(data['inputs'], data['data_samples'])
-        res_stock = stock.predict(data['inputs'], data['data_samples'])
-    for a, b in zip(res, res_stock):
-        a, b = a.pred_instances, b.pred_instances
-        assert len(a) == len(b) == 30
-        torch.testing.assert_close(a.bboxes, b.bboxes, atol=1e-5, rtol=0)
-        torch.testing.assert_close(a.scores, b.scores, atol=1e-5, rtol=0)
-        assert torch.equal(a.labels, b.labels)
+    res, res_stock = predict_both(model, stock, toy_batch(cfg, toy_data_root, 'val', 3))
+    assert_same_detections(res, res_stock, num=30)
 
 
 def test_train_step_and_o_stream_equivalence(toy_data_root):

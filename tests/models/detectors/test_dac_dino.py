@@ -9,7 +9,8 @@ import torch
 from mmdet.models.detectors import DINO
 from mmengine.registry import init_default_scope
 from mmengine.runner import load_checkpoint
-from toy_helpers import (CONFIGS, TOOLS, free_port, load_toy_config, run_tool, toy_batch,
+from toy_helpers import (CONFIGS, TOOLS, assert_same_detections, build_toy_model, free_port,
+                         load_toy_config, predict_both, run_tool, toy_batch,
                          toy_data_cfg_options)
 
 DAC_CFG = 'toy/dac_detr/dac-dino-cdn-ice-4scale_tiny-r18_1xb2-12e_toy.py'
@@ -18,14 +19,9 @@ NUM_LAYERS = 2
 
 
 def _build(rel, data_root, seed=0, **model_overrides):
-    from mmdet.registry import MODELS
     cfg = load_toy_config(rel, data_root)
     cfg.model.update(model_overrides)
-    init_default_scope('mmdet')
-    torch.manual_seed(seed)
-    model = MODELS.build(cfg.model)
-    model.init_weights()
-    return cfg, model
+    return cfg, build_toy_model(cfg, seed, quiet=False)
 
 
 @pytest.fixture(scope='module')
@@ -49,20 +45,8 @@ def test_checkpoint_loads_into_stock_dino_and_predicts_the_same(dac, toy_data_ro
     torch.save({'state_dict': model.state_dict(), 'meta': {}}, ckpt)
     load_checkpoint(stock, str(ckpt), map_location='cpu', strict=True)
 
-    batch = toy_batch(cfg, toy_data_root, 'val', 3)
-    model.eval()
-    stock.eval()
-    with torch.no_grad():
-        data = model.data_preprocessor(batch, False)
-        res_dac = model.predict(data['inputs'], data['data_samples'])
-        data = stock.data_preprocessor(batch, False)
-        res_stock = stock.predict(data['inputs'], data['data_samples'])
-    for a, b in zip(res_dac, res_stock):
-        a, b = a.pred_instances, b.pred_instances
-        assert len(a) == len(b) == 30
-        torch.testing.assert_close(a.bboxes, b.bboxes, atol=1e-5, rtol=0)
-        torch.testing.assert_close(a.scores, b.scores, atol=1e-5, rtol=0)
-        assert torch.equal(a.labels, b.labels)
+    res_dac, res_stock = predict_both(model, stock, toy_batch(cfg, toy_data_root, 'val', 3))
+    assert_same_detections(res_dac, res_stock, num=30)
 
 
 def test_training_forward_o_stream_is_dino_and_c_stream_is_extra(dac, toy_data_root):

@@ -5,9 +5,7 @@ import copy
 
 import pytest
 import torch
-from mmdet.registry import MODELS
-from mmengine.registry import init_default_scope
-from toy_helpers import load_toy_config, toy_batch
+from toy_helpers import build_toy_model, load_toy_config, toy_batch
 
 from mmdet_ksdetr.models.detectors.denoising_detector_mixin import DenoisingDetectorMixin
 from mmdet_ksdetr.models.layers.dn_query_generator import DnQueryGenerator
@@ -20,11 +18,7 @@ def _build(rel_path, data_root, **model_overrides):
     cfg = load_toy_config(rel_path, data_root)
     if model_overrides:
         cfg.merge_from_dict({f'model.{k}': v for k, v in model_overrides.items()})
-    init_default_scope('mmdet')
-    torch.manual_seed(0)
-    model = MODELS.build(cfg.model)
-    model.init_weights()
-    return cfg, model
+    return cfg, build_toy_model(cfg, quiet=False)
 
 
 @pytest.mark.parametrize('name', sorted(CONFIGS))

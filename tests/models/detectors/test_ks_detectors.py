@@ -6,10 +6,10 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from mmdet.registry import DATASETS, MODELS
+from mmdet.registry import DATASETS
 from mmengine.registry import init_default_scope
 from mmengine.structures import InstanceData
-from toy_helpers import load_toy_config, toy_batch
+from toy_helpers import build_toy_model, load_toy_config, toy_batch
 
 import mmdet_ksdetr.models.detectors.ks_detr_mixin as ks_mixin
 from mmdet_ksdetr.models.detectors.ks_detr_mixin import is_ks_teacher_key, ks_student_state_dict
@@ -35,11 +35,7 @@ def _build(rel_path, data_root, seed=0, **model_overrides):
     cfg = load_toy_config(rel_path, data_root)
     if model_overrides:
         cfg.merge_from_dict({f'model.{k}': v for k, v in model_overrides.items()})
-    init_default_scope('mmdet')
-    torch.manual_seed(seed)
-    model = MODELS.build(cfg.model)
-    model.init_weights()
-    return cfg, model
+    return cfg, build_toy_model(cfg, seed, quiet=False)
 
 
 def _data(cfg, model, data_root, split='train', n=2):
