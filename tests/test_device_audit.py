@@ -220,3 +220,16 @@ def test_to_host_and_to_device_are_exact_and_single_copies():
     assert (hi == i.numpy()).all() and (hb == b.numpy()).all()
     moved = to_device([np.arange(6).reshape(2, 3), np.array([4, 5])], 'cpu')
     assert [m.shape for m in moved] == [(2, 3), (2, )] and moved[1].tolist() == [4, 5]
+
+
+def test_attention_splat_reads_level_shapes_once():
+    from mmdet_ksdetr.distill.losses.qskd_feature_loss import splat_attention
+    g = torch.Generator().manual_seed(0)
+    shapes = torch.tensor([[4, 5], [2, 3]])
+    weights = torch.rand(2, 3, 2, 2, 4, generator=g).half()
+    with HostSyncCounter() as syncs:
+        maps = splat_attention(weights, torch.rand(2, 3, 2, 2, 4, 2, generator=g), shapes,
+                               torch.ones(2, 3))
+    assert syncs.calls == ['tolist']
+    assert [tuple(m.shape) for m in maps] == [(2, 4, 5), (2, 2, 3)]
+    assert torch.allclose(sum(m.sum() for m in maps), weights.float().sum())
