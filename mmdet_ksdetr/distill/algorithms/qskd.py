@@ -148,6 +148,7 @@ class QSKD(DETRDistillBase):
             raise RuntimeError('QSKD: teacher attention was not recorded; compute the losses '
                                'through loss() (or teacher_forward())')
 
+        thr = self.hard_negative_giou
         if 'loss_pred' in self.parts:
             s_gt = assign_teacher_layers(s.cls_logits.detach(), s.bbox_preds.detach(),
                                          batch_data_samples,
@@ -157,8 +158,6 @@ class QSKD(DETRDistillBase):
             cost = self.matcher.cost(s.cls_logits.detach(), s.bbox_preds.detach(),
                                      t.cls_logits[layers].sigmoid(), t.bbox_preds[layers],
                                      factors.expand(s.num_layers, -1, -1))
-        thr = self.hard_negative_giou
-        if 'loss_pred' in self.parts:
             t_gt_l = t_gt[list(layers)]  # (L_s, B, Nt): the teacher layer of each student one
             pairs = self._selected_pairs(
                 cost, _query_of_gt(s_gt, G), _query_of_gt(t_gt_l, G), (s_gt < 0) & (s_giou > thr),
