@@ -33,7 +33,6 @@ from mmdet_ksdetr.utils.device import to_device, to_host
 RUNTIME_SYNCS = {
     ('models/task_modules/one_to_many_assigner.py', 'assign'):
         'input checks in one sync; variable number of positives',
-    ('models/losses/ia_bce_loss.py', 'forward'): 'positive rows (as mmdet QualityFocalLoss)',
     ('models/dense_heads/denoising_head_mixin.py', '_get_targets_single'):
         'negative indices in the tuple format of mmdet',
     ('models/layers/ks_deformable_triple_attention.py', 'sample_value_levels'):
@@ -233,3 +232,23 @@ def test_attention_splat_reads_level_shapes_once():
     assert syncs.calls == ['tolist']
     assert [tuple(m.shape) for m in maps] == [(2, 4, 5), (2, 2, 3)]
     assert torch.allclose(sum(m.sum() for m in maps), weights.float().sum())
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
+def test_ia_bce_forward_is_sync_free_and_equals_the_pair_form(dtype):
+    from mmdet_ksdetr.models.losses.ia_bce_loss import IABCELoss
+    g = torch.Generator().manual_seed(0)
+    pred = torch.randn(7, 4, generator=g).to(dtype).requires_grad_()
+    labels = torch.tensor([4, 1, 4, 0, 3, 4, 1])  # 4 = background
+    ious = torch.rand(7, generator=g).to(dtype)
+    rank = torch.rand(7, generator=g)
+    loss = IABCELoss()
+    with HostSyncCounter() as syncs:
+        out = loss(pred, (labels, ious, rank), avg_factor=3.0)
+    assert syncs.calls == [] and out.dtype == dtype
+    rows = torch.tensor([1, 3, 4, 6])
+    ref = loss.loss_pairs(pred, rows, labels[rows], ious[rows], rank[rows], avg_factor=3.0)
+    assert torch.equal(out, ref)
+    g1, = torch.autograd.grad(out, pred)
+    g2, = torch.autograd.grad(ref, pred)
+    assert torch.equal(g1, g2)
