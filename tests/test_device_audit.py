@@ -252,3 +252,16 @@ def test_ia_bce_forward_is_sync_free_and_equals_the_pair_form(dtype):
     g1, = torch.autograd.grad(out, pred)
     g2, = torch.autograd.grad(ref, pred)
     assert torch.equal(g1, g2)
+
+
+def test_decoupled_kd_loss_syncs_once():
+    from mmdet_ksdetr.distill.losses.decoupled_kd_loss import decoupled_kd_loss, kd_kl_loss
+    g = torch.Generator().manual_seed(0)
+    s, t = torch.randn(2, 5, 4, generator=g), torch.randn(2, 5, 4, generator=g)
+    pos = torch.tensor([[-1, 2, -1, 0, -1], [3, -1, -1, -1, 1]])
+    with HostSyncCounter() as syncs:
+        out = decoupled_kd_loss(s, t, pos)
+    assert syncs.calls == ['__int__']  # the largest label, no nonzero
+    neg = pos < 0
+    assert torch.equal(out[neg], kd_kl_loss(s, t)[neg]) and not torch.equal(out[~neg],
+                                                                           kd_kl_loss(s, t)[~neg])

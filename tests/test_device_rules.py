@@ -33,8 +33,6 @@ ALLOWED = {
     # variable-size outputs: the size must reach the host
     ('mmdet_ksdetr/models/task_modules/one_to_many_assigner.py', 'OneToManyAssigner.assign',
      'nonzero'): 'positives of one image; their count decides the random cap (randperm)',
-    ('mmdet_ksdetr/distill/losses/decoupled_kd_loss.py', 'decoupled_kd_loss', 'nonzero'):
-        'TPRD positives get DKD rows; computing DKD on every row would avoid it (3x work)',
     ('mmdet_ksdetr/models/dense_heads/denoising_head_mixin.py',
      'DenoisingHeadMixin._get_targets_single', 'nonzero'):
         'negative indices, the tuple format of mmdet _get_targets_single (as the stock head)',
