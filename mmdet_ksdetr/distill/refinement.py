@@ -26,11 +26,13 @@ cxcywh), GT padded to ``[B, G]`` / ``[B, G, 4]`` (normalised cxcywh).
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 from mmengine.structures import InstanceData
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
+from ..utils.device import to_device, to_host
 from ..utils.divergence import check_finite_cost
 
 __all__ = [
@@ -113,12 +115,23 @@ def _check_inputs(logits, boxes, pos_gt_inds, gt_labels, gt_boxes, num_gts):
     if tuple(num_gts.shape) != (B, ):
         raise ValueError(f'TPRD refinement: num_gts must have one entry per image ({B}), '
                          f'got shape {tuple(num_gts.shape)}')
-    if gt_labels.numel() and int(gt_labels.max()) >= logits.size(-1):
-        raise ValueError(f'TPRD refinement: a GT label ({int(gt_labels.max())}) is >= the '
+    max_label = gt_labels.max() if gt_labels.numel() else gt_labels.new_full((), -1)
+    bad_index = (pos_gt_inds >= num_gts.view(1, B, 1)).any()
+    max_label, bad_index = torch.stack([max_label.long().to(bad_index.device),
+                                        bad_index.long()]).tolist()  # the one sync
+    if max_label >= logits.size(-1):
+        raise ValueError(f'TPRD refinement: a GT label ({max_label}) is >= the '
                          f'number of teacher classes ({logits.size(-1)}); check num_classes')
-    if bool((pos_gt_inds >= num_gts.view(1, B, 1)).any()):
+    if bad_index:
         raise ValueError('TPRD refinement: pos_gt_inds refers to a GT index >= the number of '
                          'GT boxes of its image (num_gts); the assignment and the GT differ')
+
+
+def _put_class_logit(logits: Tensor, classes: Tensor, values: Tensor, where: Tensor) -> Tensor:
+    """``logits[l, b, q, classes[l, b, q]] = values[l, b, q]`` where ``where`` is True."""
+    current = logits.gather(-1, classes[..., None]).squeeze(-1)
+    new = torch.where(where, values.to(logits.dtype), current)
+    return logits.scatter(-1, classes[..., None], new[..., None])
 
 
 def refine_teacher_predictions(logits: Tensor, boxes: Tensor, pos_gt_inds: Tensor,
@@ -157,7 +170,8 @@ def refine_teacher_predictions(logits: Tensor, boxes: Tensor, pos_gt_inds: Tenso
     refined_boxes = boxes.clone()
 
     # ---------------- positives: borrow a better box and target-class logit -----------------
-    if gt_labels.size(1) > 0 and bool(pos.any()):
+    # (no data-dependent branches or nonzero: updates are torch.where over all queries)
+    if gt_labels.size(1) > 0:
         g = pos_gt_inds.clamp(min=0)  # [L, B, Q]
         batch_idx = torch.arange(B, device=device).view(1, B, 1)
         lab = gt_labels.to(device).long()[batch_idx, g].clamp(min=0)  # [L, B, Q]
@@ -174,28 +188,26 @@ def refine_teacher_predictions(logits: Tensor, boxes: Tensor, pos_gt_inds: Tenso
         is_best = cand & (u == best_u.unsqueeze(0))
         j_star = torch.where(is_best, layer.view(L, 1, 1, 1), L).amin(0)  # [Li, B, Q]
         upd = j_star < L
-        if bool(upd.any()):
-            li, bi, qi = upd.nonzero(as_tuple=True)
-            js = j_star[li, bi, qi]
-            refined_boxes[li, bi, qi] = boxes[js, bi, qi]
-            refined_logits[li, bi, qi, lab[li, bi, qi]] = z[js, li, bi, qi]
+        js = j_star.clamp(max=L - 1)  # [Li, B, Q]
+        borrowed_boxes = boxes.gather(0, js[..., None].expand(L, B, Q, 4))
+        refined_boxes = torch.where(upd[..., None], borrowed_boxes, refined_boxes)
+        borrowed_logit = z.gather(0, js[None]).squeeze(0)  # z[j*, i, b, q]
+        refined_logits = _put_class_logit(refined_logits, lab, borrowed_logit, upd)
 
     # -------- negatives: lower a false positive's confidence to an earlier layer's ----------
     neg = (~pos) & has_gt
-    if bool(neg.any()) and L > 1:
+    if L > 1:
         m, a = logits.max(-1)  # [L, B, Q]; ties -> first class
         m_j, m_i = m.unsqueeze(1), m.unsqueeze(0)  # [Lj, 1, B, Q], [1, Li, B, Q]
         cand = earlier & neg.unsqueeze(0) & (a.unsqueeze(1) == a.unsqueeze(0)) & (m_j < m_i)
         m_jj = m_j.expand(L, L, B, Q)
         best_m = m_jj.masked_fill(~cand, float('inf')).amin(0)  # [Li, B, Q]
         upd = cand.any(0)
-        if bool(upd.any()):
-            li, bi, qi = upd.nonzero(as_tuple=True)
-            # Z^{j*}[a_i] = m_{j*} because a_{j*} = a_i: the minimum value is the new logit.
-            refined_logits[li, bi, qi, a[li, bi, qi]] = best_m[li, bi, qi]
+        # Z^{j*}[a_i] = m_{j*} because a_{j*} = a_i: the minimum value is the new logit.
+        refined_logits = _put_class_logit(refined_logits, a, best_m, upd)
 
     pos_labels = torch.full_like(pos_gt_inds, -1)
-    if gt_labels.size(1) > 0 and bool(pos.any()):
+    if gt_labels.size(1) > 0:
         pos_labels = torch.where(pos, lab, pos_labels)
     return RefinedTeacher(refined_logits, refined_boxes, pos_gt_inds, pos_labels)
 
@@ -210,12 +222,12 @@ def pad_gt(gt_labels: Sequence[Tensor], gt_boxes: Sequence[Tensor],
     B = len(gt_labels)
     if device is None:
         device = gt_boxes[0].device if B else 'cpu'
-    num = torch.tensor([len(lbl) for lbl in gt_labels], device=device, dtype=torch.long)
-    G = int(num.max()) if B else 0
+    counts = [len(lbl) for lbl in gt_labels]  # host ints: no device sync
+    num = torch.tensor(counts, device=device, dtype=torch.long)
+    G = max(counts, default=0)
     labels = torch.full((B, G), -1, dtype=torch.long, device=device)
     boxes = torch.zeros((B, G, 4), dtype=torch.float32, device=device)
-    for b in range(B):  # per image, not per query
-        n = int(num[b])
+    for b, n in enumerate(counts):  # per image, not per query
         if n:
             labels[b, :n] = gt_labels[b].to(device).long()
             boxes[b, :n] = gt_boxes[b].to(device).float()
@@ -265,6 +277,7 @@ def assign_teacher_layers(logits: Tensor, boxes: Tensor, batch_data_samples,
     xyxy = _cxcywh_to_xyxy(boxes.detach().float())
     logits = logits.detach().float()
     match_costs = getattr(assigner, 'match_costs', None)
+    costs, cost_images = [], []  # HungarianAssigner: every image's costs, solved at the end
     for b, ds in enumerate(batch_data_samples):
         gt = ds.gt_instances
         if len(gt) == 0:
@@ -278,19 +291,36 @@ def assign_teacher_layers(logits: Tensor, boxes: Tensor, batch_data_samples,
                                 bboxes=xyxy[:, b].reshape(L * Q, 4) * factor)
             cost = sum(mc(pred_instances=pred, gt_instances=gt_inst, img_meta=ds.metainfo)
                        for mc in match_costs)
-            cost = check_finite_cost(cost.view(L, Q, -1).float().cpu().numpy(),
-                                     'TPRD teacher-to-GT matching')
-            for layer in range(L):
-                rows, cols = linear_sum_assignment(cost[layer])
-                out[layer, b, torch.as_tensor(rows, device=out.device)] = torch.as_tensor(
-                    cols, device=out.device)
+            costs.append(cost.view(L, Q, -1).float())
+            cost_images.append(b)
             continue
         for layer in range(L):
             pred = InstanceData(scores=logits[layer, b], bboxes=xyxy[layer, b] * factor)
             res = assigner.assign(pred_instances=pred, gt_instances=gt_inst,
                                   img_meta=ds.metainfo)
             out[layer, b] = (res.gt_inds - 1).clamp(min=-1).to(out.device)
+    if costs:
+        _solve_layers_into(out, costs, cost_images)
     return out
+
+
+def _solve_layers_into(out: Tensor, costs: List[Tensor], images: List[int]) -> None:
+    """Hungarian assignment of every layer of every image in ``costs`` (each (L, Q, G_b),
+    for image ``images[i]``), written into ``out`` (L, B, Q): one device-to-host copy of all
+    costs and one host-to-device copy of all matches."""
+    L = out.shape[0]
+    layer_idx, image_idx, rows_idx, cols_idx = [], [], [], []
+    for b, cost in zip(images, to_host(*costs)):
+        check_finite_cost(cost, 'TPRD teacher-to-GT matching')
+        for layer in range(L):
+            rows, cols = linear_sum_assignment(cost[layer])
+            layer_idx.append(np.full(len(rows), layer))
+            image_idx.append(np.full(len(rows), b))
+            rows_idx.append(rows)
+            cols_idx.append(cols)
+    li, bi, qi, gi = to_device([np.concatenate(x) for x in (layer_idx, image_idx, rows_idx,
+                                                            cols_idx)], out.device)
+    out[li, bi, qi] = gi
 
 
 class TeacherPredictionRefiner:

@@ -8,6 +8,7 @@ from mmdet.structures.bbox import bbox_cxcywh_to_xyxy, bbox_overlaps
 from mmrazor.registry import MODELS
 from scipy.optimize import linear_sum_assignment
 
+from ...utils.device import to_device, to_host
 from ...utils.divergence import check_finite_cost
 from ..internals import DecoderAttentionRecorder
 from ..losses.pair_kd_loss import PairKDLoss
@@ -37,12 +38,13 @@ def _max_giou_to_gt(boxes, gt_boxes, num_gts, factors):
 
 
 def _query_of_gt(gt_inds, num_gt_slots):
-    """(B, G) query index assigned to each GT (-1 if none) from (B, N) GT index per query."""
-    B, N = gt_inds.shape
-    out = gt_inds.new_full((B, max(num_gt_slots, 1)), -1)
-    b, q = (gt_inds >= 0).nonzero(as_tuple=True)
-    out[b, gt_inds[b, q]] = q
-    return out[:, :num_gt_slots]
+    """(..., G) query index assigned to each GT (-1 if none) from (..., N) GT index per query
+    (a one-to-one assignment). No device sync: unassigned queries write to a spare column."""
+    N = gt_inds.shape[-1]
+    out = gt_inds.new_full(gt_inds.shape[:-1] + (num_gt_slots + 1, ), -1)
+    slot = torch.where(gt_inds >= 0, gt_inds, num_gt_slots)
+    query = torch.arange(N, device=gt_inds.device).expand_as(gt_inds)
+    return out.scatter(-1, slot, query)[..., :num_gt_slots]
 
 
 @MODELS.register_module()
@@ -95,26 +97,38 @@ class QSKD(DETRDistillBase):
             self.teacher_attention = DecoderAttentionRecorder(
                 self.teacher.decoder, self_attn=False, cross_attn=True)
 
-    def _hard_negative_pairs(self, cost, s_hn, t_hn):
-        """Hungarian matching of student to teacher hard negatives, per image: cost
-        (B, Ns, Nt), masks (B, Ns) / (B, Nt) -> (b, s, t) index tensors."""
-        device = cost.device
-        cost_np = cost.detach().float().cpu().numpy()
-        s_np, t_np = s_hn.cpu().numpy(), t_hn.cpu().numpy()
+    @staticmethod
+    def _hard_negative_pairs(cost, s_hn, t_hn):
+        """Hungarian matching of student to teacher hard negatives, per image (host numpy):
+        cost (B, Ns, Nt), masks (B, Ns) / (B, Nt) -> (b, s, t) index arrays."""
         out = [[], [], []]
-        for b in range(cost_np.shape[0]):  # per image; the matching itself is scipy
-            rows, cols = np.nonzero(s_np[b])[0], np.nonzero(t_np[b])[0]
+        for b in range(cost.shape[0]):  # per image; the matching itself is scipy
+            rows, cols = np.nonzero(s_hn[b])[0], np.nonzero(t_hn[b])[0]
             if len(rows) == 0 or len(cols) == 0:
                 continue
             r, c = linear_sum_assignment(
-                check_finite_cost(cost_np[b][np.ix_(rows, cols)], 'QSKD hard-negative matching'))
+                check_finite_cost(cost[b][np.ix_(rows, cols)], 'QSKD hard-negative matching'))
             out[0].append(np.full(len(r), b))
             out[1].append(rows[r])
             out[2].append(cols[c])
-        if not out[0]:
-            empty = torch.zeros(0, dtype=torch.long, device=device)
-            return empty, empty, empty
-        return tuple(torch.from_numpy(np.concatenate(x)).long().to(device) for x in out)
+        return tuple(np.concatenate(x) if x else np.zeros(0, np.int64) for x in out)
+
+    def _selected_pairs(self, cost, s_of_g, t_of_g, s_hn, t_hn):
+        """Selected (positive and hard-negative) query pairs of every student layer, from the
+        (L, B, Ns, Nt) hard-negative cost, the (L, B, G) query of each GT of both models and the
+        (L, B, N) hard-negative masks; one device-to-host and one host-to-device copy.
+
+        Returns per layer ``(pb, pg, ps, pt, hb, hs, ht)``: positives' image, GT slot,
+        student and teacher query; hard negatives' image, student and teacher query."""
+        device = cost.device
+        cost, s_of_g, t_of_g, s_hn, t_hn = to_host(cost, s_of_g, t_of_g, s_hn, t_hn)
+        arrays = []
+        for l in range(cost.shape[0]):
+            pb, pg = np.nonzero((s_of_g[l] >= 0) & (t_of_g[l] >= 0))
+            arrays += [pb, pg, s_of_g[l][pb, pg], t_of_g[l][pb, pg]]
+            arrays += self._hard_negative_pairs(cost[l], s_hn[l], t_hn[l])
+        moved = to_device(arrays, device)
+        return [moved[i:i + 7] for i in range(0, len(moved), 7)]
 
     def compute_distill_losses(self, student_internals, teacher_internals,
                                batch_data_samples) -> Dict:
@@ -134,6 +148,7 @@ class QSKD(DETRDistillBase):
             raise RuntimeError('QSKD: teacher attention was not recorded; compute the losses '
                                'through loss() (or teacher_forward())')
 
+        thr = self.hard_negative_giou
         if 'loss_pred' in self.parts:
             s_gt = assign_teacher_layers(s.cls_logits.detach(), s.bbox_preds.detach(),
                                          batch_data_samples,
@@ -143,16 +158,15 @@ class QSKD(DETRDistillBase):
             cost = self.matcher.cost(s.cls_logits.detach(), s.bbox_preds.detach(),
                                      t.cls_logits[layers].sigmoid(), t.bbox_preds[layers],
                                      factors.expand(s.num_layers, -1, -1))
-        thr = self.hard_negative_giou
+            t_gt_l = t_gt[list(layers)]  # (L_s, B, Nt): the teacher layer of each student one
+            pairs = self._selected_pairs(
+                cost, _query_of_gt(s_gt, G), _query_of_gt(t_gt_l, G), (s_gt < 0) & (s_giou > thr),
+                (t_gt_l < 0) & (t_giou[list(layers)] > thr))
         for l, tl in enumerate(layers):
             prefix = layer_prefix(l, s.num_layers)
             t_hn = (t_gt[tl] < 0) & (t_giou[tl] > thr)
             if 'loss_pred' in self.parts:
-                s_of_g, t_of_g = _query_of_gt(s_gt[l], G), _query_of_gt(t_gt[tl], G)
-                pb, pg = ((s_of_g >= 0) & (t_of_g >= 0)).nonzero(as_tuple=True)
-                ps, pt = s_of_g[pb, pg], t_of_g[pb, pg]
-                hb, hs, ht = self._hard_negative_pairs(
-                    cost[l], (s_gt[l] < 0) & (s_giou[l] > thr), t_hn)
+                pb, pg, ps, pt, hb, hs, ht = pairs[l]
                 b = torch.cat([pb, hb])
                 si, ti = torch.cat([ps, hs]), torch.cat([pt, ht])
                 pos = torch.cat([gt_labels[pb, pg], torch.full_like(hb, -1)])

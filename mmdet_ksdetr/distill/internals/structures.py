@@ -152,8 +152,10 @@ class DETRInternals:
         return self.cls_logits.softmax(-1)[..., :-1]
 
     def img_size_factors(self) -> Tensor:
-        """(B, 4) ``[w, h, w, h]`` of each ``img_shape``."""
-        return self.cls_logits.new_tensor([[w, h, w, h] for h, w in self.img_shapes])
+        """(B, 4) float32 ``[w, h, w, h]`` of each ``img_shape``, on the logits' device
+        (float32 whatever the logits' dtype: half rounds sizes above 2048 pixels)."""
+        return self.cls_logits.new_tensor([[w, h, w, h] for h, w in self.img_shapes],
+                                          dtype=torch.float32)
 
     def bboxes_xyxy(self, clamp: bool = False) -> Tensor:
         """(L, B, N, 4) pixel ``(x1, y1, x2, y2)`` boxes in the network-input frame, optionally

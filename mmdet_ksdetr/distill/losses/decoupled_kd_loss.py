@@ -88,15 +88,18 @@ def decoupled_kd_loss(student_logits: Tensor,
             raise ValueError(f'decoupled KD: pos_labels must have shape '
                              f'{tuple(student_logits.shape[:-1])} (one label or -1 per pair), '
                              f'got {tuple(pos_labels.shape)}')
-        rows = (pos_labels.reshape(-1) >= 0).nonzero().squeeze(1)
-        if rows.numel():
-            labels = pos_labels.reshape(-1)[rows]
+        labels = pos_labels.reshape(-1)
+        # one host sync (the largest label: any positive? in range?) instead of a nonzero;
+        # DKD is computed on every row and kept on the positive ones
+        max_label = int(labels.max()) if labels.numel() else -1
+        if max_label >= 0:
             if C < 2:
                 raise ValueError('decoupled KD needs at least 2 classes for a non-target part')
-            if int(labels.max()) >= C:
-                raise ValueError(f'decoupled KD: a positive label ({int(labels.max())}) is >= '
+            if max_label >= C:
+                raise ValueError(f'decoupled KD: a positive label ({max_label}) is >= '
                                  f'the number of classes ({C})')
-            loss = loss.index_put((rows, ), _dkd_rows(zs[rows], zt[rows], labels, alpha, beta))
+            dkd = _dkd_rows(zs, zt, labels.clamp(min=0), alpha, beta)
+            loss = torch.where(labels >= 0, dkd, loss)
     return (loss * temperature**2).view(student_logits.shape[:-1])
 
 

@@ -24,7 +24,9 @@ def splat_attention(weights: Tensor, locations: Tensor, spatial_shapes: Tensor,
     B, Q, H, Lv, P = weights.shape
     weights, locations = weights.float(), locations.float()  # fp16-safe accumulation
     hw = spatial_shapes.long()
-    sizes = (hw[:, 0] * hw[:, 1])
+    hw_host = hw.tolist()  # the one host sync: the level sizes shape the output
+    sizes_host = [int(h) * int(w) for h, w in hw_host]
+    sizes = hw[:, 0] * hw[:, 1]
     starts = torch.cat([sizes.new_zeros(1), sizes.cumsum(0)[:-1]])
     w_lv = hw[:, 1].view(1, 1, 1, Lv, 1)
     h_lv = hw[:, 0].view(1, 1, 1, Lv, 1)
@@ -34,10 +36,10 @@ def splat_attention(weights: Tensor, locations: Tensor, spatial_shapes: Tensor,
     flat = starts.view(1, 1, 1, Lv, 1) + y.clamp(min=0) * w_lv + x.clamp(min=0)
     flat = torch.where(inside, flat, torch.zeros_like(flat))
     vals = weights * query_weights.view(B, Q, 1, 1, 1).float() * inside
-    dense = weights.new_zeros(B, int(sizes.sum()))
+    dense = weights.new_zeros(B, sum(sizes_host))
     dense.scatter_add_(1, flat.reshape(B, -1), vals.reshape(B, -1))
     return [d.view(B, int(h), int(w_)) for d, (h, w_) in
-            zip(dense.split(sizes.tolist(), dim=1), hw.tolist())]
+            zip(dense.split(sizes_host, dim=1), hw_host)]
 
 
 @MODELS.register_module()

@@ -25,12 +25,15 @@ def _loss_given_targets(head, cls_scores, bbox_preds, targets, batch_img_metas):
     bbox_targets = torch.cat(bbox_targets_list)
     bbox_weights = torch.cat(bbox_weights_list)
     cls_avg_factor = num_pos * 1.0 + num_neg * head.bg_cls_weight
-    if head.sync_cls_avg_factor:
-        cls_avg_factor = reduce_mean(cls_scores.new_tensor([cls_avg_factor]))
-    cls_avg_factor = max(cls_avg_factor, 1)
+    if head.sync_cls_avg_factor:  # stays on the device (no max() of a tensor: a host sync)
+        cls_avg_factor = reduce_mean(cls_scores.new_tensor([cls_avg_factor])).clamp(min=1)
+    else:
+        cls_avg_factor = max(cls_avg_factor, 1)
     loss_cls = head.loss_cls(cls_scores.reshape(-1, head.cls_out_channels), labels,
                              label_weights, avg_factor=cls_avg_factor)
-    num_pos = torch.clamp(reduce_mean(cls_scores.new_tensor([num_pos])), min=1).item()
+    # a float32 device scalar, not .item(): no host sync per layer
+    num_pos = torch.clamp(reduce_mean(cls_scores.new_tensor(num_pos, dtype=torch.float32)),
+                          min=1)
     factors = torch.cat([
         bbox_preds.new_tensor([m['img_shape'][1], m['img_shape'][0]] * 2).expand(
             bbox_preds.shape[1], 4) for m in batch_img_metas

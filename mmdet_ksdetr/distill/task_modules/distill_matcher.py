@@ -19,6 +19,7 @@ from mmrazor.registry import TASK_UTILS
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
+from ...utils.device import float32_region, to_device, to_host
 from ...utils.divergence import check_finite_cost
 
 __all__ = ['DistillHungarianMatcher', 'soft_bce_cost']
@@ -63,7 +64,14 @@ class DistillHungarianMatcher:
     @torch.no_grad()
     def cost(self, student_logits: Tensor, student_boxes: Tensor, teacher_probs: Tensor,
              teacher_boxes: Tensor, img_size_factors: Tensor) -> Tensor:
-        """(K..., Ns, Nt) float32 cost matrices (see the module doc)."""
+        """(K..., Ns, Nt) float32 cost matrices (see the module doc), float32 under autocast
+        too (the soft-BCE matmul would otherwise run in half precision with --amp)."""
+        with float32_region(student_logits):
+            return self._cost(student_logits, student_boxes, teacher_probs, teacher_boxes,
+                              img_size_factors)
+
+    def _cost(self, student_logits, student_boxes, teacher_probs, teacher_boxes,
+              img_size_factors):
         s_logits, t_probs = student_logits.float(), teacher_probs.float()
         s_boxes, t_boxes = student_boxes.float(), teacher_boxes.float()
         total = s_logits.new_zeros(s_logits.shape[:-1] + (t_probs.shape[-2], ))
@@ -90,13 +98,12 @@ class DistillHungarianMatcher:
                          img_size_factors)
         lead, (ns, nt) = cost.shape[:-2], cost.shape[-2:]
         m = min(ns, nt)
-        flat = cost.reshape(-1, ns, nt).cpu().numpy().astype(np.float32, copy=False)
+        flat, = to_host(cost.reshape(-1, ns, nt))  # the one device-to-host copy
         check_finite_cost(flat, 'student-to-teacher distillation matching')
         s_idx = np.empty((flat.shape[0], m), dtype=np.int64)
         t_idx = np.empty((flat.shape[0], m), dtype=np.int64)
         for k in range(flat.shape[0]):
             rows, cols = linear_sum_assignment(flat[k])
             s_idx[k], t_idx[k] = rows, cols
-        device = student_logits.device
-        return (torch.from_numpy(s_idx).to(device).view(*lead, m),
-                torch.from_numpy(t_idx).to(device).view(*lead, m))
+        s_idx, t_idx = to_device([s_idx, t_idx], student_logits.device)
+        return s_idx.view(*lead, m), t_idx.view(*lead, m)

@@ -86,8 +86,10 @@ class DACHeadMixin:
             for the others.
         """
         num_gts = sum(len(gt) for gt in batch_gt_instances)
-        avg_factor = all_layers_cls_scores.new_tensor([self.o2m_avg_factor_scale * num_gts])
-        avg_factor = torch.clamp(reduce_mean(avg_factor), min=1).item()
+        # a float32 device scalar, not .item(): no host sync
+        avg_factor = all_layers_cls_scores.new_tensor(self.o2m_avg_factor_scale * num_gts,
+                                                      dtype=torch.float32)
+        avg_factor = torch.clamp(reduce_mean(avg_factor), min=1)
         losses_cls, losses_bbox, losses_iou = multi_apply(
             self._loss_o2m_single, all_layers_cls_scores, all_layers_bbox_preds,
             all_layers_match_bbox_preds, batch_gt_instances=batch_gt_instances,
@@ -126,7 +128,7 @@ class DACHeadMixin:
 
     def _loss_o2m_single(self, cls_scores: Tensor, bbox_preds: Tensor,
                          match_bbox_preds: Tensor, batch_gt_instances: InstanceList,
-                         batch_img_metas: List[dict], avg_factor: float) -> Tuple[Tensor]:
+                         batch_img_metas: List[dict], avg_factor: Tensor) -> Tuple[Tensor]:
         rows, labels, targets, factors, groups = self.get_o2m_targets(
             cls_scores, match_bbox_preds, batch_gt_instances, batch_img_metas)
         flat_cls = cls_scores.reshape(-1, cls_scores.shape[-1])

@@ -162,6 +162,10 @@ class KSDetectorMixin:
         spatial_shapes = encoder_inputs_dict.get('spatial_shapes')
         if spatial_shapes is None:  # single-scale DETRs flatten img_feats[-1]
             spatial_shapes = [img_feats[-1].shape[-2:]]
+        elif len(spatial_shapes) == len(img_feats):
+            # the levels pre_transformer flattened, as host ints (reading the device tensor
+            # would be a host sync); the mask's shape check below guards the assumption
+            spatial_shapes = [f.shape[-2:] for f in img_feats]
         encoder_inputs_dict['ks_fg_mask'] = gt_foreground_token_mask(
             batch_data_samples, spatial_shapes, encoder_inputs_dict.get('feat_mask'))
         encoder_outputs_dict = self.forward_encoder(**encoder_inputs_dict)

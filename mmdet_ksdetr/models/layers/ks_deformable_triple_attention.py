@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from mmdet.registry import MODELS
 from .ks_triple_attention import ks_teacher_streams
 
-__all__ = ['KSMultiScaleDeformableTripleAttention']
+__all__ = ['KSMultiScaleDeformableTripleAttention', 'streams_kernel_call']
 
 
 @MODELS.register_module()
@@ -111,12 +111,8 @@ class KSMultiScaleDeformableTripleAttention(MultiScaleDeformableAttention):
             weights.append(a)
         S = len(values)
         if v.is_cuda:
-            # all streams in one kernel call, stacked along the batch; the kernel needs
-            # batch % step == 0: S times the step mmcv uses for B images
-            step = S * min(B, self.im2col_step)
-            out = MultiScaleDeformableAttnFunction.apply(
-                torch.cat(values, 0), spatial_shapes, level_start_index,
-                locations.repeat(S, 1, 1, 1, 1, 1), torch.cat(weights, 0), step)
+            out = streams_kernel_call(values, weights, locations, spatial_shapes,
+                                      level_start_index, self.im2col_step)
         else:
             out = self._streams_shared_sampling(values, weights, locations, spatial_shapes)
         out = self.dropout(self.output_proj(out)) + identity.repeat(S, 1, 1)
@@ -141,6 +137,21 @@ class KSMultiScaleDeformableTripleAttention(MultiScaleDeformableAttention):
             index = next(i for i, d in enumerate(distinct) if d is value)
             outs.append(weight_value_samples(samples[index], weight))
         return torch.cat(outs, 0)
+
+
+def streams_kernel_call(values: List[Tensor], weights: List[Tensor], locations: Tensor,
+                        spatial_shapes: Tensor, level_start_index: Tensor, im2col_step: int,
+                        kernel=MultiScaleDeformableAttnFunction.apply) -> Tensor:
+    """Compiled-kernel (CUDA) form of ``MSDA(values[i], S, weights[i])`` for all S streams in
+    one kernel call, stacked along the batch; returns (S * B, N, heads * d).
+
+    The kernel needs ``batch % min(batch, step) == 0``, so the step is S times the one mmcv
+    uses for B images. ``kernel`` has the signature of ``MultiScaleDeformableAttnFunction.apply``
+    (a pure-torch stand-in runs this code on CPU in the tests)."""
+    S, B = len(values), values[0].shape[0]
+    step = S * min(B, im2col_step)
+    return kernel(torch.cat(values, 0), spatial_shapes, level_start_index,
+                  locations.repeat(S, 1, 1, 1, 1, 1), torch.cat(weights, 0), step)
 
 
 def sample_value_levels(value: Tensor, spatial_shapes: Tensor, locations: Tensor) -> Tensor:

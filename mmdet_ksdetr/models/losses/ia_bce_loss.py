@@ -61,14 +61,22 @@ def ia_bce_loss(pred: Tensor, pos_rows: Tensor, pos_labels: Tensor, pos_targets:
     ``-p^gamma * log(1 - p)`` (``p^gamma`` not detached, no alpha). If a (row, label) entry
     is listed twice one of its targets is used.
     """
-    neg = pred.sigmoid().pow(gamma) * F.binary_cross_entropy_with_logits(
-        pred, torch.zeros_like(pred), reduction='none')
     if pos_rows.numel() == 0:
-        return neg
+        return _ia_bce_masked(pred, None, None, gamma)
     pos_mask = torch.zeros_like(pred, dtype=torch.bool)
     pos_mask[pos_rows, pos_labels] = True
     target = torch.zeros_like(pred)
     target[pos_rows, pos_labels] = pos_targets.to(pred.dtype)
+    return _ia_bce_masked(pred, pos_mask, target, gamma)
+
+
+def _ia_bce_masked(pred: Tensor, pos_mask: Optional[Tensor], target: Optional[Tensor],
+                   gamma: float) -> Tensor:
+    """Element-wise IA-BCE from an (N, C) positive mask and target (None: no positives)."""
+    neg = pred.sigmoid().pow(gamma) * F.binary_cross_entropy_with_logits(
+        pred, torch.zeros_like(pred), reduction='none')
+    if pos_mask is None:
+        return neg
     pos = F.binary_cross_entropy_with_logits(pred, target, reduction='none')
     return torch.where(pos_mask, pos, neg)
 
@@ -146,11 +154,23 @@ class IABCELoss(QualityFocalLoss):
             raise ValueError('IABCELoss expects target=(labels, ious) or (labels, ious, '
                              'rank_weights), as mmdet passes it to a QualityFocalLoss')
         labels, ious = target[0], target[1]
+        if pred.dim() != 2 or labels.shape != pred.shape[:1] or ious.shape != labels.shape:
+            raise ValueError(f'IABCELoss: pred must be (N, C) and labels, ious (N,); got '
+                             f'{tuple(pred.shape)}, {tuple(labels.shape)}, {tuple(ious.shape)}')
+        # every row at once, positives selected by a mask: no nonzero (host sync) per call
         num_classes = pred.shape[-1]
-        pos_rows = ((labels >= 0) & (labels < num_classes)).nonzero(as_tuple=False).squeeze(1)
-        rank_w = target[2][pos_rows] if len(target) == 3 else None
-        return self.loss_pairs(pred, pos_rows, labels[pos_rows], ious[pos_rows], rank_w,
-                               weight, avg_factor, reduction_override)
+        is_pos = (labels >= 0) & (labels < num_classes)
+        cls = labels.long().clamp(0, num_classes - 1)[:, None]
+        targets = self.soft_targets(pred.gather(1, cls).squeeze(1), ious)
+        if len(target) == 3:
+            targets = targets * target[2].detach().to(targets.dtype)
+        pos_mask = torch.zeros_like(pred, dtype=torch.bool).scatter_(1, cls, is_pos[:, None])
+        loss = _ia_bce_masked(pred, pos_mask, torch.where(pos_mask, targets[:, None], 0.0),
+                              self.gamma)
+        if weight is not None and weight.dim() == 1:
+            weight = weight[:, None]
+        reduction = reduction_override if reduction_override else self.reduction
+        return self.loss_weight * weight_reduce_loss(loss, weight, reduction, avg_factor)
 
 
 def rank_weight_table(num: int = 6, tau: float = 1.5) -> Tensor:

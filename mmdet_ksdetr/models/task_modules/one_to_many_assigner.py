@@ -89,6 +89,20 @@ class OneToManyAssigner:
     def match_scores(self, pred_instances: InstanceData,
                      gt_instances: InstanceData) -> Tensor:
         """The (G, Q) matching score M (no gradient)."""
+        scores, bad_labels = self._scores(pred_instances, gt_instances)
+        if bool(bad_labels):
+            self._raise_bad_labels(gt_instances.labels, pred_instances.scores.shape[1])
+        return scores
+
+    @staticmethod
+    def _raise_bad_labels(gt_labels: Tensor, num_classes: int) -> None:
+        raise ValueError(
+            f'OneToManyAssigner: GT labels must lie in [0, {num_classes}) (the number '
+            f'of classes of scores); got {gt_labels.unique().tolist()}')
+
+    def _scores(self, pred_instances: InstanceData, gt_instances: InstanceData):
+        """M and a device bool "a GT label is out of range", checked by the caller (M is then
+        computed with clamped labels, so nothing reads out of bounds on the device)."""
         logits, pred_boxes = pred_instances.scores, pred_instances.bboxes
         gt_boxes, gt_labels = gt_instances.bboxes, gt_instances.labels
         if logits.dim() != 2 or pred_boxes.shape != (logits.shape[0], 4):
@@ -100,21 +114,25 @@ class OneToManyAssigner:
             raise ValueError(
                 'OneToManyAssigner: gt_instances need bboxes (G, 4) xyxy and labels (G,); got '
                 f'bboxes {tuple(gt_boxes.shape)} and labels {tuple(gt_labels.shape)}')
-        if gt_labels.numel() and (int(gt_labels.min()) < 0
-                                  or int(gt_labels.max()) >= logits.shape[1]):
-            raise ValueError(
-                f'OneToManyAssigner: GT labels must lie in [0, {logits.shape[1]}) (the number '
-                f'of classes of scores); got {gt_labels.unique().tolist()}')
+        num_classes = logits.shape[1]
+        bad_labels = ((gt_labels < 0) | (gt_labels >= num_classes)).any()
         with torch.no_grad():
             iou = bbox_overlaps(gt_boxes.float(), pred_boxes.float().detach())  # (G, Q)
-            prob = logits.detach().float().sigmoid()[:, gt_labels.long()].t()  # (G, Q)
-            return self.iou_weight * iou + self.cls_weight * prob
+            labels = gt_labels.long().clamp(0, max(num_classes - 1, 0))
+            prob = logits.detach().float().sigmoid()[:, labels].t()  # (G, Q)
+            return self.iou_weight * iou + self.cls_weight * prob, bad_labels
 
     def assign(self, pred_instances: InstanceData, gt_instances: InstanceData,
                img_meta: Optional[dict] = None, **kwargs) -> OneToManyAssignResult:
         """Assign queries to GTs; returns the positive (query, GT) pairs of one image."""
-        scores = check_finite_cost(self.match_scores(pred_instances, gt_instances),
-                                   'DAC one-to-many assignment')
+        scores, bad_labels = self._scores(pred_instances, gt_instances)
+        # both input checks in one host sync
+        bad_labels, non_finite = torch.stack(
+            [bad_labels, ~torch.isfinite(scores).all()]).tolist()
+        if bad_labels:
+            self._raise_bad_labels(gt_instances.labels, pred_instances.scores.shape[1])
+        if non_finite:
+            check_finite_cost(scores, 'DAC one-to-many assignment')  # raises
         num_gts, num_queries = scores.shape
         device = scores.device
         empty = torch.zeros(0, dtype=torch.long, device=device)
@@ -134,7 +152,9 @@ class OneToManyAssigner:
             pos_queries = pos_queries[keep]
 
         # 4. each GT with c positives gets its top-min(c, topk) queries by M over all queries
-        counts = torch.bincount(best_gt[pos_queries], minlength=num_gts).clamp(max=self.topk)
+        # positives per GT (bincount would sync on CUDA to size its output)
+        counts = torch.zeros(num_gts, dtype=torch.long, device=device).scatter_add_(
+            0, best_gt[pos_queries], torch.ones_like(pos_queries)).clamp(max=self.topk)
         k = min(self.topk, num_queries)
         top_scores, top_queries = scores.topk(k, dim=1)  # (G, k), sorted descending
         take = torch.arange(k, device=device)[None, :] < counts[:, None]

@@ -1,5 +1,6 @@
 """QSKD (with / without TPRD): group query selection and attention-guided feature KD."""
 
+import numpy as np
 import pytest
 import torch
 from toy_helpers import build_toy_model, load_toy_config, toy_batch
@@ -106,9 +107,9 @@ def test_hard_negative_matching_rejects_non_finite_cost(toy_data_root):
     raises TrainingDivergedError, outside the selected rows / columns it is never read."""
     from mmdet_ksdetr.utils import TrainingDivergedError
     algo, _ = _build(CFG, toy_data_root)
-    cost = torch.rand(1, 4, 3)
-    s_hn = torch.tensor([[True, True, False, False]])
-    t_hn = torch.tensor([[True, False, True]])
+    cost = torch.rand(1, 4, 3).numpy()  # the matching runs on the host copies
+    s_hn = np.array([[True, True, False, False]])
+    t_hn = np.array([[True, False, True]])
     cost[0, 3, 1] = float('nan')  # row 3 / column 1 are not hard negatives
     b, s, t = algo._hard_negative_pairs(cost, s_hn, t_hn)
     assert b.tolist() == [0, 0] and sorted(s.tolist()) == [0, 1]
