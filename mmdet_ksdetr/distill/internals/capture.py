@@ -76,8 +76,13 @@ def _pre_decoder_takes_samples(detector, loss: bool) -> bool:
         return False
     if cls.forward_transformer is DINO.forward_transformer:
         return True
+    from mmdet_ksdetr.models.detectors.ks_detr_mixin import KSDetectorMixin
+    hint = ('; a KS-DETR checkpoint predicts as its baseline detector: convert it with '
+            'tools/pth_transfer.py and use the baseline config'
+            if isinstance(detector, KSDetectorMixin) else
+            ' (override the four DETR hooks instead)')
     raise TypeError(f'{cls.__name__} overrides forward_transformer(); DETR internals need the '
-                    f'stock DETR / DINO pipeline (override the four DETR hooks instead)')
+                    f'stock DETR / DINO pipeline{hint}')
 
 
 def _prepare_decoder(detector, img_feats, samples, with_samples: bool) -> Tuple[Dict, Dict]:

@@ -202,6 +202,17 @@ def test_pipelines_the_capture_cannot_see_are_refused(toy_data_root):
         capture_detr(model, inputs, samples, loss=True)
 
 
+def test_ks_detector_refusal_says_to_convert_it(toy_data_root):
+    """A KS-DETR detector runs its teacher streams inside forward_transformer: the capture
+    refuses it and says how to analyse its checkpoint (as the baseline it converts to)."""
+    cfg = load_toy_config('toy/ks_detr/ks-deformable-detr_tiny-r18_1xb2-12e_toy.py',
+                          toy_data_root)
+    model = build_toy_model(cfg).eval()
+    inputs, samples = _data(cfg, model, toy_data_root, training=False)
+    with pytest.raises(TypeError, match='overrides forward_transformer.*tools/pth_transfer.py'):
+        get_detr_internals(model, inputs, samples)
+
+
 def test_old_import_path_kept_for_one_release():
     from mmdet_ksdetr.models import detr_internals as old
     assert old.get_detr_internals is get_detr_internals and old.DETRInternals is DETRInternals
