@@ -143,3 +143,27 @@ def assert_one_line_error(res, tool, *fragments):
 def temp_files(folder):
     """Temporary files an atomic write leaves beside its output (``.<name>.*.tmp``)."""
     return sorted(n for n in os.listdir(folder) if n.startswith('.') and n.endswith('.tmp'))
+
+
+def run_analysis_tool_in_process(path, argv):
+    """``python <path> *argv`` for an analysis tool (``tools/analysis_tools/*.py`` whose
+    ``__main__`` is ``run_main(TOOL, main)``), run in this process to spare the interpreter
+    start-up: the tool's ``main(argv)`` under the same ``run_main`` (bad input -> one stderr
+    line, exit 2). Returns a CompletedProcess with the exit code, stdout and stderr."""
+    import contextlib
+    import importlib.util
+    import io
+
+    from mmdet_ksdetr.analysis.common import run_main
+    path = path if osp.isabs(path) else osp.join(ROOT, path)
+    spec = importlib.util.spec_from_file_location(
+        '_tool_' + osp.splitext(osp.basename(path))[0], path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            run_main(tool.TOOL, lambda: tool.main(list(argv)))
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+    return subprocess.CompletedProcess([path] + list(argv), code, out.getvalue(), err.getvalue())

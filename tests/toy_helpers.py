@@ -207,3 +207,21 @@ def assert_same_tensors(a, b, rtol=1e-4, atol=1e-5):
     assert set(a) == set(b), sorted(set(a) ^ set(b))
     for k in b:
         torch.testing.assert_close(a[k], b[k], rtol=rtol, atol=atol, msg=k)
+
+
+def write_toy_retinanet_config(folder):
+    """A small RetinaNet on the toy backbone and the toy data (a detector that is not a DETR,
+    for the tools' refusals); returns the config path."""
+    path = osp.join(str(folder), 'retinanet_toy.py')
+    with open(path, 'w') as f:
+        f.write(
+            f"_base_ = ['mmdet::retinanet/retinanet_r18_fpn_1x_coco.py',\n"
+            f"          '{CONFIGS}/_base_/datasets/toy_coco.py', '{CONFIGS}/_base_/toy_tiny.py']\n"
+            "data_root = _base_.toy_data_root\n"
+            "val_dataloader = _base_.toy_val_dataloader\n"
+            "test_dataloader = _base_.toy_test_dataloader\n"
+            "model = dict(backbone=_base_.toy_backbone_c3_c5,\n"
+            "             neck=dict(in_channels=_base_.toy_backbone_c3_c5_channels,\n"
+            "                       start_level=0, out_channels=32),\n"
+            "             bbox_head=dict(num_classes=3, in_channels=32, feat_channels=32))\n")
+    return path

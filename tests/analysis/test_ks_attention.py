@@ -6,7 +6,7 @@ import os.path as osp
 import numpy as np
 import pytest
 import torch
-from output_helpers import assert_one_line_error
+from output_helpers import assert_one_line_error, run_analysis_tool_in_process
 from toy_helpers import CONFIGS, load_toy_config, run_tool, toy_batch, toy_data_cfg_options
 
 from mmdet_ksdetr.analysis import ks_attention as ksa
@@ -187,14 +187,16 @@ def test_tool_figures_are_drawn(tool_run):
 
 def test_tool_refuses_a_baseline_as_the_ks_model(tool_run, toy_data_root, tmp_path):
     _, _, base = tool_run
-    res = run_tool(['python', TOOL, osp.join(CONFIGS, DEF), base, '--out-dir', str(tmp_path),
-                    '--cfg-options'] + toy_data_cfg_options(toy_data_root))
+    res = run_analysis_tool_in_process(TOOL, [osp.join(CONFIGS, DEF), base, '--out-dir',
+                                              str(tmp_path), '--cfg-options'] +
+                                       toy_data_cfg_options(toy_data_root))
     assert_one_line_error(res, 'ks_attention.py', 'not a KS-DETR model', '--compare')
 
 
 def test_tool_refuses_a_mismatching_checkpoint(tool_run, toy_data_root, tmp_path):
     _, _, base = tool_run
-    res = run_tool(['python', TOOL, osp.join(CONFIGS, KS_DEF), base, '--out-dir',
-                    str(tmp_path), '--cfg-options'] + toy_data_cfg_options(toy_data_root))
+    res = run_analysis_tool_in_process(TOOL, [osp.join(CONFIGS, KS_DEF), base, '--out-dir',
+                                              str(tmp_path), '--cfg-options'] +
+                                       toy_data_cfg_options(toy_data_root))
     assert_one_line_error(res, 'ks_attention.py', 'teacher')
     assert not list(tmp_path.iterdir())

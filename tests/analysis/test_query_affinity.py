@@ -6,8 +6,9 @@ import os.path as osp
 import numpy as np
 import pytest
 import torch
-from output_helpers import assert_one_line_error
-from toy_helpers import CONFIGS, TOY_CLASSES, run_tool, toy_data_cfg_options
+from output_helpers import assert_one_line_error, run_analysis_tool_in_process
+from toy_helpers import (CONFIGS, TOY_CLASSES, run_tool, save_random_checkpoint,
+                         toy_data_cfg_options, write_toy_retinanet_config)
 
 from mmdet_ksdetr.analysis.query_affinity import (HIST_BINS, boxes_to_original,
                                                   gt_class_probs, object_affinity,
@@ -135,28 +136,12 @@ def test_tool_on_trained_dac_and_baseline(trained_toy_checkpoint, toy_data_root,
 def test_misfit_pairs_fail_in_one_line(trained_toy_checkpoint, toy_data_root, tmp_path):
     base = trained_toy_checkpoint(BASE)
     opts = ['--cfg-options'] + toy_data_cfg_options(toy_data_root)
-    res = run_tool(['python', f'tools/analysis_tools/{TOOL}', osp.join(CONFIGS, DAC), base,
-                    '--out-dir', str(tmp_path / 'a')] + opts)
+    res = run_analysis_tool_in_process(f'tools/analysis_tools/{TOOL}', [
+        osp.join(CONFIGS, DAC), base, '--out-dir', str(tmp_path / 'a')] + opts)
     assert_one_line_error(res, TOOL, 'missing')
-    cfg = tmp_path / 'retinanet_toy.py'
-    cfg.write_text(
-        f"_base_ = ['mmdet::retinanet/retinanet_r18_fpn_1x_coco.py',\n"
-        f"          '{CONFIGS}/_base_/datasets/toy_coco.py', '{CONFIGS}/_base_/toy_tiny.py']\n"
-        "data_root = _base_.toy_data_root\n"
-        "val_dataloader = _base_.toy_val_dataloader\n"
-        "test_dataloader = _base_.toy_test_dataloader\n"
-        "model = dict(backbone=_base_.toy_backbone_c3_c5,\n"
-        "             neck=dict(in_channels=_base_.toy_backbone_c3_c5_channels, start_level=0,\n"
-        "                       out_channels=32),\n"
-        "             bbox_head=dict(num_classes=3, in_channels=32, feat_channels=32))\n")
-    from mmdet.registry import MODELS
-    from mmengine.config import Config
-    from mmengine.registry import init_default_scope
-    init_default_scope('mmdet')
-    model = MODELS.build(Config.fromfile(str(cfg)).model)
-    ckpt = tmp_path / 'retinanet.pth'
-    torch.save(dict(state_dict=model.state_dict()), ckpt)
-    res = run_tool(['python', f'tools/analysis_tools/{TOOL}', str(cfg), str(ckpt),
-                    '--out-dir', str(tmp_path / 'b')] + opts)
+    cfg = write_toy_retinanet_config(tmp_path)
+    ckpt = save_random_checkpoint(cfg, str(tmp_path / 'retinanet.pth'))
+    res = run_analysis_tool_in_process(f'tools/analysis_tools/{TOOL}', [
+        cfg, ckpt, '--out-dir', str(tmp_path / 'b')] + opts)
     assert_one_line_error(res, TOOL, 'RetinaNet', 'not a DETR-family detector')
     assert not (tmp_path / 'b' / 'query_affinity.json').exists()

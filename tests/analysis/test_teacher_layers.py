@@ -3,14 +3,13 @@ per-layer counts on a hand-built three-layer teacher, the tool on a trained toy 
 (+ --compare), and one-line errors for teachers it cannot analyse."""
 import json
 import math
-import os
 import os.path as osp
-import subprocess
 
 import pytest
 import torch
-from output_helpers import assert_one_line_error
-from toy_helpers import CONFIGS, ROOT, run_tool, save_random_checkpoint, toy_data_cfg_options
+from output_helpers import assert_one_line_error, run_analysis_tool_in_process
+from toy_helpers import (CONFIGS, ROOT, run_tool, save_random_checkpoint, toy_data_cfg_options,
+                         write_toy_retinanet_config)
 
 from mmdet_ksdetr.analysis.teacher_layers import layer_counts, summarise
 
@@ -134,35 +133,21 @@ def _one_layer_config(tmp_path):
 
 def test_errors_for_teachers_it_cannot_analyse(tmp_path, toy_data_root):
     one = _one_layer_config(tmp_path)
-    retina = tmp_path / 'retinanet_toy.py'
-    retina.write_text(  # a small RetinaNet on the toy backbone
-        f"_base_ = ['mmdet::retinanet/retinanet_r18_fpn_1x_coco.py', "
-        f"{osp.join(CONFIGS, '_base_', 'toy_tiny.py')!r}]\n"
-        "model = dict(backbone=_base_.toy_backbone_c3_c5, neck=dict(in_channels=[32, 64, 128], "
-        "out_channels=32, num_outs=3), bbox_head=dict(num_classes=3, in_channels=32, "
-        "feat_channels=32, anchor_generator=dict(strides=[8, 16, 32])))\n")
+    retina = write_toy_retinanet_config(tmp_path)
     cases = {  # name: (config, checkpoint, fragments of the one-line error)
         'misfit': (osp.join(CONFIGS, DEFORMABLE),
                    save_random_checkpoint(DINO, str(tmp_path / 'dino.pth')), ('does not fit',)),
         'one layer': (one, save_random_checkpoint(one, str(tmp_path / 'one.pth')),
                       ('1 layer', 'at least 2')),
-        'not a DETR': (str(retina), save_random_checkpoint(str(retina), str(tmp_path / 'r.pth')),
+        'not a DETR': (retina, save_random_checkpoint(retina, str(tmp_path / 'r.pth')),
                        ('RetinaNet', 'not a DETR-family detector')),
     }
-    procs = {name: subprocess.Popen(
-        ['python', TOOL, cfg, ckpt, '--out-dir', str(tmp_path / 'out'), '--device', 'cpu',
-         '--cfg-options'] + toy_data_cfg_options(toy_data_root), cwd=ROOT, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env())
-        for name, (cfg, ckpt, _) in cases.items()}
-    for name, proc in procs.items():
-        _, stderr = proc.communicate(timeout=300)
-        res = subprocess.CompletedProcess(proc.args, proc.returncode, '', stderr)
-        assert_one_line_error(res, 'teacher_layers', *cases[name][2])
+    for name, (cfg, ckpt, fragments) in cases.items():
+        res = run_analysis_tool_in_process(TOOL, [
+            cfg, ckpt, '--out-dir', str(tmp_path / 'out'), '--device', 'cpu',
+            '--cfg-options'] + toy_data_cfg_options(toy_data_root))
+        assert_one_line_error(res, 'teacher_layers.py', *fragments)
     assert not (tmp_path / 'out' / 'teacher_layers.json').exists()
-
-
-def _env():
-    return dict(os.environ, OMP_NUM_THREADS='1')
 
 
 def test_a_softmax_detr_is_refused():

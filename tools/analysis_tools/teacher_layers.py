@@ -24,7 +24,7 @@ from mmdet_ksdetr.analysis.common import (add_common_args, load_models,  # noqa:
                                           prepare_out_dir, run_main, save_figure,
                                           val_batches, write_json)
 
-TOOL = 'teacher_layers'
+TOOL = 'teacher_layers.py'
 FIGURES = ('teacher_layers_earlier_better.png', 'teacher_layers_quality.png',
            'teacher_layers_refinement.png')
 
