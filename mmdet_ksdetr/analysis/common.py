@@ -17,13 +17,16 @@ from dataclasses import dataclass
 from typing import Callable, Dict, Iterator, List, Optional
 
 import torch
+from torch import Tensor
 
 from ..utils.checkpoint_io import atomic_write, check_state_dict_fits
 from ..utils.checks import check_config_path, check_data_paths, load_checkpoint_safely
 from ..utils.errors import InputError
 
 __all__ = ['LoadedModel', 'add_common_args', 'load_model', 'load_models', 'val_batches',
-           'write_json', 'save_figure', 'run_main', 'unwrap_detector']
+           'val_pipeline', 'gt_loaded_after_resize', 'gt_boxes_in_input_frame',
+           'gt_boxes_in_original_frame', 'write_json', 'save_figure', 'run_main',
+           'unwrap_detector']
 
 
 @dataclass
@@ -135,15 +138,64 @@ def unwrap_detector(model: torch.nn.Module) -> torch.nn.Module:
                      f'a student detector')
 
 
-def _val_dataset(cfg):
-    from mmdet.registry import DATASETS
+def _val_loader(cfg):
+    """The dataloader config the analysis reads: ``val_dataloader``, else ``test_dataloader``."""
     loader = cfg.get('val_dataloader') or cfg.get('test_dataloader')
     if not loader:
         raise InputError('the config has no val_dataloader (nor test_dataloader) to take '
                          'images from')
+    return loader
+
+
+def val_pipeline(cfg) -> List:
+    """The transforms of the data set :func:`val_batches` reads."""
+    return _val_loader(cfg)['dataset']['pipeline']
+
+
+def _val_dataset(cfg):
+    from mmdet.registry import DATASETS
+    loader = _val_loader(cfg)
     check_data_paths(cfg, loaders=('val_dataloader',) if cfg.get('val_dataloader') else
                      ('test_dataloader',))
     return DATASETS.build(loader['dataset'])
+
+
+def gt_loaded_after_resize(pipeline) -> bool:
+    """Whether a test pipeline loads the GT boxes after its first ``Resize`` (mmdet's test
+    pipelines do: the boxes stay in original-image pixels) rather than before it (the boxes
+    are resized with the image: input pixels). An InputError when it loads no annotations."""
+    types = [t.get('type') if isinstance(t, dict) else type(t).__name__ for t in pipeline]
+    load = [i for i, t in enumerate(types) if t == 'LoadAnnotations']
+    resize = [i for i, t in enumerate(types) if t and 'Resize' in t]
+    if not load:
+        raise InputError('the validation pipeline has no LoadAnnotations: the analysis needs '
+                         'the GT boxes of the validation images')
+    return bool(resize) and load[0] > resize[0]
+
+
+def _gt_boxes(data_sample) -> Tensor:
+    boxes = data_sample.gt_instances.bboxes
+    return (boxes.tensor if hasattr(boxes, 'tensor') else boxes).float()
+
+
+def gt_boxes_in_input_frame(data_sample, pipeline) -> Tensor:
+    """The GT boxes of a :func:`val_batches` data sample in input (resized) pixels: scaled by
+    ``scale_factor`` when ``pipeline`` loads them after ``Resize``, as they are otherwise."""
+    boxes = _gt_boxes(data_sample)
+    if gt_loaded_after_resize(pipeline):
+        sx, sy = data_sample.scale_factor
+        boxes = boxes * boxes.new_tensor([sx, sy, sx, sy])
+    return boxes
+
+
+def gt_boxes_in_original_frame(data_sample, pipeline) -> Tensor:
+    """The GT boxes of a :func:`val_batches` data sample in original-image pixels: as they
+    are when ``pipeline`` loads them after ``Resize``, divided by ``scale_factor`` otherwise."""
+    boxes = _gt_boxes(data_sample)
+    if not gt_loaded_after_resize(pipeline):
+        sx, sy = data_sample.scale_factor
+        boxes = boxes / boxes.new_tensor([sx, sy, sx, sy])
+    return boxes
 
 
 def val_batches(cfg, num_images: int, device: str = 'cpu', batch_size: int = 1,

@@ -52,6 +52,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..utils.errors import InputError
+from .common import gt_boxes_in_input_frame  # noqa: F401  (part of this module's API)
 
 __all__ = [
     'DEFINITION', 'fg_mass_dense', 'foreground_share', 'fg_mass_deformable', 'attention_accuracy',
@@ -289,27 +290,3 @@ def stream_fg_mass(stream: Dict, fg_mask: Tensor,
     if 'attn' in stream:
         return fg_mass_dense(stream['attn'], fg_mask)
     return fg_mass_deformable(stream['weights'], stream['locations'], fg_mask, spatial_shapes)
-
-
-def _transform_types(pipeline) -> List[str]:
-    return [t.get('type') if isinstance(t, dict) else type(t).__name__ for t in pipeline]
-
-
-def gt_boxes_in_input_frame(data_sample, pipeline) -> Tensor:
-    """The GT boxes of a test-pipeline data sample in input (resized) pixels.
-
-    mmdet's test pipelines load annotations after ``Resize``, so the boxes are in original
-    image pixels and are scaled by ``scale_factor`` here; when ``LoadAnnotations`` comes before
-    every resize they already are in the input frame."""
-    types = _transform_types(pipeline)
-    boxes = data_sample.gt_instances.bboxes
-    boxes = boxes.tensor if hasattr(boxes, 'tensor') else boxes
-    load = [i for i, t in enumerate(types) if t == 'LoadAnnotations']
-    resize = [i for i, t in enumerate(types) if t and 'Resize' in t]
-    if not load:
-        raise InputError('the validation pipeline has no LoadAnnotations: ks_attention needs '
-                         'the GT boxes of the validation images to build the foreground mask')
-    if resize and load[0] > resize[0]:
-        sx, sy = data_sample.scale_factor
-        boxes = boxes * boxes.new_tensor([sx, sy, sx, sy])
-    return boxes.float()

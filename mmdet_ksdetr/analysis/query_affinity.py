@@ -194,24 +194,27 @@ def image_affinity(cls_logits: Tensor, bbox_preds: Tensor, sample, use_sigmoid: 
     return records, pred, gt_boxes
 
 
-def batch_affinity(model, batch: Dict, thresholds: Sequence[float] = THRESHOLDS) -> List:
+def batch_affinity(model, batch: Dict, pipeline, thresholds: Sequence[float] = THRESHOLDS) -> List:
     """Run ``model`` (a DETR-family detector or a distiller, in eval mode) on one
-    :func:`~mmdet_ksdetr.analysis.common.val_batches` batch and return
-    :func:`image_affinity` of each image. The per-layer boxes and logits are those of the main
-    (matching) queries, from :func:`~mmdet_ksdetr.distill.internals.capture.get_detr_internals`
-    in eval mode (DAC-DETR's C-stream only runs in training)."""
+    :func:`~mmdet_ksdetr.analysis.common.val_batches` batch made by ``pipeline`` and return
+    :func:`image_affinity` of each image (GT boxes brought to original pixels first). The
+    per-layer boxes and logits are those of the main (matching) queries, from
+    :func:`~mmdet_ksdetr.distill.internals.capture.get_detr_internals` in eval mode (DAC-DETR's
+    C-stream only runs in training)."""
     from ..distill.internals.capture import get_detr_internals
     from ..utils.errors import InputError
-    from .common import unwrap_detector
+    from .common import gt_boxes_in_original_frame, unwrap_detector
     detector = unwrap_detector(model)
     with torch.no_grad():
         data = model.data_preprocessor(batch, False)
         internals = get_detr_internals(detector, data['inputs'], data['data_samples'])
     out = []
     for b, sample in enumerate(data['data_samples']):
+        sample = sample.cpu()
+        sample.gt_instances.bboxes = gt_boxes_in_original_frame(sample, pipeline)
         try:
             out.append(image_affinity(internals.cls_logits[:, b].cpu(),
-                                      internals.bbox_preds[:, b].cpu(), sample.cpu(),
+                                      internals.bbox_preds[:, b].cpu(), sample,
                                       internals.use_sigmoid, thresholds))
         except ValueError as e:
             raise InputError(str(e)) from e

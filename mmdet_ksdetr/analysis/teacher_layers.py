@@ -255,11 +255,15 @@ def check_teacher(detector, name: str) -> int:
     return num_layers
 
 
-def rescale_gt_to_input(data_samples) -> None:
-    """Bring each sample's GT boxes from original-image to network-input (``img_shape``)
-    coordinates with its ``scale_factor``, in place (the test pipeline loads annotations
-    after ``Resize``)."""
+def rescale_gt_to_input(data_samples, pipeline) -> None:
+    """Bring each sample's GT boxes into network-input (``img_shape``) coordinates, in place:
+    scaled by its ``scale_factor`` when ``pipeline`` loads annotations after ``Resize`` (mmdet's
+    test pipelines; the boxes are in original-image pixels), left as they are otherwise."""
     from mmdet.structures.bbox import scale_boxes
+
+    from .common import gt_loaded_after_resize
+    if not gt_loaded_after_resize(pipeline):
+        return
     for ds in data_samples:
         sf = ds.metainfo.get('scale_factor')
         if sf is None or 'gt_instances' not in ds:
@@ -270,9 +274,10 @@ def rescale_gt_to_input(data_samples) -> None:
 
 
 @torch.no_grad()
-def collect_layer_counts(detector, assigner, batches: Iterable[Dict]):
+def collect_layer_counts(detector, assigner, batches: Iterable[Dict], pipeline):
     """Run ``detector`` (eval mode) on ``batches`` (from ``val_batches``) and sum
-    :func:`layer_counts` -> ``(LayerCounts, info)``; ``info`` has ``num_images``,
+    :func:`layer_counts` -> ``(LayerCounts, info)`` (``pipeline``: the transforms that made
+    the batches, see :func:`rescale_gt_to_input`); ``info`` has ``num_images``,
     ``num_images_with_gt``, ``num_gt`` and ``num_queries``. No GT box at all is an error."""
     from ..distill.internals import get_detr_internals
     total: Optional[LayerCounts] = None
@@ -280,7 +285,7 @@ def collect_layer_counts(detector, assigner, batches: Iterable[Dict]):
     for batch in batches:
         data = detector.data_preprocessor(batch, False)
         samples = data['data_samples']
-        rescale_gt_to_input(samples)
+        rescale_gt_to_input(samples, pipeline)
         out = get_detr_internals(detector, data['inputs'], samples)
         logits, boxes = out.cls_logits.float(), out.bbox_preds.float()
         pos_gt_inds = assign_teacher_layers(logits, boxes, samples, assigner)

@@ -82,7 +82,11 @@ def test_rescale_gt_to_input_uses_the_scale_factor():
     ds = DetDataSample(metainfo=dict(scale_factor=(2.0, 0.5)))
     ds.gt_instances = InstanceData(bboxes=torch.tensor([[10., 20., 30., 40.]]),
                                    labels=torch.tensor([0]))
-    rescale_gt_to_input([ds])
+    after = [dict(type='LoadImageFromFile'), dict(type='Resize'), dict(type='LoadAnnotations')]
+    rescale_gt_to_input([ds], after)
+    assert ds.gt_instances.bboxes.tolist() == [[20., 10., 60., 20.]]
+    # annotations loaded before Resize are in input pixels already: left as they are
+    rescale_gt_to_input([ds], [after[0], after[2], after[1]])
     assert ds.gt_instances.bboxes.tolist() == [[20., 10., 60., 20.]]
 
 

@@ -88,7 +88,7 @@ def analyse_image(det, batch, pipeline):
     shapes = [feats[-1].shape[-2:]] if shapes is None else shapes
     shapes = [(int(h), int(w)) for h, w in (shapes.tolist() if torch.is_tensor(shapes)
                                             else shapes)]
-    boxes = [ksa.gt_boxes_in_input_frame(s, pipeline).to(inputs.device) for s in samples]
+    boxes = [common.gt_boxes_in_input_frame(s, pipeline).to(inputs.device) for s in samples]
     fg = gt_foreground_token_mask(samples, shapes, enc_in.get('feat_mask'), boxes)
     streams = ksa.stream_attention(det, record, fg)
     masses = {n: ksa.stream_fg_mass(s, fg, shapes) for n, s in streams.items()}
@@ -263,8 +263,7 @@ def draw_accuracy_figure(summary, path):
 
 def analyse_model(m, args, tokens_xy):
     det = common.unwrap_detector(m.model)
-    pipeline = (m.cfg.get('val_dataloader') or m.cfg.get('test_dataloader'))['dataset'][
-        'pipeline']
+    pipeline = common.val_pipeline(m.cfg)
     per_image = {}
     fg_frac, chance = [], []
     figure = None

@@ -62,28 +62,29 @@ def check_args(args):
 def check_models(models, cfg, thresholds):
     """Run every model on the first validation image before the progress bar starts, so a
     model that is not a DETR (or whose forward the analysis cannot follow) fails in one line."""
-    from mmdet_ksdetr.analysis.common import unwrap_detector, val_batches
+    from mmdet_ksdetr.analysis.common import unwrap_detector, val_batches, val_pipeline
     from mmdet_ksdetr.analysis.query_affinity import batch_affinity
     from mmdet_ksdetr.distill.internals.capture import check_detr
     first = next(val_batches(cfg, 1, progress=False))
     for m in models:
         check_detr(unwrap_detector(m.model), role=f'model of "{m.config}"')
-        batch_affinity(m.model, first, thresholds)
+        batch_affinity(m.model, first, val_pipeline(cfg), thresholds)
 
 
 def collect(models, args):
     """Per model: its JSON record (objects, aggregates, overlay boxes)."""
-    from mmdet_ksdetr.analysis.common import val_batches
+    from mmdet_ksdetr.analysis.common import val_batches, val_pipeline
     from mmdet_ksdetr.analysis.query_affinity import (HIST_BINS, batch_affinity,
                                                       overlay_boxes, summarize)
     records = {m.label: dict(config=m.config, checkpoint=m.checkpoint, objects=[], overlay=[])
                for m in models}
     num_images = 0
+    pipeline = val_pipeline(models[0].cfg)
     for batch in val_batches(models[0].cfg, args.num_images, args.device):
         num_images += len(batch['inputs'])
         for m in models:
             rec = records[m.label]
-            for objects, pred, gt in batch_affinity(m.model, batch, args.thresholds):
+            for objects, pred, gt in batch_affinity(m.model, batch, pipeline, args.thresholds):
                 rec['num_layers'], rec['num_queries'] = pred.shape[0], pred.shape[1]
                 rec['objects'] += objects
                 if objects and len(rec['overlay']) < args.overlay_images:

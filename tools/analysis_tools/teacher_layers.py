@@ -22,7 +22,7 @@ sys.path.insert(0, ROOT)
 
 from mmdet_ksdetr.analysis.common import (add_common_args, load_models,  # noqa: E402
                                           prepare_out_dir, run_main, save_figure,
-                                          val_batches, write_json)
+                                          val_batches, val_pipeline, write_json)
 
 TOOL = 'teacher_layers.py'
 FIGURES = ('teacher_layers_earlier_better.png', 'teacher_layers_quality.png',
@@ -139,7 +139,8 @@ def main(argv=None):
     entries = []
     for m, detector, assigner, source in teachers:
         counts, info = collect_layer_counts(detector, assigner,
-                                            val_batches(m.cfg, args.num_images, args.device))
+                                            val_batches(m.cfg, args.num_images, args.device),
+                                            val_pipeline(m.cfg))
         entries.append(summarise(counts, label=m.label, config=m.config,
                                  checkpoint=m.checkpoint, source=source,
                                  assigner=assigner_summary(assigner), **info))
