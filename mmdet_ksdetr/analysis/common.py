@@ -19,8 +19,8 @@ from typing import Callable, Dict, Iterator, List, Optional
 import torch
 from torch import Tensor
 
-from ..utils.checkpoint_io import atomic_write, check_state_dict_fits
-from ..utils.checks import check_config_path, check_data_paths, load_checkpoint_safely
+from ..utils.checkpoint_io import atomic_write, load_weights_strictly
+from ..utils.checks import check_config_path, check_data_paths
 from ..utils.errors import InputError
 
 __all__ = ['LoadedModel', 'add_common_args', 'load_model', 'load_models', 'val_batches',
@@ -91,15 +91,9 @@ def load_model(config: str, checkpoint: str, device: str = 'cpu',
         cfg.model.teacher_ckpt = None  # the checkpoint holds the teacher's weights too
     else:
         from mmdet.registry import MODELS
-    ckpt = load_checkpoint_safely(checkpoint)
-    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
-    if not isinstance(state, dict) or not state:
-        raise InputError(f'"{checkpoint}" is a torch file but not a model checkpoint: expected '
-                         f'a dict with a "state_dict" of parameter tensors')
     model = MODELS.build(cfg.model)
-    check_state_dict_fits(model, state, source=f'checkpoint "{checkpoint}" for config '
-                          f'"{config}"')
-    model.load_state_dict(state, strict=True)
+    load_weights_strictly(model, checkpoint,
+                          source=f'checkpoint "{checkpoint}" for config "{config}"')
     try:
         model = model.to(device)
     except (RuntimeError, AssertionError) as e:

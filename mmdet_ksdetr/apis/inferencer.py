@@ -5,8 +5,7 @@ import warnings
 
 from mmdet.apis import DetInferencer
 
-from ..utils.checkpoint_io import check_state_dict_fits
-from ..utils.checks import load_checkpoint_safely
+from ..utils.checkpoint_io import load_weights_strictly
 
 
 class SafeDetInferencer(DetInferencer):
@@ -21,10 +20,7 @@ class SafeDetInferencer(DetInferencer):
             warnings.filterwarnings('ignore', message='Checkpoint is not loaded')
             model = super()._init_model(cfg, None, 'cpu')
         if weights is not None:
-            ckpt = load_checkpoint_safely(weights)
-            state = ckpt.get('state_dict', ckpt)
-            check_state_dict_fits(model, state, source=f'checkpoint "{weights}"')
-            model.load_state_dict(state, strict=True)
+            ckpt = load_weights_strictly(model, weights)
             meta = ckpt.get('meta', {}) if isinstance(ckpt, dict) else {}
             if 'dataset_meta' in meta:
                 model.dataset_meta = {k.lower(): v for k, v in meta['dataset_meta'].items()}

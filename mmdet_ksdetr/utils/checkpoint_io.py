@@ -58,6 +58,19 @@ def check_state_dict_fits(model, ckpt_state: Dict, source: str = 'checkpoint',
             f'config the checkpoint was trained with, or opt in to non-strict loading')
 
 
+def load_weights_strictly(model, path: str, source: Optional[str] = None) -> Dict:
+    """Load the checkpoint at ``path`` (the safe loader) into ``model`` strictly: a checkpoint
+    that does not fit stops with :class:`CheckpointMismatchError` naming the keys (``source``
+    names the file in the message; default ``checkpoint "path"``). Returns the loaded
+    checkpoint (for its ``meta``)."""
+    from .checks import checkpoint_state_dict, load_checkpoint_safely
+    ckpt = load_checkpoint_safely(path)
+    state = checkpoint_state_dict(ckpt, path)
+    check_state_dict_fits(model, state, source=source or f'checkpoint "{path}"')
+    model.load_state_dict(state, strict=True)
+    return ckpt
+
+
 _FULL = {errno.ENOSPC, errno.EFBIG, getattr(errno, 'EDQUOT', errno.ENOSPC)}
 _NO_PERMISSION = {errno.EACCES, errno.EPERM, errno.EROFS}
 

@@ -118,15 +118,21 @@ def _load_error_message(path, e):
     return f'"{path}" is not a PyTorch checkpoint ({type(e).__name__}: {first})'
 
 
-def check_checkpoint(path):
-    """Check that ``path`` is a model checkpoint: a dict with ``state_dict`` (mmengine) or a
-    plain mapping of parameter names to tensors. Returns the path."""
-    ckpt = load_checkpoint_safely(path)
+def checkpoint_state_dict(ckpt, path):
+    """The parameters of a loaded checkpoint: its ``state_dict`` (mmengine) or the plain
+    mapping of parameter names to tensors it is; an InputError for anything else."""
     state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict) or not state or not all(
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         raise InputError(f'"{path}" is a torch file but not a model checkpoint: expected a dict '
                          f'with a "state_dict" of parameter tensors')
+    return state
+
+
+def check_checkpoint(path):
+    """Check that ``path`` is a model checkpoint: a dict with ``state_dict`` (mmengine) or a
+    plain mapping of parameter names to tensors. Returns the path."""
+    checkpoint_state_dict(load_checkpoint_safely(path), path)
     return path
 
 
