@@ -5,17 +5,17 @@ modern torch (:mod:`mmdet_ksdetr.compat`) and registers every model, layer, loss
 distillation algorithm in the mmdet / mmrazor registries. Configs load it with
 ``custom_imports = dict(imports=['mmdet_ksdetr'], allow_failed_imports=False)``.
 """
-from . import quiet
+from mmdet_ksdetr import quiet
 
 quiet.filter_third_party_warnings()  # before torch / mmengine are imported
 
-from .version import __version__  # noqa: E402
-from . import compat
+from mmdet_ksdetr.version import __version__  # noqa: E402
+from mmdet_ksdetr import compat
 
 compat.apply_all()
 
-from . import models  # noqa: E402,F401  (registers mmdet modules)
-from . import distill  # noqa: E402,F401  (registers mmrazor modules)
-from . import engine  # noqa: E402,F401  (registers CrashSafeRunner and the hooks)
+from mmdet_ksdetr import models  # noqa: E402,F401  (registers mmdet modules)
+from mmdet_ksdetr import distill  # noqa: E402,F401  (registers mmrazor modules)
+from mmdet_ksdetr import engine  # noqa: E402,F401  (registers CrashSafeRunner and the hooks)
 
 __all__ = ['__version__', 'compat']

@@ -17,29 +17,29 @@ from mmengine.config import Config
 from mmengine.structures import InstanceData
 from toy_helpers import disable_dropout, set_toy_data_root, toy_batch
 
-from mmdet_ksdetr.distill.algorithms.qskd import _query_of_gt
-from mmdet_ksdetr.distill.internals.structures import DETRInternals
-from mmdet_ksdetr.distill.refinement import (assign_teacher_layers, pad_gt,
+from mmdet_ksdetr.distill.qskd.qskd import _query_of_gt
+from mmdet_ksdetr.distill.core.structures import DETRInternals
+from mmdet_ksdetr.distill.tprd.refinement import (assign_teacher_layers, pad_gt,
                                              refine_teacher_predictions)
-from mmdet_ksdetr.distill.task_modules.distill_matcher import DistillHungarianMatcher
-from mmdet_ksdetr.models.layers.ks_gt_mask import rasterize_boxes
-from mmdet_ksdetr.models.layers.ks_smlp import KSSMLP
-from mmdet_ksdetr.models.layers.ks_triple_attention import KSMultiheadTripleAttention
-from mmdet_ksdetr.models.losses.ia_bce_loss import ia_bce_loss, rank_weights
-from mmdet_ksdetr.models.task_modules.one_to_many_assigner import OneToManyAssigner
+from mmdet_ksdetr.distill.core.distill_matcher import DistillHungarianMatcher
+from mmdet_ksdetr.models.ks_detr.ks_gt_mask import rasterize_boxes
+from mmdet_ksdetr.models.ks_detr.ks_smlp import KSSMLP
+from mmdet_ksdetr.models.ks_detr.ks_triple_attention import KSMultiheadTripleAttention
+from mmdet_ksdetr.models.dac_detr.ia_bce_loss import ia_bce_loss, rank_weights
+from mmdet_ksdetr.models.dac_detr.one_to_many_assigner import OneToManyAssigner
 from mmdet_ksdetr.utils.device import to_device, to_host
 
 #: (file, function) of our code that may sync in a training step, and why
 RUNTIME_SYNCS = {
-    ('models/task_modules/one_to_many_assigner.py', 'assign'):
+    ('models/dac_detr/one_to_many_assigner.py', 'assign'):
         'input checks in one sync; variable number of positives',
-    ('models/dense_heads/denoising_head_mixin.py', '_get_targets_single'):
+    ('models/dn_detr/denoising_head_mixin.py', '_get_targets_single'):
         'negative indices in the tuple format of mmdet',
-    ('models/layers/ks_deformable_triple_attention.py', 'sample_value_levels'):
+    ('models/ks_detr/ks_deformable_triple_attention.py', 'sample_value_levels'):
         'CPU branch only',
-    ('distill/refinement.py', '_check_inputs'): 'TPRD input checks, one sync',
-    ('distill/losses/decoupled_kd_loss.py', 'decoupled_kd_loss'): 'TPRD positive rows',
-    ('distill/losses/qskd_feature_loss.py', 'splat_attention'): 'level sizes',
+    ('distill/tprd/refinement.py', '_check_inputs'): 'TPRD input checks, one sync',
+    ('distill/tprd/decoupled_kd_loss.py', 'decoupled_kd_loss'): 'TPRD positive rows',
+    ('distill/qskd/qskd_feature_loss.py', 'splat_attention'): 'level sizes',
     ('utils/device.py', 'to_host'): 'the one transfer of a Hungarian matching call',
 }
 TOY = ['configs/toy/ks_detr/ks-dn-deformable-detr_tiny-r18_1xb2-12e_toy.py',
@@ -142,7 +142,7 @@ def test_pad_gt_has_no_sync():
 def test_teacher_layer_assignment_one_transfer_per_call():
     from mmdet.registry import TASK_UTILS
     from mmdet.structures import DetDataSample
-    from mmdet_ksdetr.distill.refinement import DEFAULT_TEACHER_ASSIGNER
+    from mmdet_ksdetr.distill.tprd.refinement import DEFAULT_TEACHER_ASSIGNER
     assigner = TASK_UTILS.build(DEFAULT_TEACHER_ASSIGNER)
     logits, boxes = _teacher_outputs()[:2]
     samples = []
@@ -222,7 +222,7 @@ def test_to_host_and_to_device_are_exact_and_single_copies():
 
 
 def test_attention_splat_reads_level_shapes_once():
-    from mmdet_ksdetr.distill.losses.qskd_feature_loss import splat_attention
+    from mmdet_ksdetr.distill.qskd.qskd_feature_loss import splat_attention
     g = torch.Generator().manual_seed(0)
     shapes = torch.tensor([[4, 5], [2, 3]])
     weights = torch.rand(2, 3, 2, 2, 4, generator=g).half()
@@ -236,7 +236,7 @@ def test_attention_splat_reads_level_shapes_once():
 
 @pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
 def test_ia_bce_forward_is_sync_free_and_equals_the_pair_form(dtype):
-    from mmdet_ksdetr.models.losses.ia_bce_loss import IABCELoss
+    from mmdet_ksdetr.models.dac_detr.ia_bce_loss import IABCELoss
     g = torch.Generator().manual_seed(0)
     pred = torch.randn(7, 4, generator=g).to(dtype).requires_grad_()
     labels = torch.tensor([4, 1, 4, 0, 3, 4, 1])  # 4 = background
@@ -255,7 +255,7 @@ def test_ia_bce_forward_is_sync_free_and_equals_the_pair_form(dtype):
 
 
 def test_decoupled_kd_loss_syncs_once():
-    from mmdet_ksdetr.distill.losses.decoupled_kd_loss import decoupled_kd_loss, kd_kl_loss
+    from mmdet_ksdetr.distill.tprd.decoupled_kd_loss import decoupled_kd_loss, kd_kl_loss
     g = torch.Generator().manual_seed(0)
     s, t = torch.randn(2, 5, 4, generator=g), torch.randn(2, 5, 4, generator=g)
     pos = torch.tensor([[-1, 2, -1, 0, -1], [3, -1, -1, -1, 1]])

@@ -19,29 +19,29 @@ ALLOWED = {
     # scipy matchings: the one transfer per call
     ('mmdet_ksdetr/utils/device.py', 'to_host', 'cpu'): HUNGARIAN,
     ('mmdet_ksdetr/utils/device.py', 'to_host', 'numpy'): HUNGARIAN,
-    ('mmdet_ksdetr/distill/algorithms/qskd.py', 'QSKD._hard_negative_pairs', 'nonzero'):
+    ('mmdet_ksdetr/distill/qskd/qskd.py', 'QSKD._hard_negative_pairs', 'nonzero'):
         'numpy nonzero on host copies (no device)',
-    ('mmdet_ksdetr/distill/algorithms/qskd.py', 'QSKD._selected_pairs', 'nonzero'):
+    ('mmdet_ksdetr/distill/qskd/qskd.py', 'QSKD._selected_pairs', 'nonzero'):
         'numpy nonzero on host copies (no device)',
     # input validation: one sync per call, raising a readable error instead of a device assert
-    ('mmdet_ksdetr/distill/refinement.py', '_check_inputs', 'tolist'):
+    ('mmdet_ksdetr/distill/tprd/refinement.py', '_check_inputs', 'tolist'):
         'TPRD input checks (label range, GT index range) in one sync per call',
-    ('mmdet_ksdetr/models/task_modules/one_to_many_assigner.py', 'OneToManyAssigner.assign',
+    ('mmdet_ksdetr/models/dac_detr/one_to_many_assigner.py', 'OneToManyAssigner.assign',
      'tolist'): 'label range and finite cost checked together: one sync per image',
-    ('mmdet_ksdetr/models/task_modules/one_to_many_assigner.py',
+    ('mmdet_ksdetr/models/dac_detr/one_to_many_assigner.py',
      'OneToManyAssigner._raise_bad_labels', 'tolist'): 'error message only',
     # variable-size outputs: the size must reach the host
-    ('mmdet_ksdetr/models/task_modules/one_to_many_assigner.py', 'OneToManyAssigner.assign',
+    ('mmdet_ksdetr/models/dac_detr/one_to_many_assigner.py', 'OneToManyAssigner.assign',
      'nonzero'): 'positives of one image; their count decides the random cap (randperm)',
-    ('mmdet_ksdetr/models/dense_heads/denoising_head_mixin.py',
+    ('mmdet_ksdetr/models/dn_detr/denoising_head_mixin.py',
      'DenoisingHeadMixin._get_targets_single', 'nonzero'):
         'negative indices, the tuple format of mmdet _get_targets_single (as the stock head)',
     # static shapes held as device tensors (mmcv / mmdet read them on the host too)
-    ('mmdet_ksdetr/models/layers/ks_gt_mask.py', 'gt_foreground_token_mask', 'tolist'):
+    ('mmdet_ksdetr/models/ks_detr/ks_gt_mask.py', 'gt_foreground_token_mask', 'tolist'):
         'only for a tensor spatial_shapes; the KS detectors pass host shapes',
-    ('mmdet_ksdetr/models/layers/ks_deformable_triple_attention.py', 'sample_value_levels',
+    ('mmdet_ksdetr/models/ks_detr/ks_deformable_triple_attention.py', 'sample_value_levels',
      'tolist'): 'CPU branch only (the CUDA branch calls the kernel)',
-    ('mmdet_ksdetr/distill/losses/qskd_feature_loss.py', 'splat_attention', 'tolist'):
+    ('mmdet_ksdetr/distill/qskd/qskd_feature_loss.py', 'splat_attention', 'tolist'):
         'level sizes of the recorded spatial_shapes tensor, as mmcv reads them',
     # once per iteration by design
     ('mmdet_ksdetr/engine/hooks/divergence_hook.py', 'DivergenceHook.after_train_iter',

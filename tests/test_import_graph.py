@@ -110,3 +110,53 @@ def test_no_import_cycle_in_the_repository():
     graph = {m: imports_of(m, p, modules) for m, p in modules.items()}
     cycle = find_cycle(graph)
     assert cycle is None, 'import cycle: ' + ' -> '.join(cycle)
+
+
+#: layers of the package, lowest first: a module may import its own layer and those below it.
+#: ``mmdet_ksdetr`` itself (the package ``__init__``), ``compat``, ``quiet`` and ``version`` sit
+#: below everything (``compat`` is applied before anything registers).
+LAYERS = (
+    ('mmdet_ksdetr.compat', 'mmdet_ksdetr.quiet', 'mmdet_ksdetr.version'),
+    ('mmdet_ksdetr.utils',),
+    ('mmdet_ksdetr.models',),
+    ('mmdet_ksdetr.distill',),
+    ('mmdet_ksdetr.engine', 'mmdet_ksdetr.analysis', 'mmdet_ksdetr.apis',
+     'mmdet_ksdetr.converters', 'mmdet_ksdetr.deployment'),
+)
+
+
+def layer_of(module):
+    """Index in :data:`LAYERS` of ``module`` (None outside the package's layers)."""
+    for i, prefixes in enumerate(LAYERS):
+        if any(module == p or module.startswith(p + '.') for p in prefixes):
+            return i
+    return None
+
+
+def upward_imports(graph):
+    """``(importer, imported)`` pairs of ``graph`` whose imported module sits in a higher layer."""
+    bad = []
+    for a, targets in graph.items():
+        la = layer_of(a)
+        if la is None:
+            continue
+        for b in targets:
+            lb = layer_of(b)
+            if lb is not None and lb > la:
+                bad.append((a, b))
+    return sorted(bad)
+
+
+def test_upward_imports_are_found():
+    graph = {'mmdet_ksdetr.utils.x': {'mmdet_ksdetr.engine.runner'},
+             'mmdet_ksdetr.distill.a': {'mmdet_ksdetr.models.b', 'mmdet_ksdetr.utils.c'}}
+    assert upward_imports(graph) == [('mmdet_ksdetr.utils.x', 'mmdet_ksdetr.engine.runner')]
+
+
+def test_imports_run_downward_only():
+    """utils < models < distill < engine / analysis / apis / converters (tools sit above all)."""
+    modules = collect_modules()
+    graph = {m: imports_of(m, p, modules) for m, p in modules.items()
+             if m.startswith('mmdet_ksdetr.')}
+    bad = upward_imports(graph)
+    assert not bad, 'upward imports: ' + ', '.join(f'{a} -> {b}' for a, b in bad)

@@ -19,9 +19,10 @@ import mmdet_ksdetr  # noqa: E402,F401  (compat shims + registration)
 from mmdet_ksdetr.utils.cfg_options import CfgOptionsAction  # noqa: E402
 
 from mmdet_ksdetr.engine.hooks import describe_divergence  # noqa: E402
-from mmdet_ksdetr.utils.runner import build_runner_or_exit, set_cpu_threads  # noqa: E402
+from mmdet_ksdetr.engine.build_runner import (build_runner_or_exit, set_cpu_threads,  # noqa: E402
+                                              shutdown_distributed)
 from mmdet_ksdetr.utils import (InputError, TrainingDivergedError,  # noqa: E402
-                                check_config_path, check_data_paths, shutdown_distributed)
+                                check_config_path, check_data_paths)
 from mmdet_ksdetr.utils.checkpoint_io import CheckpointMismatchError  # noqa: E402
 
 

@@ -19,9 +19,9 @@ from typing import Callable, Dict, Iterator, List, Optional
 import torch
 from torch import Tensor
 
-from ..utils.checkpoint_io import atomic_write, load_weights_strictly
-from ..utils.checks import check_config_path, check_data_paths
-from ..utils.errors import InputError
+from mmdet_ksdetr.utils.checkpoint_io import atomic_write, load_weights_strictly
+from mmdet_ksdetr.utils.checks import check_config_path, check_data_paths
+from mmdet_ksdetr.utils.errors import InputError
 
 __all__ = ['LoadedModel', 'add_common_args', 'load_model', 'load_models', 'val_batches',
            'val_pipeline', 'gt_loaded_after_resize', 'gt_boxes_in_input_frame',
@@ -52,7 +52,7 @@ class LoadedModel:
 def add_common_args(parser: argparse.ArgumentParser, default_num_images: int = 50) -> None:
     """``config checkpoint --compare C2 K2 --labels --num-images --out-dir --device
     --cfg-options`` on ``parser``."""
-    from ..utils.cfg_options import CfgOptionsAction
+    from mmdet_ksdetr.utils.cfg_options import CfgOptionsAction
     parser.add_argument('config', help='config file of the model')
     parser.add_argument('checkpoint', help='checkpoint file (or http(s) URL)')
     parser.add_argument('--compare', nargs=2, metavar=('CONFIG2', 'CHECKPOINT2'),
@@ -82,7 +82,7 @@ def load_model(config: str, checkpoint: str, device: str = 'cpu',
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
 
-    from ..utils.data_root import merge_cfg_options
+    from mmdet_ksdetr.utils.data_root import merge_cfg_options
     cfg = Config.fromfile(check_config_path(config))
     merge_cfg_options(cfg, cfg_options)
     init_default_scope(cfg.get('default_scope', 'mmdet'))
@@ -238,7 +238,7 @@ def run_main(tool: str, main: Callable[[], object]) -> object:
     with one line ``<tool>: error: ...`` and exit status 2."""
     import matplotlib
     matplotlib.use('Agg')
-    from ..utils.checkpoint_io import CheckpointMismatchError
+    from mmdet_ksdetr.utils.checkpoint_io import CheckpointMismatchError
     try:
         return main()
     except (InputError, CheckpointMismatchError, OSError, TypeError) as e:

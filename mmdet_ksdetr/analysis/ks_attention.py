@@ -2,7 +2,7 @@
 
 **Attention accuracy** is the share of attention mass that foreground tokens put on foreground
 tokens. The foreground tokens are those of KS-DETR's GT token mask
-(:func:`~mmdet_ksdetr.models.layers.ks_gt_mask.gt_foreground_token_mask`, built in the padded
+(:func:`~mmdet_ksdetr.models.ks_detr.ks_gt_mask.gt_foreground_token_mask`, built in the padded
 input frame exactly as in training). For one image::
 
     accuracy = mean over foreground query tokens q of  fg_mass(q)
@@ -51,8 +51,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..utils.errors import InputError
-from .common import gt_boxes_in_input_frame  # noqa: F401  (part of this module's API)
+from mmdet_ksdetr.utils.errors import InputError
+from mmdet_ksdetr.analysis.common import gt_boxes_in_input_frame  # noqa: F401  (part of this module's API)
 
 __all__ = [
     'DEFINITION', 'fg_mass_dense', 'foreground_share', 'fg_mass_deformable', 'attention_accuracy',

@@ -199,11 +199,11 @@ def batch_affinity(model, batch: Dict, pipeline, thresholds: Sequence[float] = T
     :func:`~mmdet_ksdetr.analysis.common.val_batches` batch made by ``pipeline`` and return
     :func:`image_affinity` of each image (GT boxes brought to original pixels first). The
     per-layer boxes and logits are those of the main (matching) queries, from
-    :func:`~mmdet_ksdetr.distill.internals.capture.get_detr_internals` in eval mode (DAC-DETR's
+    :func:`~mmdet_ksdetr.distill.core.capture.get_detr_internals` in eval mode (DAC-DETR's
     C-stream only runs in training)."""
-    from ..distill.internals.capture import get_detr_internals
-    from ..utils.errors import InputError
-    from .common import gt_boxes_in_original_frame, unwrap_detector
+    from mmdet_ksdetr.distill.core.capture import get_detr_internals
+    from mmdet_ksdetr.utils.errors import InputError
+    from mmdet_ksdetr.analysis.common import gt_boxes_in_original_frame, unwrap_detector
     detector = unwrap_detector(model)
     with torch.no_grad():
         data = model.data_preprocessor(batch, False)

@@ -1,11 +1,11 @@
 """Per-decoder-layer quality of a DETR teacher and what TPRD's refinement changes in it
 (``tools/analysis_tools/teacher_layers.py``).
 
-Definitions (the same objects as :mod:`mmdet_ksdetr.distill.refinement` uses):
+Definitions (the same objects as :mod:`mmdet_ksdetr.distill.tprd.refinement` uses):
 
 * **GT-matched queries of layer i** (``P_i``): the queries that TPRD's teacher-to-GT matcher
   (Hungarian, focal 2 / L1 5 / GIoU 2, or a distiller's own ``teacher_assigner``) assigns to a
-  GT when it matches layer ``i`` alone, per image (:func:`~mmdet_ksdetr.distill.refinement.
+  GT when it matches layer ``i`` alone, per image (:func:`~mmdet_ksdetr.distill.tprd.refinement.
   assign_teacher_layers`). Images without GT have none.
 * **IoU / score** of a positive ``(k, g)`` of class ``c`` at layer ``j``: plain IoU of query
   ``k``'s layer-``j`` box with ``g``, and ``sigmoid(Z^j[k, c])``, the score of the GT class.
@@ -45,9 +45,9 @@ from typing import Dict, Iterable, List, Optional
 import torch
 from torch import Tensor
 
-from ..distill.refinement import (aligned_iou_cxcywh, assign_teacher_layers,
+from mmdet_ksdetr.distill.tprd.refinement import (aligned_iou_cxcywh, assign_teacher_layers,
                                   gt_from_data_samples, pad_gt, refine_teacher_predictions)
-from ..utils.errors import InputError
+from mmdet_ksdetr.utils.errors import InputError
 
 __all__ = ['LayerCounts', 'layer_counts', 'earlier_better_matrix', 'summarise',
            'teacher_of', 'assigner_summary', 'check_teacher', 'rescale_gt_to_input',
@@ -138,7 +138,7 @@ def _own_iou_score(logits: Tensor, boxes: Tensor, lab: Tensor, gbox: Tensor):
 def layer_counts(logits: Tensor, boxes: Tensor, pos_gt_inds: Tensor, gt_labels: Tensor,
                  gt_boxes: Tensor, num_gts) -> LayerCounts:
     """Per-layer statistics of one batch of teacher predictions, before and after TPRD's
-    refinement (:func:`~mmdet_ksdetr.distill.refinement.refine_teacher_predictions`).
+    refinement (:func:`~mmdet_ksdetr.distill.tprd.refinement.refine_teacher_predictions`).
 
     Args:
         logits: ``[L, B, Q, C]`` raw sigmoid logits of every decoder layer.
@@ -214,7 +214,7 @@ def teacher_of(model):
     (``'distiller teacher'``)."""
     from mmdet.models.detectors.base import BaseDetector
 
-    from ..distill.refinement import TeacherPredictionRefiner
+    from mmdet_ksdetr.distill.tprd.refinement import TeacherPredictionRefiner
     if isinstance(model, BaseDetector):
         return model, TeacherPredictionRefiner().assigner, 'detector'
     teacher = getattr(model, 'teacher', None)
@@ -235,7 +235,7 @@ def assigner_summary(assigner) -> Dict:
 
 def check_teacher(detector, name: str) -> int:
     """Refuse a detector this analysis cannot use; returns its number of decoder layers."""
-    from ..distill.internals import check_detr
+    from mmdet_ksdetr.distill.core import check_detr
     try:
         check_detr(detector, 'teacher')
     except TypeError as e:
@@ -261,7 +261,7 @@ def rescale_gt_to_input(data_samples, pipeline) -> None:
     test pipelines; the boxes are in original-image pixels), left as they are otherwise."""
     from mmdet.structures.bbox import scale_boxes
 
-    from .common import gt_loaded_after_resize
+    from mmdet_ksdetr.analysis.common import gt_loaded_after_resize
     if not gt_loaded_after_resize(pipeline):
         return
     for ds in data_samples:
@@ -279,7 +279,7 @@ def collect_layer_counts(detector, assigner, batches: Iterable[Dict], pipeline):
     :func:`layer_counts` -> ``(LayerCounts, info)`` (``pipeline``: the transforms that made
     the batches, see :func:`rescale_gt_to_input`); ``info`` has ``num_images``,
     ``num_images_with_gt``, ``num_gt`` and ``num_queries``. No GT box at all is an error."""
-    from ..distill.internals import get_detr_internals
+    from mmdet_ksdetr.distill.core import get_detr_internals
     total: Optional[LayerCounts] = None
     info = dict(num_images=0, num_images_with_gt=0, num_gt=0, num_queries=None)
     for batch in batches:

@@ -1,4 +1,4 @@
 """Inference entry points."""
-from .inferencer import SafeDetInferencer
+from mmdet_ksdetr.apis.inferencer import SafeDetInferencer
 
 __all__ = ['SafeDetInferencer']

@@ -5,7 +5,7 @@ import warnings
 
 from mmdet.apis import DetInferencer
 
-from ..utils.checkpoint_io import load_weights_strictly
+from mmdet_ksdetr.utils.checkpoint_io import load_weights_strictly
 
 
 class SafeDetInferencer(DetInferencer):

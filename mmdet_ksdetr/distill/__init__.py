@@ -1,19 +1,22 @@
-"""MMRazor distillation for DETRs; every module below registers in ``mmrazor.registry``.
+"""MMRazor distillation for DETRs, one folder per paper; every module registers in
+``mmrazor.registry``.
 
-=========================  ===============================================================
-``internals/``              what a DETR computed, captured for distillation:
-                            :class:`DETRInternals`, :func:`capture_detr`, :class:`QueryGroup`,
-                            merged decoding, decoder attention maps
-``algorithms/``             the distillers (``DETRDistill``, ``KDDETR``, ``D3ETR``, ``QSKD``,
-                            ``DETRFeatureKD``, ``CrossKD``) on one base, ``DETRDistillBase``
-``losses/``                 distillation losses, one per file (they compute losses only)
-``task_modules/``           the student-to-teacher Hungarian matcher
-``tprd.py``                 the TPRD switch every distiller composes (``TPRD``)
-``refinement.py``           TPRD's vectorised teacher prediction refinement
-``teacher_checkpoint.py``   strict teacher checkpoint loading, student-from-teacher init
-=========================  ===============================================================
+=================  ====================================================================
+``core/``           what every distiller shares: :class:`DETRDistillBase`, the captured DETR
+                    internals (:class:`DETRInternals`, :func:`capture_detr`,
+                    :class:`QueryGroup`), the distillation matcher, shared losses
+``detr_distill/``   DETRDistill (``DETRDistill``)
+``kd_detr/``        KD-DETR (``KDDETR``)
+``d3etr/``          D3ETR (``D3ETR``)
+``qskd/``           QSKD (``QSKD``)
+``crosskd/``        CrossKD (``CrossKD``)
+``feature_kd/``     FitNet / MGD / FGD (``DETRFeatureKD``)
+``tprd/``           the TPRD switch (``TPRD``), teacher refinement, decoupled class KD
+=================  ====================================================================
 """
-from . import algorithms, internals, losses, task_modules  # noqa: F401  (registration)
-from .tprd import TPRD
+from mmdet_ksdetr.distill import (core, crosskd, d3etr, detr_distill, feature_kd,  # noqa: F401
+                                  kd_detr, qskd, tprd)
+from mmdet_ksdetr.distill.tprd import TPRD
 
-__all__ = ['algorithms', 'internals', 'losses', 'task_modules', 'TPRD']
+__all__ = ['core', 'crosskd', 'd3etr', 'detr_distill', 'feature_kd', 'kd_detr', 'qskd', 'tprd',
+           'TPRD']

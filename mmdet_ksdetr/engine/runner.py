@@ -28,9 +28,9 @@ from mmengine.runner import Runner
 from mmdet_ksdetr.utils.checkpoint_io import (CheckpointMismatchError, atomic_output,
                                               check_state_dict_fits, describe_mismatch)
 from mmdet_ksdetr.utils.checks import InputError, load_checkpoint_safely
-from .auto_resume import (NoUsableCheckpointError, find_resumable_checkpoint,
+from mmdet_ksdetr.engine.auto_resume import (NoUsableCheckpointError, find_resumable_checkpoint,
                           partial_checkpoint_files)
-from .rng_state import gather_rng_states, restore_rng_state, seed_worker_from_loader
+from mmdet_ksdetr.engine.rng_state import gather_rng_states, restore_rng_state, seed_worker_from_loader
 from mmdet_ksdetr.quiet import quiet_logger
 
 _STRICT_HINT = ('(to load it anyway: --non-strict on tools/train.py / tools/test.py, or '

@@ -1,15 +1,14 @@
-"""mmdet models added by mmdet_ksdetr (registered in ``mmdet.registry``).
+"""mmdet models added by mmdet_ksdetr (registered in ``mmdet.registry``), one folder per paper.
 
-=================  ==================================================================
-``detectors/``      KS-DETR detectors (``KS*``), DAC-DETR (``DACDINO``,
-                    ``DACDeformableDETR``), the DN baselines (``DNDETR``,
-                    ``DNDeformableDETR``) and their mixins
-``dense_heads/``    heads that take KS teacher groups / the DAC C-stream in ``loss()``
-``layers/``         triple / dual attention, KS encoders, DAC decoder, DN query generator
-``task_modules/``   the one-to-many assigner of DAC-DETR
-``losses/``         IoU-aware BCE
-=================  ==================================================================
+=============  ========================================================================
+``ks_detr/``    KS-DETR: triple / dual attention, KS encoder layers, GT mask, sMLP, heads,
+                detectors (``KS*``)
+``dac_detr/``   DAC-DETR: C-stream decoders, one-to-many assigner, IoU-aware BCE, heads,
+                detectors (``DACDINO``, ``DACDeformableDETR``)
+``dn_detr/``    DN-DETR / DN-Deformable-DETR, the KS-DETR baselines (``DNDETR``,
+                ``DNDeformableDETR``)
+=============  ========================================================================
 """
-from . import dense_heads, detectors, layers, losses, task_modules  # noqa: F401  (registration)
+from mmdet_ksdetr.models import dac_detr, dn_detr, ks_detr  # noqa: F401  (registration)
 
-__all__ = ['dense_heads', 'detectors', 'layers', 'losses', 'task_modules']
+__all__ = ['dac_detr', 'dn_detr', 'ks_detr']

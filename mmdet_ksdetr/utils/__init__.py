@@ -1,9 +1,8 @@
-"""Small helpers shared by the tools: input checks with readable errors, runner building."""
-from .checks import (InputError, check_checkpoint, check_config_path, check_data_paths,
+"""Small helpers shared by the tools: input checks with readable errors."""
+from mmdet_ksdetr.utils.checks import (InputError, check_checkpoint, check_config_path, check_data_paths,
                      load_checkpoint_safely)
-from .divergence import TrainingDivergedError, check_finite_cost
-from .runner import build_runner, shutdown_distributed
+from mmdet_ksdetr.utils.divergence import TrainingDivergedError, check_finite_cost
 
 __all__ = ['InputError', 'check_checkpoint', 'check_config_path', 'check_data_paths',
-           'load_checkpoint_safely', 'build_runner',
-           'shutdown_distributed', 'TrainingDivergedError', 'check_finite_cost']
+           'load_checkpoint_safely',
+           'TrainingDivergedError', 'check_finite_cost']

@@ -7,7 +7,7 @@ import time
 
 import torch
 
-from .checks import check_config_path
+from mmdet_ksdetr.utils.checks import check_config_path
 
 
 def add_timer_argument(parser):
@@ -25,7 +25,7 @@ def quiet_build_logs(verbose: bool) -> None:
     :mod:`mmdet_ksdetr.quiet` is dropped either way."""
     from mmengine.logging import MMLogger
 
-    from ..quiet import quiet_logger
+    from mmdet_ksdetr.quiet import quiet_logger
     logger = quiet_logger(MMLogger.get_current_instance())
     if not verbose:
         logger.setLevel('WARNING')

@@ -63,7 +63,7 @@ def load_weights_strictly(model, path: str, source: Optional[str] = None) -> Dic
     that does not fit stops with :class:`CheckpointMismatchError` naming the keys (``source``
     names the file in the message; default ``checkpoint "path"``). Returns the loaded
     checkpoint (for its ``meta``)."""
-    from .checks import checkpoint_state_dict, load_checkpoint_safely
+    from mmdet_ksdetr.utils.checks import checkpoint_state_dict, load_checkpoint_safely
     ckpt = load_checkpoint_safely(path)
     state = checkpoint_state_dict(ckpt, path)
     check_state_dict_fits(model, state, source=source or f'checkpoint "{path}"')
@@ -214,7 +214,7 @@ def read_back_check(obj: Dict) -> Callable[[str], None]:
     ``state_dict`` keys, in order; otherwise the write fails (``cannot write ...``)."""
 
     def check(tmp: str) -> None:
-        from .checks import InputError, load_checkpoint_safely
+        from mmdet_ksdetr.utils.checks import InputError, load_checkpoint_safely
         try:
             written = load_checkpoint_safely(tmp)
         except InputError as e:

@@ -8,9 +8,9 @@ import zipfile
 
 import torch
 
-from .pickle_globals import refused_global
+from mmdet_ksdetr.utils.pickle_globals import refused_global
 
-from .errors import InputError  # noqa: F401  (raised here, imported from here by tools)
+from mmdet_ksdetr.utils.errors import InputError  # noqa: F401  (raised here, imported from here by tools)
 
 
 
@@ -153,7 +153,7 @@ def check_data_paths(cfg, loaders=('train_dataloader', 'val_dataloader', 'test_d
     json) warn about annotations the config's classes drop and image files that are missing;
     an annotation file none of whose annotations is in the classes is an error (see
     :func:`~mmdet_ksdetr.utils.data_checks.check_coco_annotations`)."""
-    from .data_checks import check_coco_annotations
+    from mmdet_ksdetr.utils.data_checks import check_coco_annotations
     for name in loaders:
         loader = cfg.get(name)
         if not loader:

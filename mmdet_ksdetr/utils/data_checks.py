@@ -114,7 +114,7 @@ def check_coco_annotations(name, ds, ann_path):
     that are missing; raise ``InputError`` when no annotation's category is in the classes.
     Returns the warning lines (also logged). Does nothing for a dataset type other than
     CocoDataset (or a subclass) or a json that is not COCO-style."""
-    from .errors import InputError
+    from mmdet_ksdetr.utils.errors import InputError
     if not ann_path.endswith('.json') or not _is_local(ds, ann_path) or not is_coco_style(ds):
         return []
     classes = dataset_classes(ds)

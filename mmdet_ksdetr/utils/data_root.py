@@ -10,7 +10,7 @@ the same command line still wins.
 """
 import os.path as osp
 
-from .checks import InputError
+from mmdet_ksdetr.utils.checks import InputError
 
 DATA_KEYS = ('train_dataloader', 'val_dataloader', 'test_dataloader', 'val_evaluator',
              'test_evaluator')

@@ -7,7 +7,7 @@ import os
 import pytest
 from mmengine.logging import MessageHub
 
-from mmdet_ksdetr.engine.checkpoint_hook import CrashSafeCheckpointHook
+from mmdet_ksdetr.engine.hooks.checkpoint_hook import CrashSafeCheckpointHook
 
 
 class _Runner:

@@ -11,7 +11,8 @@ from mmdet.models.dense_heads import DETRHead
 from toy_helpers import CONFIGS, TOOLS, load_toy_config, run_tool, toy_data_cfg_options
 
 from mmdet_ksdetr.engine.hooks import DivergenceHook, describe_divergence
-from mmdet_ksdetr.utils import TrainingDivergedError, build_runner, check_finite_cost
+from mmdet_ksdetr.engine import build_runner
+from mmdet_ksdetr.utils import TrainingDivergedError, check_finite_cost
 
 HINT = ('lower the learning rate or enable gradient clipping: '
         'optim_wrapper.clip_grad=dict(max_norm=0.1, norm_type=2)')

@@ -5,7 +5,7 @@ import sys
 import pytest
 from toy_helpers import CONFIGS, run_tool, save_random_checkpoint, toy_data_cfg_options
 
-from mmdet_ksdetr.utils.runner import describe_build_error
+from mmdet_ksdetr.engine.build_runner import describe_build_error
 
 DEFORMABLE = f'{CONFIGS}/toy/deformable-detr_tiny-r18_1xb2-12e_toy.py'
 

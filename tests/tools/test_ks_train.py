@@ -7,7 +7,7 @@ import os.path as osp
 import torch
 from toy_helpers import free_port, load_toy_config, run_tool, toy_data_cfg_options
 
-from mmdet_ksdetr.models.detectors.ks_detr_mixin import is_ks_teacher_key, ks_student_state_dict
+from mmdet_ksdetr.models.ks_detr.ks_detr_mixin import is_ks_teacher_key, ks_student_state_dict
 
 CFG = 'configs/toy/ks_detr/ks-dab-detr_tiny-r18_1xb2-12e_toy.py'
 

@@ -93,7 +93,7 @@ def test_dac_checkpoint_is_recognised_as_stock(rel_cfg, toy_data_root, tmp_path,
 def test_ks_baseline_rule_for_shipped_configs():
     """Every shipped KS config has its baseline config by the naming rule, or the tool
     prints the rule (the Swin-T one has no baseline config)."""
-    from mmdet_ksdetr.utils.stock_conversion import ks_baseline_config
+    from mmdet_ksdetr.converters.stock_conversion import ks_baseline_config
     found = {}
     for path in sorted(glob.glob(osp.join(ROOT, 'configs', 'ks_detr', 'ks-*.py'))):
         found[osp.basename(path)] = ks_baseline_config(path)

@@ -7,7 +7,7 @@ from toy_helpers import ROOT
 
 
 def _threads_after(env):
-    code = ('import torch; from mmdet_ksdetr.utils.runner import set_cpu_threads; '
+    code = ('import torch; from mmdet_ksdetr.engine.build_runner import set_cpu_threads; '
             'print(set_cpu_threads(), torch.get_num_threads())')
     full = {k: v for k, v in os.environ.items() if k != 'OMP_NUM_THREADS'}
     full.update(env)

@@ -172,7 +172,7 @@ def _is_detr_distillation(config, cfg_options) -> bool:
     from mmengine.config import Config
     from mmrazor.registry import MODELS as RAZOR_MODELS
 
-    from mmdet_ksdetr.distill.algorithms.detr_distill_base import DETRDistillBase
+    from mmdet_ksdetr.distill.core.detr_distill_base import DETRDistillBase
     cfg = Config.fromfile(check_config_path(config))
     if cfg_options:
         cfg.merge_from_dict(parse_cfg_options(cfg_options))

@@ -78,7 +78,7 @@ def main(argv=None):
     if args.classes < 2:
         parser.error('--classes must be >= 2 (decoupled KD has a non-target part)')
     torch.set_num_threads(1)
-    from mmdet_ksdetr.distill.losses.decoupled_kd_loss import decoupled_kd_loss
+    from mmdet_ksdetr.distill.tprd.decoupled_kd_loss import decoupled_kd_loss
     zs, zt, labels = make_inputs(args.layers, args.images, args.queries, args.classes,
                                  args.pos_per_image)
     impls = {'positive rows (mmdet_ksdetr)': decoupled_kd_loss,

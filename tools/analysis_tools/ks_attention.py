@@ -25,7 +25,7 @@ import torch  # noqa: E402
 
 from mmdet_ksdetr.analysis import common  # noqa: E402
 from mmdet_ksdetr.analysis import ks_attention as ksa  # noqa: E402
-from mmdet_ksdetr.models.layers.ks_gt_mask import gt_foreground_token_mask  # noqa: E402
+from mmdet_ksdetr.models.ks_detr.ks_gt_mask import gt_foreground_token_mask  # noqa: E402
 from mmdet_ksdetr.utils.errors import InputError  # noqa: E402
 
 TOOL = 'ks_attention.py'

@@ -64,7 +64,7 @@ def check_models(models, cfg, thresholds):
     model that is not a DETR (or whose forward the analysis cannot follow) fails in one line."""
     from mmdet_ksdetr.analysis.common import unwrap_detector, val_batches, val_pipeline
     from mmdet_ksdetr.analysis.query_affinity import batch_affinity
-    from mmdet_ksdetr.distill.internals.capture import check_detr
+    from mmdet_ksdetr.distill.core.capture import check_detr
     first = next(val_batches(cfg, 1, progress=False))
     for m in models:
         check_detr(unwrap_detector(m.model), role=f'model of "{m.config}"')

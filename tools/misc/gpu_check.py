@@ -194,7 +194,7 @@ def train_in_process(path, args, work_dir, amp=False):
     """Train ``--iters`` iterations; returns a detail line (last loss)."""
     import math
 
-    from mmdet_ksdetr.utils.runner import build_runner
+    from mmdet_ksdetr.engine.build_runner import build_runner
     cfg = run_config(path, args.data_root, work_dir, args.iters)
     if amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
@@ -211,7 +211,7 @@ def train_in_process(path, args, work_dir, amp=False):
 
 def predict_in_process(path, args, work_dir, ckpt):
     """Load the trained checkpoint into a new runner and test it on ``--val-images`` images."""
-    from mmdet_ksdetr.utils.runner import build_runner
+    from mmdet_ksdetr.engine.build_runner import build_runner
     cfg = run_config(path, args.data_root, work_dir, args.iters,
                      {'test_dataloader.dataset.indices': args.val_images})
     cfg.load_from = ckpt
@@ -401,7 +401,7 @@ def msda_cuda_vs_cpu(atol=1e-4, rtol=1e-4):
     raises ``AssertionError`` naming the first tensor that differs."""
     import torch
 
-    from mmdet_ksdetr.models.layers.ks_deformable_triple_attention import \
+    from mmdet_ksdetr.models.ks_detr.ks_deformable_triple_attention import \
         KSMultiScaleDeformableTripleAttention
     worst = 0.0
     for mode in ('triple', 'dual_share_v', 'dual_share_a'):
@@ -509,7 +509,7 @@ def main(argv=None):
                  f'--device cpu')
     args.gpus = torch.cuda.device_count() if args.device == 'cuda' else 0
     if args.device == 'cpu':
-        from mmdet_ksdetr.utils.runner import set_cpu_threads
+        from mmdet_ksdetr.engine.build_runner import set_cpu_threads
         set_cpu_threads()
     with contextlib.ExitStack() as stack:
         if args.work_dir is None:

@@ -15,7 +15,7 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
-from ...utils.divergence import TrainingDivergedError, format_divergence
+from mmdet_ksdetr.utils.divergence import TrainingDivergedError, format_divergence
 
 __all__ = ['DivergenceHook', 'describe_divergence']
 

@@ -1,0 +1,2 @@
+"""Checkpoint converters: KS / DAC / distillation checkpoints to stock mmdet detectors
+(:mod:`.stock_conversion`)."""
