@@ -1,0 +1,1 @@
+"""Imports every release format module (each registers itself with ``register_format``)."""
