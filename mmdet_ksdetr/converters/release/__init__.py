@@ -14,6 +14,7 @@ from mmdet_ksdetr.converters.release.api import (ConversionReport, ReleaseConver
                                                  ReleaseFormat, convert_checkpoint, detect_format,
                                                  is_release_checkpoint, register_format,
                                                  registered_formats)
+from mmdet_ksdetr.converters.release import formats  # noqa: F401,E402  (registers the formats)
 
 __all__ = ['ConversionReport', 'ReleaseConversionError', 'ReleaseFormat', 'convert_checkpoint',
            'detect_format', 'is_release_checkpoint', 'register_format', 'registered_formats']

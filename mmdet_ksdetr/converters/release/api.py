@@ -1,7 +1,8 @@
 """The entry point of the release converters and the contract each format module fulfils.
 
 A format module (``converters/release/<name>.py``) defines one :class:`ReleaseFormat` and calls
-:func:`register_format` at import time; :mod:`.formats` imports every format module.
+:func:`register_format` at import time; the package ``__init__`` imports :mod:`.formats`,
+which imports every format module, so importing anything from the package registers them all.
 """
 import os.path as osp
 from dataclasses import dataclass, field
@@ -75,12 +76,7 @@ def register_format(fmt: ReleaseFormat) -> ReleaseFormat:
 
 def registered_formats() -> List[str]:
     """Names of the registered formats, in the order ``auto`` tries them."""
-    _load_formats()
     return [f.name for f in sorted(_FORMATS.values(), key=lambda f: -f.priority)]
-
-
-def _load_formats() -> None:
-    from mmdet_ksdetr.converters.release import formats  # noqa: F401  (registers the formats)
 
 
 def release_state_dict(ckpt) -> Dict[str, torch.Tensor]:
@@ -106,7 +102,6 @@ def release_state_dict(ckpt) -> Dict[str, torch.Tensor]:
 def detect_format(state: Dict[str, torch.Tensor]) -> Optional[str]:
     """The name of the release format whose key names ``state`` has, or None (for example a
     checkpoint of this library or of mmdet 3.x)."""
-    _load_formats()
     for fmt in sorted(_FORMATS.values(), key=lambda f: -f.priority):
         if fmt.detect(state):
             return fmt.name
@@ -147,7 +142,6 @@ def convert_checkpoint(checkpoint: Union[str, dict], source: str = 'auto',
             missing keys, shape or class-count mismatches; one line.
     """
     from mmdet_ksdetr.utils.checks import load_checkpoint_safely
-    _load_formats()
     path = checkpoint if isinstance(checkpoint, str) else None
     ckpt = load_checkpoint_safely(checkpoint) if path else checkpoint
     state = release_state_dict(ckpt)
