@@ -1,18 +1,20 @@
 """Run a DETR-family detector for one batch and return its :class:`DETRInternals` (and, for a
 student, its GT losses from the same pass), extra query groups and attention maps included.
 
-The capture is an explicit method, not a recorder: it calls the detector's public DETR hooks
-in mmdet's order (``extract_feat`` -> ``pre_transformer`` -> ``forward_encoder`` ->
-``pre_decoder`` -> ``forward_decoder`` -> ``bbox_head.loss`` / ``bbox_head``), so it sees every
-intermediate as a return value. Only two things are observed with PyTorch module hooks, both
+The capture is an explicit method, not a recorder: it runs the detector's public DETR hooks
+through the one stage order of :mod:`mmdet_ksdetr.models.common.detr_stages` (``extract_feat``
+-> ``pre_transformer`` -> ``forward_encoder`` -> ``pre_decoder`` -> ``forward_decoder`` ->
+``bbox_head.loss`` / ``bbox_head``, with the detector's training hooks when it computes the GT
+losses), so it sees every intermediate as a return value. Only two things are observed with PyTorch module hooks, both
 removed before it returns: the head's outputs inside ``bbox_head.loss`` (so the distillation
 losses back-propagate through the same head pass as the GT losses) and, on request, the
 decoder's attention maps. Nothing is patched on an instance or a class.
 
-It needs the stock ``forward_transformer`` (of mmdet's ``DetectionTransformer`` or ``DINO``)
-and, for the GT losses, the stock ``loss``; a subclass that changes them (KS-DETR's extra
-passes) is refused with a clear error rather than silently run without its additions. The
-four hooks themselves may be overridden (DAC-DETR's ``forward_decoder``).
+It needs that stage order (mmdet's stock ``forward_transformer`` / ``loss`` or
+:class:`~mmdet_ksdetr.models.common.detr_stages.DETRStagesMixin`'s, as every detector of this
+library has: KS-DETR and DN detectors distil as teachers and as students); a subclass that
+replaces them is refused with a clear error rather than silently run without its additions.
+The four hooks themselves may be overridden (DAC-DETR's ``forward_decoder``).
 
 DINO denoising queries (training only) lead the main queries; by default every per-query
 tensor of the result is sliced to the matching queries (``keep_denoising=False``).
@@ -25,6 +27,7 @@ import torch
 from torch import Tensor
 
 from mmdet_ksdetr.distill.core.attention import DecoderAttentionRecorder
+from mmdet_ksdetr.models.common.detr_stages import loss_head_inputs, prepare_decoder
 from mmdet_ksdetr.distill.core.merged_decoding import decode_merged, mergeable_inputs, supports_merged_decoding
 from mmdet_ksdetr.distill.core.query_group import QueryGroup, decoder_inputs_for, head_forward, read_out
 from mmdet_ksdetr.distill.core.structures import DETRInternals
@@ -64,36 +67,25 @@ def check_detr(detector, role: str = 'detector') -> None:
             f'models (model.module) first.')
 
 
-def _pre_decoder_takes_samples(detector, loss: bool) -> bool:
-    """Whether ``pre_decoder`` gets the data samples (DINO); refuses non-stock pipelines."""
+def _check_stage_order(detector, loss: bool) -> None:
+    """Refuse a detector whose ``forward_transformer`` / ``loss`` are not the one DETR stage
+    order (mmdet's stock ones or :mod:`mmdet_ksdetr.models.common.detr_stages`): the capture
+    would silently skip what they add."""
     from mmdet.models.detectors import DINO
     from mmdet.models.detectors.base_detr import DetectionTransformer
+
+    from mmdet_ksdetr.models.common.detr_stages import DETRStagesMixin
     cls = type(detector)
-    if loss and cls.loss is not DetectionTransformer.loss:
+    stock_loss = (DetectionTransformer.loss, DETRStagesMixin.loss)
+    if loss and cls.loss not in stock_loss:
         raise TypeError(f'{cls.__name__} overrides loss(); DETR distillation needs the stock '
-                        f'DetectionTransformer.loss to get GT losses and internals from one pass')
-    if cls.forward_transformer is DetectionTransformer.forward_transformer:
-        return False
-    if cls.forward_transformer is DINO.forward_transformer:
-        return True
-    from mmdet_ksdetr.models.ks_detr.ks_detr_mixin import KSDetectorMixin
-    hint = ('; a KS-DETR checkpoint predicts as its baseline detector: convert it with '
-            'tools/pth_transfer.py and use the baseline config'
-            if isinstance(detector, KSDetectorMixin) else
-            ' (override the four DETR hooks instead)')
-    raise TypeError(f'{cls.__name__} overrides forward_transformer(); DETR internals need the '
-                    f'stock DETR / DINO pipeline{hint}')
-
-
-def _prepare_decoder(detector, img_feats, samples, with_samples: bool) -> Tuple[Dict, Dict]:
-    """``(forward_decoder inputs, head inputs)`` from ``pre_transformer`` -> ``forward_encoder``
-    -> ``pre_decoder`` (mmdet's order)."""
-    encoder_inputs, decoder_inputs = detector.pre_transformer(img_feats, samples)
-    encoder_outputs = detector.forward_encoder(**encoder_inputs)
-    extra = dict(batch_data_samples=samples) if with_samples else {}
-    tmp_decoder_inputs, head_inputs = detector.pre_decoder(**encoder_outputs, **extra)
-    decoder_inputs.update(tmp_decoder_inputs)
-    return decoder_inputs, head_inputs
+                        f'DetectionTransformer.loss to get GT losses and internals from one '
+                        f'pass (add training inputs through the detr_stages hooks instead)')
+    stock = (DetectionTransformer.forward_transformer, DINO.forward_transformer,
+             DETRStagesMixin.forward_transformer)
+    if cls.forward_transformer not in stock:
+        raise TypeError(f'{cls.__name__} overrides forward_transformer(); DETR internals need '
+                        f'the DETR stage order (override the four DETR hooks instead)')
 
 
 def _decode(detector, main: Dict, groups: List[QueryGroup], merge: bool):
@@ -189,10 +181,10 @@ def capture_detr(detector, batch_inputs: Tensor, batch_data_samples: List, *,
         keep_denoising: keep DINO's denoising queries in the per-query tensors.
     """
     check_detr(detector)
-    with_samples = _pre_decoder_takes_samples(detector, loss)
+    _check_stage_order(detector, loss)
     feats = detector.extract_feat(batch_inputs)
-    decoder_inputs, head_inputs = _prepare_decoder(detector, feats, batch_data_samples,
-                                                   with_samples)
+    decoder_inputs, head_inputs, side_outputs = prepare_decoder(
+        detector, feats, batch_data_samples, for_loss=loss)
     built = _build_groups(groups, decoder_inputs)
     with attention.record() if attention is not None else nullcontext() as log:
         main_out, group_outs, merged = _decode(detector, decoder_inputs, built,
@@ -200,6 +192,8 @@ def capture_detr(detector, batch_inputs: Tensor, batch_data_samples: List, *,
     head_inputs.update(main_out)
     losses = {}
     if loss:
+        # the detector's own training additions (KS-DETR's teacher passes) after the main pass
+        head_inputs.update(loss_head_inputs(detector, decoder_inputs, main_out, side_outputs))
         with _first_output(detector.bbox_head) as head_out:
             losses = detector.bbox_head.loss(**head_inputs, batch_data_samples=batch_data_samples)
         if not head_out:

@@ -7,8 +7,9 @@ before such a detector and
 
 * builds the :class:`~mmdet_ksdetr.models.dn_detr.dn_query_generator.DnQueryGenerator` from
   ``dn_cfg`` (``num_classes``, ``embed_dims``, ``num_matching_queries`` from the detector);
-* runs the stages with the batch's data samples handed to ``pre_decoder`` (which builds the
-  noised GT queries there, in training only);
+* declares ``pre_decoder_takes_samples``, so the one stage order
+  (:mod:`mmdet_ksdetr.models.common.detr_stages`) hands the batch's data samples to
+  ``pre_decoder`` (which builds the noised GT queries there, in training only);
 * gives ``pre_decoder`` one call, :meth:`add_denoising_queries`, that prepends the denoising
   queries and returns the self-attention mask and ``dn_meta`` (mmdet's DINO layout, so the
   DN losses of :class:`~mmdet_ksdetr.models.dn_detr.denoising_head_mixin.DenoisingHeadMixin`
@@ -17,18 +18,19 @@ before such a detector and
 The detector class provides ``pre_decoder(..., batch_data_samples)`` and a ``forward_decoder``
 that takes ``dn_mask``. ``predict()`` never builds denoising queries.
 """
-from typing import Dict, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
 from mmdet.structures import OptSampleList
 from torch import Tensor
 
+from mmdet_ksdetr.models.common.detr_stages import DETRStagesMixin
 from mmdet_ksdetr.models.dn_detr.dn_query_generator import DnQueryGenerator
 
 __all__ = ['DenoisingDetectorMixin']
 
 
-class DenoisingDetectorMixin:
+class DenoisingDetectorMixin(DETRStagesMixin):
     """Denoising queries for a DETR detector (see module docstring).
 
     Args:
@@ -36,6 +38,9 @@ class DenoisingDetectorMixin:
             ``embed_dims`` and ``num_matching_queries`` (taken from the detector).
         Other args: those of the detector it is mixed into.
     """
+
+    #: the stage order hands the data samples to ``pre_decoder`` (GT for the noised queries)
+    pre_decoder_takes_samples = True
 
     def __init__(self, *args, dn_cfg: Optional[dict] = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -47,19 +52,6 @@ class DenoisingDetectorMixin:
         self.dn_query_generator = DnQueryGenerator(
             num_classes=self.bbox_head.num_classes, embed_dims=self.embed_dims,
             num_matching_queries=self.num_queries, **dn_cfg)
-
-    def forward_transformer(self, img_feats: Tuple[Tensor],
-                            batch_data_samples: OptSampleList = None) -> Dict:
-        """The stock stage order, with ``batch_data_samples`` also given to ``pre_decoder``
-        (the denoising queries are built from their GT)."""
-        encoder_inputs_dict, decoder_inputs_dict = self.pre_transformer(
-            img_feats, batch_data_samples)
-        encoder_outputs_dict = self.forward_encoder(**encoder_inputs_dict)
-        tmp_dec_in, head_inputs_dict = self.pre_decoder(
-            **encoder_outputs_dict, batch_data_samples=batch_data_samples)
-        decoder_inputs_dict.update(tmp_dec_in)
-        head_inputs_dict.update(self.forward_decoder(**decoder_inputs_dict))
-        return head_inputs_dict
 
     def add_denoising_queries(
             self, anchors: Tensor, batch_data_samples: OptSampleList

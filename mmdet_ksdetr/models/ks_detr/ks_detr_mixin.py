@@ -15,20 +15,23 @@ A KS detector is a stock mmdet DETR whose **last encoder layer** is replaced by 
    losses for every group
    (:class:`~mmdet_ksdetr.models.ks_detr.ks_detr_heads.KSHeadMixin`).
 
-``predict()`` and ``_forward()`` are the stock mmdet code paths: no mask, no GT, no teacher.
+The stage order is the one of :mod:`mmdet_ksdetr.models.common.detr_stages`; KS-DETR adds
+two training hooks to it (``loss_encoder_inputs``: the mask; ``loss_head_inputs``: the teacher
+passes) and a ``forward_encoder`` stage. ``predict()`` and ``_forward()`` are the stock mmdet
+code paths: no mask, no GT, no teacher.
 A KS checkpoint minus its teacher-only parameters (every parameter with a ``teacher_*`` name
 component, see :func:`ks_student_state_dict`) loads into the stock detector.
 """
 import copy
-import inspect
 from collections import OrderedDict
 from typing import Dict, List, Mapping, Optional, Tuple
 
 import torch
 from mmdet.registry import MODELS
-from mmdet.structures import OptSampleList, SampleList
+from mmdet.structures import SampleList
 from torch import Tensor
 
+from mmdet_ksdetr.models.common.detr_stages import DETRStagesMixin
 from mmdet_ksdetr.models.ks_detr.ks_detr_heads import KSHeadMixin
 from mmdet_ksdetr.models.ks_detr.ks_encoder_layers import (KSDeformableDetrTransformerEncoderLayer,
                                         KSDetrTransformerEncoderLayer, build_ks_cfg)
@@ -92,7 +95,7 @@ def check_ks_embed_dims(encoder=None, decoder=None, bbox_head=None, positional_e
                          f'to the same value (positional_encoding.num_feats to half of it).')
 
 
-class KSDetectorMixin:
+class KSDetectorMixin(DETRStagesMixin):
     """KS-DETR training for a single-scale DETR detector (DAB / Conditional / DN-DETR).
 
     Args:
@@ -108,6 +111,8 @@ class KSDetectorMixin:
     ks_head_hint = 'a KS head (KSDABDETRHead, KSConditionalDETRHead, ...)'
     #: decoder inputs that are not per image (not repeated for the batched teacher passes)
     ks_shared_decoder_keys = ('spatial_shapes', 'level_start_index', 'dn_mask')
+    #: the teacher memories leave forward_encoder beside the student memory
+    encoder_side_outputs = ('ks_teacher_memories',)
 
     def __init__(self, *args, ks_cfg: Optional[dict] = None, **kwargs) -> None:
         self.ks_cfg = build_ks_cfg(ks_cfg)
@@ -141,47 +146,27 @@ class KSDetectorMixin:
                 m.ks_init_weights()
 
     # ------------------------------------------------------------------ training only
-    def loss(self, batch_inputs: Tensor, batch_data_samples: SampleList) -> dict:
-        img_feats = self.extract_feat(batch_inputs)
-        head_inputs_dict = self.forward_transformer(
-            img_feats, batch_data_samples, with_ks_teachers=True)
-        return self.bbox_head.loss(**head_inputs_dict, batch_data_samples=batch_data_samples)
-
-    def forward_transformer(self, img_feats: Tuple[Tensor],
-                            batch_data_samples: OptSampleList = None,
-                            with_ks_teachers: bool = False) -> Dict:
-        """The stock transformer pass; with ``with_ks_teachers`` (``loss()`` only) also the
-        teacher streams and their decoder passes, whose last layers are added to the head
-        inputs as ``ks_teacher_hidden_states`` and ``ks_teacher_references`` (dicts keyed by
-        teacher name, see :class:`~mmdet_ksdetr.models.ks_detr.ks_detr_heads.KSHeadMixin`).
-        """
-        if not with_ks_teachers:
-            return super().forward_transformer(img_feats, batch_data_samples)
-        encoder_inputs_dict, decoder_inputs_dict = self.pre_transformer(
-            img_feats, batch_data_samples)
-        spatial_shapes = encoder_inputs_dict.get('spatial_shapes')
+    def loss_encoder_inputs(self, encoder_inputs: Dict, img_feats: Tuple[Tensor],
+                            batch_data_samples: SampleList) -> Dict:
+        """``ks_fg_mask`` for ``forward_encoder``: the GT foreground token mask (training)."""
+        spatial_shapes = encoder_inputs.get('spatial_shapes')
         if spatial_shapes is None:  # single-scale DETRs flatten img_feats[-1]
             spatial_shapes = [img_feats[-1].shape[-2:]]
         elif len(spatial_shapes) == len(img_feats):
             # the levels pre_transformer flattened, as host ints (reading the device tensor
-            # would be a host sync); the mask's shape check below guards the assumption
+            # would be a host sync); the mask's shape check guards the assumption
             spatial_shapes = [f.shape[-2:] for f in img_feats]
-        encoder_inputs_dict['ks_fg_mask'] = gt_foreground_token_mask(
-            batch_data_samples, spatial_shapes, encoder_inputs_dict.get('feat_mask'))
-        encoder_outputs_dict = self.forward_encoder(**encoder_inputs_dict)
-        teacher_memories = encoder_outputs_dict.pop('ks_teacher_memories')
-        if 'batch_data_samples' in inspect.signature(self.pre_decoder).parameters:
-            # detectors whose queries depend on the GT (denoising): as their forward_transformer
-            encoder_outputs_dict['batch_data_samples'] = batch_data_samples
-        tmp_dec_in, head_inputs_dict = self.pre_decoder(**encoder_outputs_dict)
-        decoder_inputs_dict.update(tmp_dec_in)
-        decoder_outputs_dict = self.forward_decoder(**decoder_inputs_dict)  # student first
-        teacher_outputs_dict = self._ks_teacher_decoder_pass(decoder_inputs_dict,
-                                                             teacher_memories)
-        head_inputs_dict.update(decoder_outputs_dict)
-        head_inputs_dict.update(
-            self._ks_teacher_head_inputs(decoder_outputs_dict, teacher_outputs_dict))
-        return head_inputs_dict
+        return dict(ks_fg_mask=gt_foreground_token_mask(
+            batch_data_samples, spatial_shapes, encoder_inputs.get('feat_mask')))
+
+    def loss_head_inputs(self, decoder_inputs: Dict, decoder_outputs: Dict,
+                         side_outputs: Dict) -> Dict:
+        """The teacher memories through the same decoder (after the student's pass); their
+        last layers as ``ks_teacher_hidden_states`` / ``ks_teacher_references`` (dicts keyed by
+        teacher name, see :class:`~mmdet_ksdetr.models.ks_detr.ks_detr_heads.KSHeadMixin`)."""
+        teacher_outputs = self._ks_teacher_decoder_pass(decoder_inputs,
+                                                        side_outputs['ks_teacher_memories'])
+        return self._ks_teacher_head_inputs(decoder_outputs, teacher_outputs)
 
     def forward_encoder(self, ks_fg_mask: Optional[Tensor] = None, **kwargs) -> Dict:
         if ks_fg_mask is None:

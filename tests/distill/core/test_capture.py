@@ -202,13 +202,36 @@ def test_pipelines_the_capture_cannot_see_are_refused(toy_data_root):
         capture_detr(model, inputs, samples, loss=True)
 
 
-def test_ks_detector_refusal_says_to_convert_it(toy_data_root):
-    """A KS-DETR detector runs its teacher streams inside forward_transformer: the capture
-    refuses it and says how to analyse its checkpoint (as the baseline it converts to)."""
-    cfg = load_toy_config('toy/ks_detr/ks-deformable-detr_tiny-r18_1xb2-12e_toy.py',
-                          toy_data_root)
-    model = build_toy_model(cfg).eval()
-    inputs, samples = _data(cfg, model, toy_data_root, training=False)
-    with pytest.raises(TypeError, match='overrides forward_transformer.*tools/pth_transfer.py'):
-        get_detr_internals(model, inputs, samples)
+KS_DN_TOY = ['toy/ks_detr/ks-deformable-detr_tiny-r18_1xb2-12e_toy.py',
+             'toy/ks_detr/ks-dn-detr_tiny-r18_1xb2-12e_toy.py',
+             'toy/dn-detr_tiny-r18_1xb2-12e_toy.py',
+             'toy/dn-deformable-detr_tiny-r18_1xb2-12e_toy.py']
 
+
+@pytest.mark.parametrize('rel_cfg', KS_DN_TOY)
+def test_ks_and_dn_detectors_are_captured_as_student_and_teacher(rel_cfg, toy_data_root):
+    """KS-DETR and DN detectors run the one stage order: as a student the capture's GT losses
+    are the detector's own ``loss()`` (KS teacher-stream losses and DN losses included), as a
+    teacher its internals are what the detector's inference computes."""
+    cfg = load_toy_config(rel_cfg, toy_data_root)
+    model = build_toy_model(cfg)
+    model.train()
+    inputs, samples = _data(cfg, model, toy_data_root, training=True)
+    torch.manual_seed(0)
+    own = model.loss(inputs, samples)
+    torch.manual_seed(0)
+    captured = capture_detr(model, inputs, samples, loss=True).losses
+    assert set(captured) == set(own)
+    if 'ks_detr' in rel_cfg:
+        assert any(k.startswith('ks_') for k in own)
+    else:
+        assert any('dn' in k for k in own)
+    for k, v in own.items():
+        assert torch.allclose(captured[k], v, rtol=1e-6, atol=1e-7), k
+    model.eval()
+    inputs, samples = _data(cfg, model, toy_data_root, training=False)
+    with torch.no_grad():
+        it = get_detr_internals(model, inputs, samples)
+        cls_scores, bbox_preds = model._forward(inputs, samples)
+    assert torch.allclose(it.cls_logits, cls_scores, atol=1e-6)
+    assert torch.allclose(it.bbox_preds, bbox_preds, atol=1e-6)

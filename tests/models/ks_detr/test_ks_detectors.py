@@ -11,6 +11,7 @@ from mmengine.registry import init_default_scope
 from mmengine.structures import InstanceData
 from toy_helpers import build_toy_model, load_toy_config, toy_batch
 
+from mmdet_ksdetr.models.common import detr_stages
 import mmdet_ksdetr.models.ks_detr.ks_detr_mixin as ks_mixin
 from mmdet_ksdetr.models.ks_detr.ks_detr_mixin import is_ks_teacher_key, ks_student_state_dict
 from mmdet_ksdetr.engine.hooks.ks_gt_check_hook import KSCheckTrainGTHook
@@ -106,8 +107,8 @@ def test_six_decoder_layers_give_eight_groups(name, toy_data_root):
     cfg, model = _build(PAIRS[name][0], toy_data_root, decoder=dict(num_layers=6))
     model.train()
     data = _data(cfg, model, toy_data_root)
-    head_in = model.forward_transformer(
-        model.extract_feat(data['inputs']), data['data_samples'], with_ks_teachers=True)
+    head_in = detr_stages.forward_transformer(
+        model, model.extract_feat(data['inputs']), data['data_samples'], for_loss=True)
     # 6 student layers + 2 teacher groups of one layer each
     assert head_in['hidden_states'].shape[0] == 6
     assert sorted(head_in['ks_teacher_hidden_states']) == ['ks_share_a', 'ks_share_v']
