@@ -179,6 +179,6 @@ def test_a_distiller_gives_its_teacher_and_its_matcher():
     with pytest.warns(UserWarning, match='no teacher_ckpt'):
         algo = MODELS.build(cfg.model)
     detector, assigner, source = teacher_of(algo)
-    assert detector is algo.teacher and assigner is algo.refiner.assigner
+    assert detector is algo.teacher and assigner is algo.tprd_targets.assigner
     assert source == 'distiller teacher'
     assert teacher_of(algo.teacher)[2] == 'detector'

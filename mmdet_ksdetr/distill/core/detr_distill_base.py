@@ -16,9 +16,14 @@ and gets, from this base, once for every distiller:
   maps of ``self.student_attention`` inside the returned internals: every piece of data a
   step needs travels in return values, never through attributes;
 * the TPRD switch (``tprd``, :class:`~mmdet_ksdetr.distill.tprd.tprd_switch.TPRD`, kept as
-  ``self.refiner``) with :meth:`prediction_targets` / :meth:`teacher_targets`;
-* the configured losses bound and validated (:meth:`bind_losses`), the teacher layer of each
-  student layer (:meth:`layer_pairs`) and the per-layer key prefix (:func:`layer_prefix`);
+  ``self.tprd_targets``) with :meth:`prediction_targets` / :meth:`teacher_targets`: TPRD enters
+  a distiller only through the targets these return, never through a branch of its own;
+  ``SUPPORTS_TPRD = False`` refuses ``tprd=True`` in one line;
+* one loss contract: the class-level table ``LOSSES`` (name in ``distiller.distill_losses``
+  -> class; ``loss_table()`` where it depends on arguments) and ``REQUIRED_LOSSES`` (at least
+  one of them configured), bound by name and validated into ``self.losses``; the teacher
+  layer of each student layer (:meth:`layer_pairs`) and the per-layer key prefix
+  (:func:`layer_prefix`);
 * checks that student and teacher are sigmoid-head DETRs with the same classes (distillers
   of predictions), ``init_student_from_teacher`` and strict teacher checkpoint loading;
 * validation / test / ``predict`` run the student only; mmrazor's recorder-based losses in
@@ -99,6 +104,14 @@ class DETRDistillBase(SingleTeacherDistill):
     Loss keys: ``student.*`` (GT losses), ``distill.*`` (distillation losses).
     """
 
+    #: the distillation losses read from ``distiller.distill_losses``: name -> class
+    LOSSES: Dict[str, type] = {}
+    #: at least one of these must be configured (empty: none needed)
+    REQUIRED_LOSSES: Sequence[str] = ()
+    #: recorder-based losses (``distiller.loss_forward_mappings``) may stand in for REQUIRED
+    ALLOWS_MAPPED_LOSSES = False
+    #: the distiller has a TPRD variant (``tprd=True``)
+    SUPPORTS_TPRD = True
     #: distils predictions: needs sigmoid heads with the same classes in both models
     DISTILS_PREDICTIONS = True
     #: decoder attention recorders, set by subclasses that distil attention (configuration)
@@ -115,6 +128,11 @@ class DETRDistillBase(SingleTeacherDistill):
         if teacher_trainable:
             raise ValueError(f'{type(self).__name__} keeps the teacher frozen: '
                              f'teacher_trainable=True is not supported')
+        if tprd and not self.SUPPORTS_TPRD:
+            raise ValueError(f'{type(self).__name__} has no TPRD variant (TPRD refines the '
+                             f'teacher\'s per-layer predictions, which it does not distil): '
+                             f'remove tprd=True, or combine TPRD with KDDETR, D3ETR, QSKD or '
+                             f'DETRDistill')
         # mmdet's DeformableDETR writes into its bbox_head config while building: build from
         # copies so a config (or a dict shared by student and teacher) can be built again
         architecture = copy.deepcopy(architecture) if isinstance(architecture, dict) \
@@ -126,8 +144,7 @@ class DETRDistillBase(SingleTeacherDistill):
         check_detr(self.student, 'student (architecture)')
         check_detr(self.teacher, 'teacher')
         self.keep_denoising = keep_denoising
-        self.refiner = TPRD(tprd, teacher_assigner, owner=type(self).__name__)
-        self.tprd = self.refiner.enabled
+        self.tprd_targets = TPRD(tprd, teacher_assigner, owner=type(self).__name__)
         if isinstance(init_student_from_teacher, str):
             init_student_from_teacher = [init_student_from_teacher]
         self.init_student_from_teacher = list(init_student_from_teacher)
@@ -152,6 +169,13 @@ class DETRDistillBase(SingleTeacherDistill):
                   f'eval mode, no gradients)', logger='current')
         if self.DISTILS_PREDICTIONS:
             self._check_prediction_heads()
+        self.losses = self.bind_losses(self.loss_table(), self.REQUIRED_LOSSES,
+                                       self.ALLOWS_MAPPED_LOSSES)
+
+    @property
+    def tprd(self) -> bool:
+        """Whether the TPRD switch is on (the targets say it to the losses)."""
+        return self.tprd_targets.enabled
 
     # ---------------------------------------------------------------- set-up plumbing
     def _check_prediction_heads(self):
@@ -166,49 +190,33 @@ class DETRDistillBase(SingleTeacherDistill):
             raise ValueError(f'{name}: student has {s_head.num_classes} classes, teacher '
                              f'{t_head.num_classes}; they must predict the same classes')
 
-    def bind_losses(self, expected: Dict[str, type], by_type: bool = False,
-                    required: Sequence[str] = (), allow_mapped_only: bool = False
-                    ) -> Dict[str, nn.Module]:
-        """The configured ``distiller.distill_losses`` (those not fed by
-        ``loss_forward_mappings``), validated against ``expected`` (key -> class).
+    def loss_table(self) -> Dict[str, type]:
+        """The losses this distiller reads (name -> class): ``LOSSES`` unless a distiller's
+        table depends on its arguments."""
+        return dict(self.LOSSES)
 
-        By name (default) each configured name must be a key of ``expected``; ``by_type``: any
-        name, its class picks the key (one loss per key). At least one of ``required`` must be
-        bound (unless ``allow_mapped_only`` and recorder-based losses exist).
-        Returns key -> loss module.
-        """
+    def bind_losses(self, table: Dict[str, type], required: Sequence[str] = (),
+                    allow_mapped: bool = False) -> Dict[str, nn.Module]:
+        """The configured ``distiller.distill_losses`` (those not fed by
+        ``loss_forward_mappings``) by name, validated against ``table`` (name -> class): an
+        unknown name or a wrong class is a one-line error, and at least one of ``required`` must
+        be configured (unless ``allow_mapped`` and recorder-based losses exist)."""
         name, mapped = type(self).__name__, set(self.distiller.loss_forward_mappings)
         bound = {}
         for loss_name, module in self.distiller.distill_losses.items():
             if loss_name in mapped:
                 continue
-            key = self._loss_key(loss_name, module, expected, by_type)
-            if key in bound:
-                raise ValueError(f'{name}: two {expected[key].__name__} losses '
-                                 f'("{bound[key][0]}" and "{loss_name}")')
-            bound[key] = (loss_name, module)
-        if required and not set(required) & set(bound) and not (allow_mapped_only and mapped):
-            what = ' and/or '.join(f'"{k}" ({expected[k].__name__})' if not by_type else
-                                   expected[k].__name__ for k in required)
+            if loss_name not in table:
+                raise ValueError(f'{name}: unknown distill loss "{loss_name}"; use '
+                                 f'{sorted(table)} or distiller.loss_forward_mappings')
+            if not isinstance(module, table[loss_name]):
+                raise TypeError(f'{name}: "{loss_name}" must be a {table[loss_name].__name__}, '
+                                f'got {type(module).__name__}')
+            bound[loss_name] = module
+        if required and not set(required) & set(bound) and not (allow_mapped and mapped):
+            what = ' and/or '.join(f'"{k}" ({table[k].__name__})' for k in required)
             raise ValueError(f'{name}: add {what} to distiller.distill_losses')
-        return {key: module for key, (_, module) in bound.items()}
-
-    def _loss_key(self, loss_name, module, expected, by_type) -> str:
-        name = type(self).__name__
-        if by_type:
-            keys = [k for k, cls in expected.items() if isinstance(module, cls)]
-            if not keys:
-                raise TypeError(f'{name}: distill loss "{loss_name}" ({type(module).__name__}) '
-                                f'is neither one of {[c.__name__ for c in expected.values()]} '
-                                f'nor fed by distiller.loss_forward_mappings')
-            return keys[0]
-        if loss_name not in expected:
-            raise ValueError(f'{name}: unknown distill loss "{loss_name}"; use '
-                             f'{sorted(expected)} or distiller.loss_forward_mappings')
-        if not isinstance(module, expected[loss_name]):
-            raise TypeError(f'{name}: "{loss_name}" must be a {expected[loss_name].__name__}, '
-                            f'got {type(module).__name__}')
-        return loss_name
+        return bound
 
     def init_weights(self):
         super().init_weights()
@@ -235,15 +243,14 @@ class DETRDistillBase(SingleTeacherDistill):
                         refine: Optional[bool] = None) -> RefinedTeacher:
         """Teacher GT assignment of every layer, TPRD-refined when ``refine`` (default:
         ``self.tprd``)."""
-        return self.refiner(teacher_logits, teacher_boxes, batch_data_samples, refine=refine)
+        return self.tprd_targets(teacher_logits, teacher_boxes, batch_data_samples,
+                                 refine=refine)
 
     def prediction_targets(self, teacher: DETRInternals, batch_data_samples) -> TeacherTargets:
         """The teacher's prediction targets: TPRD-refined with decoupled-loss positives when
         ``tprd``, else the raw teacher (``pos_labels=None``)."""
-        if not self.tprd:
-            return TeacherTargets.of(None, teacher.cls_logits, teacher.bbox_preds)
-        return TeacherTargets.of(self.refiner(teacher.cls_logits, teacher.bbox_preds,
-                                              batch_data_samples))
+        return self.tprd_targets.prediction_targets(teacher.cls_logits, teacher.bbox_preds,
+                                                    batch_data_samples)
 
     # ---------------------------------------------------------------- forwards
     def teacher_forward(self, batch_inputs, batch_data_samples) -> DETRInternals:

@@ -55,20 +55,17 @@ class CrossKD(DETRDistillBase):
     ``distill.d{l}.loss_{cls,bbox,iou}_kd`` for the earlier ones.
     """
 
-    _LOSSES = dict(loss_cross=HungarianLogitKDLoss)
+    LOSSES = dict(loss_cross=HungarianLogitKDLoss)
+    REQUIRED_LOSSES = ('loss_cross', )
+    SUPPORTS_TPRD = False  # the TPRD release ships no CrossKD variant
     #: the name of the cross query group (the teacher's own queries on the student's memory)
     GROUP_NAME = 'cross'
 
     def __init__(self, matcher: dict = dict(cls_cost=1.0, l1_cost=5.0, giou_cost=2.0),
                  **kwargs):
-        if kwargs.get('tprd'):
-            raise ValueError('CrossKD has no TPRD variant (the TPRD release ships none): '
-                             'remove tprd=True')
         super().__init__(**kwargs)
         self._check_pair()
         self.matcher = DistillHungarianMatcher(**matcher)
-        self.loss_cross = self.bind_losses(self._LOSSES, required=('loss_cross', ))[
-            'loss_cross']
 
     def _check_pair(self):
         """One-line errors for a student and teacher the cross pass cannot join."""
@@ -105,7 +102,7 @@ class CrossKD(DETRDistillBase):
                                           t_probs, t.bbox_preds, factors.expand(L, -1, -1))
         losses = {}
         for l in range(L):  # equal depths (checked): cross layer l <- teacher layer l
-            parts = self.loss_cross(cross.cls_logits[l], cross.bbox_preds[l], t_probs[l],
+            parts = self.losses['loss_cross'](cross.cls_logits[l], cross.bbox_preds[l], t_probs[l],
                                     t.bbox_preds[l], s_idx[l], t_idx[l], factors)
             losses.update(layer_losses(parts, l, L))
         return losses

@@ -58,17 +58,17 @@ class D3ETR(DETRDistillBase):
     {adaptive,fixed}`` for the last student layer, ``distill.d{l}.*`` for earlier layers.
     """
 
-    _LOSSES = dict(loss_adaptive=PairKDLoss, loss_fixed=PairKDLoss,
-                   loss_self_attn=AttentionMapLoss, loss_cross_attn=AttentionMapLoss)
+    LOSSES = dict(loss_adaptive=PairKDLoss, loss_fixed=PairKDLoss,
+                  loss_self_attn=AttentionMapLoss, loss_cross_attn=AttentionMapLoss)
+    REQUIRED_LOSSES = ('loss_adaptive', 'loss_fixed')
 
     def __init__(self, layer_by_layer: bool = True,
                  matcher: dict = dict(cls_cost=1.0, l1_cost=5.0, giou_cost=2.0), **kwargs):
         super().__init__(**kwargs)
         self.layer_by_layer = layer_by_layer
         self.matcher = DistillHungarianMatcher(**matcher)
-        self.parts = self.bind_losses(self._LOSSES, required=('loss_adaptive', 'loss_fixed'))
-        want_self = 'loss_self_attn' in self.parts
-        want_cross = 'loss_cross_attn' in self.parts
+        want_self = 'loss_self_attn' in self.losses
+        want_cross = 'loss_cross_attn' in self.losses
         if want_self or want_cross:  # attention maps come back inside the internals
             self.student_attention = DecoderAttentionRecorder(self.student.decoder, want_self,
                                                               want_cross)
@@ -77,7 +77,7 @@ class D3ETR(DETRDistillBase):
 
     def student_groups(self, teacher_internals) -> List:
         """Fixed matching: the teacher's own queries, decoded by the student."""
-        if 'loss_fixed' not in self.parts:
+        if 'loss_fixed' not in self.losses:
             return []
         return [own_queries_group('fixed', teacher_internals)]
 
@@ -86,18 +86,18 @@ class D3ETR(DETRDistillBase):
         """Self / cross attention losses of student layer l vs teacher layer tl over pairs
         (``None`` index = identity pairing)."""
         out = {}
-        if 'loss_self_attn' in self.parts:
+        if 'loss_self_attn' in self.losses:
             a_s = s_attn.self_attn[l][:, s_offset:, s_offset:]
             a_t = t_attn.self_attn[tl]
             if s_idx is not None:
                 a_s, a_t = _sub_matrix(a_s, s_idx), _sub_matrix(a_t, t_idx)
-            out['loss_self_attn'] = self.parts['loss_self_attn'](a_s, a_t)
-        if 'loss_cross_attn' in self.parts:
+            out['loss_self_attn'] = self.losses['loss_self_attn'](a_s, a_t)
+        if 'loss_cross_attn' in self.losses:
             c_s = s_attn.cross_weights[l][:, s_offset:].flatten(2)
             c_t = t_attn.cross_weights[tl].flatten(2)
             if s_idx is not None:
                 c_s, c_t = gather_queries(c_s, s_idx), gather_queries(c_t, t_idx)
-            out['loss_cross_attn'] = self.parts['loss_cross_attn'](c_s, c_t)
+            out['loss_cross_attn'] = self.losses['loss_cross_attn'](c_s, c_t)
         return out
 
     # ---------------------------------------------------------------- losses
@@ -110,9 +110,9 @@ class D3ETR(DETRDistillBase):
             raise RuntimeError('D3ETR: attention maps were not recorded; compute the losses '
                                'through loss() (or teacher_forward() and student_forward())')
         losses = {}
-        if 'loss_adaptive' in self.parts:
+        if 'loss_adaptive' in self.losses:
             losses.update(self._adaptive_losses(s, t, targets, layers))
-        if 'loss_fixed' in self.parts:
+        if 'loss_fixed' in self.losses:
             query_kind(self.student, s.decoder_inputs)  # a supported, matching variant
             losses.update(self._fixed_losses(self.group_of(s, 'fixed'), t, targets, layers,
                                              s.num_layers, s.img_size_factors()))
@@ -130,7 +130,7 @@ class D3ETR(DETRDistillBase):
         s_offset = int(s.dn_meta['num_denoising_queries']) if s.dn_meta else 0
         losses = {}
         for l, tl in enumerate(layers):
-            parts = self.parts['loss_adaptive'](
+            parts = self.losses['loss_adaptive'](
                 gather_queries(s.cls_logits[l], s_idx[l]).reshape(-1, C),
                 gather_queries(s.bbox_preds[l], s_idx[l]).reshape(-1, 4),
                 gather_queries(t_logits[tl], t_idx[l]).reshape(-1, C),
@@ -150,7 +150,7 @@ class D3ETR(DETRDistillBase):
         pair_factors = factors[:, None, :].expand(B, Nt, 4).reshape(-1, 4)
         losses = {}
         for l, tl in enumerate(layers):
-            parts = self.parts['loss_fixed'](
+            parts = self.losses['loss_fixed'](
                 out.cls_logits[l].reshape(-1, C), out.bbox_preds[l].reshape(-1, 4),
                 t_logits[tl].reshape(-1, C), t_boxes[tl].reshape(-1, 4), pair_factors,
                 None if pos is None else pos[tl].reshape(-1), num_queries=B * Nt)

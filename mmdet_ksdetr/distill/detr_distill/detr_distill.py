@@ -33,9 +33,10 @@ class DETRDistill(DETRDistillBase):
     ``num_classes`` and sigmoid classification heads, and the feature loss needs neck outputs
     of equal shape (e.g. ChannelMapper 256 channels).
 
-    The losses are modules in ``distiller.distill_losses`` (any names containing ``loss``),
-    recognised by type: :class:`HungarianLogitKDLoss`, :class:`TargetAwareFeatLoss`,
-    :class:`TeacherGroupLoss`, :class:`QueryContrastLoss`; leave one out to switch it off.
+    The losses are modules in ``distiller.distill_losses``, by name: ``loss_logits_kd``
+    (:class:`HungarianLogitKDLoss`), ``loss_feat_kd`` (:class:`TargetAwareFeatLoss`),
+    ``loss_teacher_group`` (:class:`TeacherGroupLoss`), ``loss_cl_kd``
+    (:class:`QueryContrastLoss`); leave one out to switch it off.
 
     Args:
         layer_by_layer: distill student layer l from teacher layer l (mapped when depths
@@ -59,8 +60,10 @@ class DETRDistill(DETRDistillBase):
     ``distill.teacher_group.*`` for the teacher group, ``student.*`` for the GT losses.
     """
 
-    _ROLES = dict(logits=HungarianLogitKDLoss, feat=TargetAwareFeatLoss,
-                  teacher_group=TeacherGroupLoss, contrast=QueryContrastLoss)
+    LOSSES = dict(loss_logits_kd=HungarianLogitKDLoss, loss_feat_kd=TargetAwareFeatLoss,
+                  loss_teacher_group=TeacherGroupLoss, loss_cl_kd=QueryContrastLoss)
+    REQUIRED_LOSSES = tuple(LOSSES)
+    ALLOWS_MAPPED_LOSSES = True
 
     def __init__(self, layer_by_layer: bool = True,
                  matcher: dict = dict(cls_cost=1.0, l1_cost=5.0, giou_cost=2.0),
@@ -73,15 +76,13 @@ class DETRDistill(DETRDistillBase):
         self.clamp_teacher_boxes = (not self.tprd) if clamp_teacher_boxes is None \
             else clamp_teacher_boxes
         self.matcher = DistillHungarianMatcher(**matcher)
-        self.losses = self.bind_losses(self._ROLES, by_type=True, required=tuple(self._ROLES),
-                                       allow_mapped_only=True)
-        group = self.losses.get('teacher_group')
+        group = self.losses.get('loss_teacher_group')
         self.same_decoder_pass = group is None or group.same_decoder_pass
 
     def student_groups(self, teacher_internals) -> List:
         """The teacher's queries as the "teacher group", decoded by the student (in its own
         decoder pass unless ``TeacherGroupLoss(same_decoder_pass=False)``)."""
-        if 'teacher_group' not in self.losses:
+        if 'loss_teacher_group' not in self.losses:
             return []
         return [own_queries_group(TeacherGroupLoss.GROUP_NAME, teacher_internals)]
 
@@ -105,8 +106,9 @@ class DETRDistill(DETRDistillBase):
         pos_labels = targets.pos_labels
         kd_probs = kd.scores()
         t_boxes = self.teacher_box_targets(kd)
-        logits_kd, feat_kd = self.losses.get('logits'), self.losses.get('feat')
-        contrast, group = self.losses.get('contrast'), self.losses.get('teacher_group')
+        logits_kd, feat_kd = self.losses.get('loss_logits_kd'), self.losses.get('loss_feat_kd')
+        contrast = self.losses.get('loss_cl_kd')
+        group = self.losses.get('loss_teacher_group')
         losses = {}
 
         if logits_kd is not None or contrast is not None:

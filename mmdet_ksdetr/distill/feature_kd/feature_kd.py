@@ -36,16 +36,12 @@ class DETRFeatureKD(DETRDistillBase):
     Loss keys: ``distill.<loss name>``.
     """
 
-    DISTILS_PREDICTIONS = False  # neck features only: any head, no TPRD
+    DISTILS_PREDICTIONS = False  # neck features only: any head
+    SUPPORTS_TPRD = False  # nothing to refine (the TPRD release has no variant either)
 
-    def __init__(self, fgd_levels: Optional[Dict[str, int]] = None, tprd: bool = False,
-                 **kwargs):
-        if tprd:
-            raise ValueError('DETRFeatureKD: tprd=True is not supported. TPRD refines the '
-                             'teacher\'s per-layer predictions, which FitNet / MGD / FGD do not '
-                             'use; combine TPRD with KDDETR, D3ETR, QSKD or DETRDistill instead')
+    def __init__(self, fgd_levels: Optional[Dict[str, int]] = None, **kwargs):
+        self.fgd_levels = dict(fgd_levels or {})  # read by loss_table() in the base __init__
         super().__init__(**kwargs)
-        self.fgd_levels = dict(fgd_levels or {})
         losses = self.distiller.distill_losses
         missing = [n for n in self.fgd_levels if n not in losses]
         if missing:
@@ -53,7 +49,10 @@ class DETRFeatureKD(DETRDistillBase):
                              f'distiller.distill_losses')
         if not losses:
             raise ValueError('DETRFeatureKD: distiller.distill_losses is empty')
-        self.fgd_losses = self.bind_losses({n: FGDLoss for n in self.fgd_levels})
+
+    def loss_table(self) -> Dict[str, type]:
+        """The FGD losses named in ``fgd_levels`` (FitNet / MGD are recorder-fed)."""
+        return {n: FGDLoss for n in self.fgd_levels}
 
     def compute_distill_losses(self, student_internals, teacher_internals,
                                batch_data_samples) -> Dict:
@@ -65,6 +64,6 @@ class DETRFeatureKD(DETRDistillBase):
             if not 0 <= level < min(len(s.neck_feats), len(t.neck_feats)):
                 raise ValueError(f'DETRFeatureKD: fgd_levels["{name}"] = {level} but the necks '
                                  f'have {len(s.neck_feats)} / {len(t.neck_feats)} levels')
-            out[name] = self.fgd_losses[name](
+            out[name] = self.losses[name](
                 s.neck_feats[level], t.neck_feats[level], gt_bboxes, s.batch_input_shape)
         return out

@@ -66,7 +66,8 @@ class KDDETR(DETRDistillBase):
     student layer, ``distill.d{l}.*`` for earlier layers.
     """
 
-    _LOSSES = dict(loss_general=KDDETRLoss, loss_specific=KDDETRLoss)
+    LOSSES = dict(loss_general=KDDETRLoss, loss_specific=KDDETRLoss)
+    REQUIRED_LOSSES = tuple(LOSSES)
 
     def __init__(self, num_general_queries: int = 300, layer_by_layer: bool = False,
                  same_decoder_pass: bool = True, **kwargs):
@@ -77,8 +78,6 @@ class KDDETR(DETRDistillBase):
                              f'{num_general_queries}')
         self.num_general_queries = int(num_general_queries)
         self.layer_by_layer = bool(layer_by_layer)
-        losses = self.bind_losses(self._LOSSES, required=tuple(self._LOSSES))
-        self.group_losses = {k[len('loss_'):]: v for k, v in losses.items()}
 
     def student_groups(self, teacher_internals) -> List:
         """The distillation points the student decodes in its step: the teacher's own queries
@@ -97,7 +96,7 @@ class KDDETR(DETRDistillBase):
                                 memory.shape[-1], memory.device)
 
         builders = dict(specific=specific, general=general)
-        return [builders[g] for g in ('specific', 'general') if g in self.group_losses]
+        return [builders[g] for g in ('specific', 'general') if f'loss_{g}' in self.losses]
 
     def _kind_pair(self, s_inputs, t_inputs):
         kind = query_kind(self.student, s_inputs)
@@ -118,16 +117,17 @@ class KDDETR(DETRDistillBase):
         self._kind_pair(s.decoder_inputs, t.decoder_inputs)
         factors = s.img_size_factors()
         losses = {}
-        if 'specific' in self.group_losses:  # TPRD: refined targets, layer by layer
-            loss_fn, s_out = self.group_losses['specific'], self.group_of(s, 'specific')
+        if 'loss_specific' in self.losses:  # refined targets (TPRD) pair layer by layer
+            loss_fn, s_out = self.losses['loss_specific'], self.group_of(s, 'specific')
             targets = self.prediction_targets(t, batch_data_samples)
             pos = targets.pos_labels
-            for l, tl in enumerate(self.layer_pairs(s, t, self.layer_by_layer or self.tprd)):
+            for l, tl in enumerate(self.layer_pairs(s, t,
+                                                    self.layer_by_layer or targets.refined)):
                 parts = loss_fn(s_out.cls_logits[l], s_out.bbox_preds[l], targets.logits[tl],
                                 targets.boxes[tl], factors, None if pos is None else pos[tl])
                 losses.update(layer_losses(parts, l, s.num_layers, '_specific'))
-        if 'general' in self.group_losses:  # the teacher decodes the student's random group
-            loss_fn, s_out = self.group_losses['general'], self.group_of(s, 'general')
+        if 'loss_general' in self.losses:  # the teacher decodes the student's random group
+            loss_fn, s_out = self.losses['loss_general'], self.group_of(s, 'general')
             with torch.no_grad():
                 t_out = decode_query_group(self.teacher, t.decoder_inputs, s_out.group)
             for l, tl in enumerate(self.layer_pairs(s, t, self.layer_by_layer)):

@@ -83,7 +83,8 @@ class QSKD(DETRDistillBase):
     ``distill.d{l}.*`` for earlier layers.
     """
 
-    _LOSSES = dict(loss_pred=PairKDLoss, loss_feat=AttnGuidedFeatureLoss)
+    LOSSES = dict(loss_pred=PairKDLoss, loss_feat=AttnGuidedFeatureLoss)
+    REQUIRED_LOSSES = tuple(LOSSES)
 
     def __init__(self, layer_by_layer: bool = True,
                  matcher: dict = dict(cls_cost=1.0, l1_cost=5.0, giou_cost=2.0),
@@ -92,8 +93,7 @@ class QSKD(DETRDistillBase):
         self.layer_by_layer = layer_by_layer
         self.matcher = DistillHungarianMatcher(**matcher)
         self.hard_negative_giou = float(hard_negative_giou)
-        self.parts = self.bind_losses(self._LOSSES, required=tuple(self._LOSSES))
-        if 'loss_feat' in self.parts:  # the teacher's cross-attention, in its internals
+        if 'loss_feat' in self.losses:  # the teacher's cross-attention, in its internals
             self.teacher_attention = DecoderAttentionRecorder(
                 self.teacher.decoder, self_attn=False, cross_attn=True)
 
@@ -144,16 +144,16 @@ class QSKD(DETRDistillBase):
         t_giou = _max_giou_to_gt(t.bbox_preds, gt_boxes, num_gts, factors)  # raw teacher
         losses = {}
         t_attn = t.attention
-        if 'loss_feat' in self.parts and t_attn is None:
+        if 'loss_feat' in self.losses and t_attn is None:
             raise RuntimeError('QSKD: teacher attention was not recorded; compute the losses '
                                'through loss() (or teacher_forward())')
 
         thr = self.hard_negative_giou
-        if 'loss_pred' in self.parts:
+        if 'loss_pred' in self.losses:
             s_gt = assign_teacher_layers(s.cls_logits.detach(), s.bbox_preds.detach(),
                                          batch_data_samples,
                                          getattr(self.student.bbox_head, 'assigner',
-                                                 self.refiner.assigner))
+                                                 self.tprd_targets.assigner))
             s_giou = _max_giou_to_gt(s.bbox_preds.detach(), gt_boxes, num_gts, factors)
             cost = self.matcher.cost(s.cls_logits.detach(), s.bbox_preds.detach(),
                                      t.cls_logits[layers].sigmoid(), t.bbox_preds[layers],
@@ -165,20 +165,20 @@ class QSKD(DETRDistillBase):
         for l, tl in enumerate(layers):
             prefix = layer_prefix(l, s.num_layers)
             t_hn = (t_gt[tl] < 0) & (t_giou[tl] > thr)
-            if 'loss_pred' in self.parts:
+            if 'loss_pred' in self.losses:
                 pb, pg, ps, pt, hb, hs, ht = pairs[l]
                 b = torch.cat([pb, hb])
                 si, ti = torch.cat([ps, hs]), torch.cat([pt, ht])
                 pos = torch.cat([gt_labels[pb, pg], torch.full_like(hb, -1)])
-                parts = self.parts['loss_pred'](s.cls_logits[l][b, si], s.bbox_preds[l][b, si],
-                                                t_logits[tl][b, ti], t_boxes[tl][b, ti],
-                                                factors[b], pos if self.tprd else None)
+                parts = self.losses['loss_pred'](
+                    s.cls_logits[l][b, si], s.bbox_preds[l][b, si], t_logits[tl][b, ti],
+                    t_boxes[tl][b, ti], factors[b], pos if targets.refined else None)
                 losses.update({f'{prefix}{k}_kd': v for k, v in parts.items()})
-            if 'loss_feat' in self.parts:
+            if 'loss_feat' in self.losses:
                 selected = (t_gt[tl] >= 0) | t_hn
                 qw = torch.where(selected, 1.0 + t_giou[tl].clamp(min=-1.0),
                                  torch.zeros_like(t_giou[tl]))
-                losses[f'{prefix}loss_feat_kd'] = self.parts['loss_feat'](
+                losses[f'{prefix}loss_feat_kd'] = self.losses['loss_feat'](
                     s.neck_feats, t.neck_feats, t_attn.cross_weights[tl],
                     t_attn.cross_locations[tl], t_attn.spatial_shapes, qw)
         return losses

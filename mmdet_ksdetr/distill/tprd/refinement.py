@@ -61,11 +61,14 @@ class RefinedTeacher:
         pos_gt_inds (Tensor): ``[L, B, Q]`` long, index of the GT that teacher query ``q`` of
             layer ``l`` is Hungarian-matched to, ``-1`` for the others.
         pos_labels (Tensor): ``[L, B, Q]`` long, class of that GT, ``-1`` for the others.
+        refined (bool): the logits / boxes are TPRD-refined (False: the raw teacher's, with
+            the assignment).
     """
     logits: Tensor
     boxes: Tensor
     pos_gt_inds: Tensor
     pos_labels: Tensor
+    refined: bool = True
 
     @property
     def pos_mask(self) -> Tensor:
@@ -360,4 +363,5 @@ class TeacherPredictionRefiner:
                                      torch.full_like(pos_gt_inds, -1))
         else:
             pos_labels = torch.full_like(pos_gt_inds, -1)
-        return RefinedTeacher(logits.detach(), boxes.detach(), pos_gt_inds, pos_labels)
+        return RefinedTeacher(logits.detach(), boxes.detach(), pos_gt_inds, pos_labels,
+                              refined=False)

@@ -6,9 +6,11 @@ are the refined ones (:func:`~mmdet_ksdetr.distill.tprd.refinement.refine_teache
 vectorised) and its class loss becomes the decoupled one, whose positives (``pos_labels``) come
 from the teacher's own per-layer GT assignment. :meth:`TeacherTargets.of` packs both;
 when the switch is off it returns the raw teacher and ``pos_labels=None`` (no assignment runs).
-A distiller keeps the component as ``self.refiner`` and asks it through
-``DETRDistillBase.prediction_targets`` / ``teacher_targets``.
-Feature and attention losses never use it (TPRD refines predictions only).
+A distiller keeps the component as ``self.tprd_targets`` and asks it through
+``DETRDistillBase.prediction_targets`` / ``teacher_targets``: TPRD enters an algorithm only
+through the targets it returns (``TeacherTargets.refined`` / ``RefinedTeacher.refined`` say
+whether they are refined), never through a branch on the switch. Feature and attention losses
+never use it (TPRD refines predictions only).
 """
 from dataclasses import dataclass
 from typing import Optional
@@ -34,6 +36,12 @@ class TeacherTargets:
     logits: Tensor
     boxes: Tensor
     pos_labels: Optional[Tensor]
+
+    @property
+    def refined(self) -> bool:
+        """TPRD-refined targets (each teacher layer refined on its own, so a student layer is
+        paired with its own teacher layer)."""
+        return self.pos_labels is not None
 
     @classmethod
     def of(cls, refined: Optional[RefinedTeacher], logits: Tensor = None,
@@ -62,14 +70,23 @@ class TPRD:
         if not isinstance(enabled, bool):
             raise TypeError(f'{owner}: tprd must be True or False, got {enabled!r}')
         self.enabled = enabled
-        self.refiner = TeacherPredictionRefiner(teacher_assigner)
+        self.refinement = TeacherPredictionRefiner(teacher_assigner)
 
     @property
     def assigner(self):
         """The teacher-to-GT matcher (an mmdet assigner)."""
-        return self.refiner.assigner
+        return self.refinement.assigner
 
     def __call__(self, logits: Tensor, boxes: Tensor, batch_data_samples,
                  refine: Optional[bool] = None) -> RefinedTeacher:
         refine = self.enabled if refine is None else refine
-        return self.refiner(logits.detach(), boxes.detach(), batch_data_samples, refine=refine)
+        return self.refinement(logits.detach(), boxes.detach(), batch_data_samples,
+                               refine=refine)
+
+    def prediction_targets(self, logits: Tensor, boxes: Tensor,
+                           batch_data_samples) -> TeacherTargets:
+        """Refined targets with the decoupled-loss positives when enabled, else the raw
+        teacher (``pos_labels=None``, no assignment runs)."""
+        if not self.enabled:
+            return TeacherTargets.of(None, logits, boxes)
+        return TeacherTargets.of(self(logits, boxes, batch_data_samples))

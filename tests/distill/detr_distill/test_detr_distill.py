@@ -270,7 +270,11 @@ def test_bad_setups_raise_clear_errors(toy_data_root):
         _build(cfg)
     cfg = _cfg(toy_data_root)
     cfg.model.distiller.distill_losses.loss_other = dict(type='L2Loss')
-    with pytest.raises(TypeError, match='loss_other'):
+    with pytest.raises(ValueError, match='unknown distill loss "loss_other"'):
+        _build(cfg)
+    cfg = _cfg(toy_data_root)  # losses are bound by name: the class must fit the name
+    cfg.model.distiller.distill_losses.loss_feat_kd = dict(type='L2Loss')
+    with pytest.raises(TypeError, match='"loss_feat_kd" must be a TargetAwareFeatLoss'):
         _build(cfg)
     cfg = _cfg(toy_data_root, teacher_trainable=True)
     with pytest.raises(ValueError, match='frozen'):

@@ -37,7 +37,7 @@ def test_tprd_switch_wiring(toy_data_root):
                                    groups=algo.student_groups(t))
             out[tprd] = algo.compute_distill_losses(s, t, data['data_samples'])
         if tprd:
-            ref = algo.refiner(t.cls_logits, t.bbox_preds, data['data_samples'])
+            ref = algo.tprd_targets(t.cls_logits, t.bbox_preds, data['data_samples'])
             assert ref.pos_mask.any()
             kd = replace(t, cls_logits=ref.logits, bbox_preds=ref.boxes)
             f = s.img_size_factors()

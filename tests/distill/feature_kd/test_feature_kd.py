@@ -68,7 +68,7 @@ def test_fgd_masks_and_zero_loss():
 
 
 def test_rejects_tprd_and_bad_losses(toy_data_root):
-    with pytest.raises(ValueError, match='tprd=True is not supported'):
+    with pytest.raises(ValueError, match='has no TPRD variant'):
         _build('fitnet', toy_data_root, tprd=True)
     with pytest.raises(ValueError, match='not in distiller.distill_losses'):
         _build('fgd', toy_data_root, fgd_levels=dict(loss_nope=0))

@@ -113,7 +113,7 @@ def test_tprd_switch_uses_refined_targets(toy_data_root):
         _perturb_and_copy_teacher_to_student(algo, seed=5)
         algo.eval()
         algo.distiller.distill_losses.pop('loss_general')
-        algo.group_losses.pop('general')
+        algo.losses.pop('loss_general')
         data = _data(algo, cfg, toy_data_root)
         with torch.no_grad():
             t = get_detr_internals(algo.teacher, data['inputs'], data['data_samples'])
@@ -212,10 +212,10 @@ def test_layer_pairing_pinned(toy_data_root, layer_by_layer):
     from teacher layer i, False (KD-DETR paper code) every layer from the teacher's last."""
     algo = build_toy_model(_cfg('deformable', toy_data_root, layer_by_layer=layer_by_layer))
     algo.distiller.distill_losses.pop('loss_general')
-    algo.group_losses.pop('general')
+    algo.losses.pop('loss_general')
     s, t = _hand_built(3, seed=0), _hand_built(3, seed=1)
     out = algo.compute_distill_losses(s, t, [])
-    loss_fn, f = algo.group_losses['specific'], s.img_size_factors()
+    loss_fn, f = algo.losses['loss_specific'], s.img_size_factors()
     for l, prefix in enumerate(('d0.', 'd1.', '')):
         tl = l if layer_by_layer else 2
         want = loss_fn(s.cls_logits[l], s.bbox_preds[l], t.cls_logits[tl], t.bbox_preds[tl], f)

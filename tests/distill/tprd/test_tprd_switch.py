@@ -34,7 +34,7 @@ def test_switch_is_checked_once():
 def test_every_distiller_composes_the_same_component(name, toy_data_root):
     algo, data = _build(CFGS[name], toy_data_root)
     assert type(algo).__name__ == name
-    assert isinstance(algo.refiner, TPRD) and algo.tprd is True and algo.refiner.enabled
+    assert isinstance(algo.tprd_targets, TPRD) and algo.tprd is True and algo.tprd_targets.enabled
 
 
 def test_prediction_targets_on_and_off(toy_data_root):
@@ -43,13 +43,13 @@ def test_prediction_targets_on_and_off(toy_data_root):
     with torch.no_grad():
         t = get_detr_internals(algo.teacher, data['inputs'], samples)
     on = algo.prediction_targets(t, samples)
-    ref = algo.refiner(t.cls_logits, t.bbox_preds, samples)
+    ref = algo.tprd_targets(t.cls_logits, t.bbox_preds, samples)
     torch.testing.assert_close(on.logits, ref.logits)
     assert torch.equal(on.pos_labels, ref.pos_labels) and (on.pos_labels >= 0).any()
-    raw = algo.refiner(t.cls_logits, t.bbox_preds, samples, refine=False)
+    raw = algo.tprd_targets(t.cls_logits, t.bbox_preds, samples, refine=False)
     torch.testing.assert_close(raw.logits, t.cls_logits)
     assert torch.equal(raw.pos_gt_inds, ref.pos_gt_inds)  # same assignment either way
-    algo.tprd = False
+    algo.tprd_targets.enabled = False
     off = algo.prediction_targets(t, samples)
-    assert isinstance(off, TeacherTargets) and off.pos_labels is None
+    assert isinstance(off, TeacherTargets) and off.pos_labels is None and not off.refined
     assert torch.equal(off.logits, t.cls_logits) and torch.equal(off.boxes, t.bbox_preds)
