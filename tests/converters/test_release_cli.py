@@ -7,40 +7,12 @@ import sys
 import pytest
 import torch
 
-from toy_helpers import ROOT, TOY_DETRS, build_toy_model, load_toy_config, run_tool
+from toy_helpers import (ROOT, TOY_DETRS, build_toy_model, load_toy_config, run_tool,
+                         save_toy_mmdet2_release as toy_release)
 
 TOY = TOY_DETRS['deformable']
 TOY_CFG = osp.join(ROOT, 'configs', TOY)
 CLI = osp.join(ROOT, 'tools/model_converters/release_to_mmdet.py')
-T = 'bbox_head.transformer.'
-
-
-def to_mmdet2_name(key):
-    """The mmdet 2.x (DETRDistill release) name of an mmdet 3.x Deformable DETR key."""
-    for part in ('encoder', 'decoder'):
-        if key.startswith(f'{part}.layers.'):
-            i, rest = key[len(f'{part}.layers.'):].split('.', 1)
-            for new, old in (('self_attn.', 'attentions.0.'), ('cross_attn.', 'attentions.1.'),
-                             ('ffn.', 'ffns.0.'), ('norms.', 'norms.')):
-                if rest.startswith(new):
-                    return f'{T}{part}.layers.{i}.{old}{rest[len(new):]}'
-    for new, old in (('level_embed', T + 'level_embeds'),
-                     ('reference_points_fc.', T + 'reference_points.'),
-                     ('query_embedding.', 'bbox_head.query_embedding.')):
-        if key.startswith(new):
-            return old + key[len(new):]
-    return key
-
-
-def toy_release(path, seed=0):
-    """A toy Deformable DETR (random weights, ``seed``) saved as the DETRDistill release saves
-    its models (mmdet 2.x names, ``meta`` + ``state_dict``). Returns (path, mmdet 3.x model)."""
-    model = build_toy_model(load_toy_config(TOY), seed=seed)
-    state = {to_mmdet2_name(k): v.clone() for k, v in model.state_dict().items()}
-    torch.save(dict(meta=dict(epoch=50, mmdet_version='2.19.0'), state_dict=state), str(path))
-    return str(path), model
-
-
 def cli(capsys, *args):
     """Run the CLI in this process: (exit code, stdout, stderr)."""
     sys.path.insert(0, osp.dirname(CLI))

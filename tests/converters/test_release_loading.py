@@ -3,8 +3,10 @@ converted in memory with the model's config (one log line), then loaded strictly
 import pytest
 import torch
 
-from test_release_cli import TOY, toy_release
-from toy_helpers import build_toy_model, load_toy_config
+from toy_helpers import TOY_DETRS, build_toy_model, load_toy_config
+from toy_helpers import save_toy_mmdet2_release as toy_release
+
+TOY = TOY_DETRS['deformable']
 
 
 @pytest.fixture
@@ -33,14 +35,16 @@ def assert_same_weights(a, b):
 
 
 @pytest.mark.parametrize('kind', ['detr-distill', 'fake'])
-def test_teacher_ckpt_accepts_a_release(kind, tmp_path, fake_format, capsys):
+def test_teacher_ckpt_accepts_a_release(kind, tmp_path, fake_format, monkeypatch):
     from mmdet_ksdetr.distill.core.teacher_checkpoint import load_teacher_checkpoint
+    messages = []
+    monkeypatch.setattr('mmengine.logging.print_log', lambda msg, **kw: messages.append(msg))
     make = toy_release if kind == 'detr-distill' else fake_release
     path, source = make(tmp_path / 'release.pth')
     teacher = build_toy_model(load_toy_config(TOY), seed=7)
     load_teacher_checkpoint(teacher, path)
     assert_same_weights(teacher, source)
-    assert f'teacher_ckpt: "{path}" is a {kind} release checkpoint' in capsys.readouterr().out
+    assert [m for m in messages if m.startswith(f'teacher_ckpt: "{path}" is a {kind} release')]
 
 
 def test_teacher_ckpt_release_of_another_class_count_stops(tmp_path):
