@@ -1,2 +1,2 @@
 """Imports every release format module (each registers itself with ``register_format``)."""
-from mmdet_ksdetr.converters.release import detr_distill  # noqa: F401
+import mmdet_ksdetr.converters.release.detr_distill  # noqa: F401
