@@ -225,3 +225,34 @@ def write_toy_retinanet_config(folder):
             "                       start_level=0, out_channels=32),\n"
             "             bbox_head=dict(num_classes=3, in_channels=32, feat_channels=32))\n")
     return path
+
+
+# --- release checkpoints (tests/converters) ---
+_MMDET2_T = 'bbox_head.transformer.'
+
+
+def to_mmdet2_name(key):
+    """The mmdet 2.x (DETRDistill release) name of an mmdet 3.x Deformable DETR key."""
+    for part in ('encoder', 'decoder'):
+        if key.startswith(f'{part}.layers.'):
+            i, rest = key[len(f'{part}.layers.'):].split('.', 1)
+            for new, old in (('self_attn.', 'attentions.0.'), ('cross_attn.', 'attentions.1.'),
+                             ('ffn.', 'ffns.0.'), ('norms.', 'norms.')):
+                if rest.startswith(new):
+                    return f'{_MMDET2_T}{part}.layers.{i}.{old}{rest[len(new):]}'
+    for new, old in (('level_embed', _MMDET2_T + 'level_embeds'),
+                     ('reference_points_fc.', _MMDET2_T + 'reference_points.'),
+                     ('query_embedding.', 'bbox_head.query_embedding.')):
+        if key.startswith(new):
+            return old + key[len(new):]
+    return key
+
+
+def save_toy_mmdet2_release(path, seed=0):
+    """A toy Deformable DETR (random weights, ``seed``) saved as the DETRDistill release saves
+    its models (mmdet 2.x names, ``meta`` + ``state_dict``). Returns (path, mmdet 3.x model)."""
+    import torch
+    model = build_toy_model(load_toy_config(TOY_DETRS['deformable']), seed=seed)
+    state = {to_mmdet2_name(k): v.clone() for k, v in model.state_dict().items()}
+    torch.save(dict(meta=dict(epoch=50, mmdet_version='2.19.0'), state_dict=state), str(path))
+    return str(path), model

@@ -53,6 +53,19 @@ def parse_args(argv=None):
     return args
 
 
+def _checked_checkpoint(path):
+    """A model checkpoint, or a paper's release checkpoint as downloaded (the runner converts
+    it in memory for the config's model)."""
+    try:
+        return check_checkpoint(path)
+    except InputError:
+        from mmdet_ksdetr.converters.release import is_release_checkpoint
+        from mmdet_ksdetr.utils.checks import load_checkpoint_safely
+        if is_release_checkpoint(load_checkpoint_safely(path)):
+            return path
+        raise
+
+
 def build_config(args):
     from mmengine.config import Config
     cfg = Config.fromfile(check_config_path(args.config))
@@ -66,7 +79,7 @@ def build_config(args):
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
-    cfg.load_from = check_checkpoint(args.checkpoint)
+    cfg.load_from = _checked_checkpoint(args.checkpoint)
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
         raise InputError('--out must be a .pkl or .pickle file')
     if args.show or args.show_dir:

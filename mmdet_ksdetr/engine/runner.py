@@ -107,6 +107,7 @@ class CrashSafeRunner(Runner):
         """Load model weights with ``weights_only=True``; stop with the list of keys when they do
         not fit the model (``strict_load``, default True), else log the mismatch in one line."""
         checkpoint = load_checkpoint_safely(filename, mmap=False)
+        checkpoint = self._converted_if_release(checkpoint, filename)
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
         state = checkpoint.get('state_dict', checkpoint) if isinstance(checkpoint, dict) else None
         if not isinstance(state, dict):
@@ -121,6 +122,31 @@ class CrashSafeRunner(Runner):
         self._has_loaded = True
         self.logger.info(f'Loaded checkpoint {filename} (weights_only=True)')
         return checkpoint
+
+    def _converted_if_release(self, checkpoint, filename):
+        """A paper's release checkpoint as downloaded (``load_from`` / tools/test.py): converted
+        in memory with this config's model (:mod:`mmdet_ksdetr.converters.release`), one log
+        line; into a distiller it initialises the student (``architecture.*``), the teacher
+        keeps its ``teacher_ckpt`` weights. Anything else is returned as it is."""
+        from mmdet_ksdetr.converters.release import convert_checkpoint, is_release_checkpoint
+        if not is_release_checkpoint(checkpoint):
+            return checkpoint
+        if self._resume:
+            raise InputError(f'"{filename}" is a release checkpoint (weights only, no training '
+                             f'state): resume needs a checkpoint of this run; use load_from')
+        model_cfg = self.cfg.model
+        student = model_cfg.get('architecture')
+        report = []
+        converted = convert_checkpoint(checkpoint, cfg=student or model_cfg, report=report)
+        self.logger.info(f'load_from: "{filename}" is a {report[0].summary()}; converted in '
+                         f'memory for this config')
+        if student is not None:
+            model = self.model.module if is_model_wrapper(self.model) else self.model
+            state = {k: v for k, v in model.state_dict().items()
+                     if not k.startswith('architecture.')}
+            state.update({f'architecture.{k}': v for k, v in converted['state_dict'].items()})
+            converted['state_dict'] = state
+        return converted
 
     def _load_weights(self, model, state, filename, strict) -> None:
         if strict:

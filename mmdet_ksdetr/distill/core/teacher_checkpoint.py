@@ -8,7 +8,8 @@ import torch
 
 from mmdet_ksdetr.utils import load_checkpoint_safely
 
-__all__ = ['TeacherCheckpointError', 'load_teacher_checkpoint', 'copy_teacher_params_to_student']
+__all__ = ['TeacherCheckpointError', 'load_teacher_checkpoint', 'copy_teacher_params_to_student',
+           'detector_cfg_of']
 
 
 class TeacherCheckpointError(RuntimeError):
@@ -39,8 +40,45 @@ def _state_dict_of(ckpt, path):
     return state
 
 
-def load_teacher_checkpoint(teacher: torch.nn.Module, path: str, strict: bool = True) -> None:
+def detector_cfg_of(model: torch.nn.Module) -> dict:
+    """A model-config dict describing a built DETR ``model`` (type, queries, box refinement,
+    two-stage, layer counts, classes, ResNet depth): what a release converter checks when the
+    teacher's config is not at hand."""
+    cfg = dict(type=type(model).__name__)
+    for name in ('num_queries', 'with_box_refine', 'as_two_stage'):
+        if hasattr(model, name):
+            cfg[name] = getattr(model, name)
+    for part in ('encoder', 'decoder'):
+        if hasattr(getattr(model, part, None), 'num_layers'):
+            cfg[part] = dict(num_layers=getattr(model, part).num_layers)
+    if hasattr(getattr(model, 'bbox_head', None), 'num_classes'):
+        cfg['bbox_head'] = dict(num_classes=model.bbox_head.num_classes)
+    if hasattr(getattr(model, 'backbone', None), 'depth'):
+        cfg['backbone'] = dict(type=type(model.backbone).__name__, depth=model.backbone.depth)
+    return cfg
+
+
+def _release_converted(ckpt, teacher, path, cfg):
+    """A paper's release checkpoint (as downloaded) converted in memory for ``teacher``
+    (one log line naming the format); any other checkpoint as it is."""
+    from mmengine.logging import print_log
+
+    from mmdet_ksdetr.converters.release import convert_checkpoint, is_release_checkpoint
+    if not is_release_checkpoint(ckpt):
+        return ckpt
+    report = []
+    converted = convert_checkpoint(ckpt, cfg=cfg or detector_cfg_of(teacher), report=report)
+    print_log(f'teacher_ckpt: "{path}" is a {report[0].summary()}; converted in memory for '
+              f'the teacher', logger='current')
+    return converted
+
+
+def load_teacher_checkpoint(teacher: torch.nn.Module, path: str, strict: bool = True,
+                            cfg=None) -> None:
     """Load ``path`` (a file or an http(s) URL) into ``teacher`` with ``weights_only=True``.
+    A paper's release checkpoint as downloaded (DETRDistill, detrex, ...) is recognised and
+    converted in memory first, with ``cfg`` (the teacher's model config; default: read from
+    the built ``teacher``).
 
     ``strict=True``: any missing, unexpected or mis-shaped key raises
     :class:`TeacherCheckpointError` with the list. ``strict=False``: unexpected keys and missing
@@ -48,6 +86,7 @@ def load_teacher_checkpoint(teacher: torch.nn.Module, path: str, strict: bool = 
     be partly random).
     """
     ckpt = load_checkpoint_safely(path)  # a URL is cached in torch.hub's checkpoint folder
+    ckpt = _release_converted(ckpt, teacher, path, cfg)
     state = _state_dict_of(ckpt, path)
     own = teacher.state_dict()
     params = {name for name, _ in teacher.named_parameters()}
