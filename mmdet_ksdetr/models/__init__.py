@@ -7,8 +7,9 @@
                 detectors (``DACDINO``, ``DACDeformableDETR``)
 ``dn_detr/``    DN-DETR / DN-Deformable-DETR, the KS-DETR baselines (``DNDETR``,
                 ``DNDeformableDETR``)
+``common/``     shared pieces: detrex-exact heads and Deformable DETR (``Detrex*``)
 =============  ========================================================================
 """
-from mmdet_ksdetr.models import dac_detr, dn_detr, ks_detr  # noqa: F401  (registration)
+from mmdet_ksdetr.models import common, dac_detr, dn_detr, ks_detr  # noqa: F401  (registration)
 
-__all__ = ['dac_detr', 'dn_detr', 'ks_detr']
+__all__ = ['common', 'dac_detr', 'dn_detr', 'ks_detr']
