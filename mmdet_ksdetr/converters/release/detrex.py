@@ -133,11 +133,12 @@ def is_detrex(state: Dict[str, torch.Tensor]) -> bool:
         any(k.startswith('class_embed.') for k in state)
 
 
-def detect_architecture(state: Dict[str, torch.Tensor]) -> str:
-    """The :data:`ARCHITECTURES` name of a detrex state dict.
+def detect_architecture(state: Dict[str, torch.Tensor], mapped_only: bool = True) -> str:
+    """The :data:`ARCHITECTURES` name of a detrex state dict (with ``mapped_only=False`` also
+    the name of a recognised detrex architecture that has no mapping yet).
 
     Raises:
-        ReleaseConversionError: a detrex architecture without a mapping yet, or an unknown one.
+        ReleaseConversionError: an unmapped (with ``mapped_only``) or unknown architecture.
     """
     for name, (detect, _) in ARCHITECTURES.items():
         if detect(state):
@@ -145,6 +146,8 @@ def detect_architecture(state: Dict[str, torch.Tensor]) -> str:
     mapped = ', '.join(ARCHITECTURES)
     for name, detect in _KNOWN_UNMAPPED.items():
         if detect(state):
+            if not mapped_only:
+                return name
             raise ReleaseConversionError(
                 f'found a detrex {name} checkpoint, which has no mapping yet (mapped: {mapped})')
     raise ReleaseConversionError(f'detrex checkpoint of an unknown architecture (mapped: '
@@ -156,7 +159,8 @@ def _num_levels(state) -> int:
 
 
 def _display_name(arch: str, state) -> str:
-    return f'DINO-{_num_levels(state)}scale' if arch == 'DINO' else arch
+    return f'DINO-{_num_levels(state)}scale' if arch == 'DINO' and \
+        'transformer.level_embeds' in state else arch
 
 
 def _model_cfg(cfg):
@@ -170,6 +174,7 @@ def _expected_architecture(model_cfg) -> Optional[str]:
     """The :data:`ARCHITECTURES` name the config's detector takes, None if none does."""
     from mmdet.models.detectors import DINO, DeformableDETR
     from mmdet.registry import MODELS
+    import mmdet_ksdetr.models  # noqa: F401  (registers the Detrex* classes)
     cls = MODELS.get(model_cfg['type'])
     if cls is None:
         return None
@@ -189,11 +194,12 @@ def _check_config(arch: str, state, model_cfg) -> None:
     """Architecture, class count and sizes of the release against the config (one line)."""
     expected = _expected_architecture(model_cfg)
     if expected != arch:
-        builds = expected or f'a {model_cfg["type"]} model'
+        builds = expected or f'a {model_cfg["type"]} model (no detrex mapping)'
         raise ReleaseConversionError(
             f'found a detrex {_display_name(arch, state)} checkpoint, but the config builds '
-            f'{builds}: use the matching config in configs/released/detrex/')
-    n_cls = int(state['class_embed.0.weight'].shape[0])
+            f'{builds}: expected a detrex {expected or "DINO or Deformable-DETR"} checkpoint '
+            f'(configs/released/detrex/ has one config per release)')
+    n_cls = int(state['class_embed.0.weight'].shape[0])  # same architecture: DINO / Deformable
     cfg_cls = model_cfg.get('bbox_head', {}).get('num_classes')
     if cfg_cls != n_cls:
         raise ReleaseConversionError(
@@ -303,11 +309,11 @@ def convert_detrex(state: Dict[str, torch.Tensor], cfg=None
     Returns:
         tuple: mmdet state dict and :class:`ConversionReport`.
     """
-    arch = detect_architecture(state)
     model_cfg = _model_cfg(cfg)
+    if model_cfg is not None:  # a mismatch with the config first: it names both sides
+        _check_config(detect_architecture(state, mapped_only=False), state, model_cfg)
+    arch = detect_architecture(state)
     report = ConversionReport(source='detrex', architecture=_display_name(arch, state))
-    if model_cfg is not None:
-        _check_config(arch, state, model_cfg)
     new, aliases = _map_state(arch, state)
     if model_cfg is not None:
         _compare(new, _target_shapes(model_cfg))
