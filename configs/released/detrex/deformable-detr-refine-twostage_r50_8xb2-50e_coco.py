@@ -1,7 +1,7 @@
 # Deformable-DETR R50 + box refinement + two-stage, 50 epochs, as released by
 # IDEA-Research/detrex:
 #   checkpoint  deformable_detr_r50_two_stage_50ep_new.pth
-#   download    https://github.com/IDEA-Research/detrex-storage/releases/download/v0.1.1/deformable_detr_r50_two_stage_50ep_new.pth
+#   download    https://github.com/IDEA-Research/detrex-storage/releases/download/v0.1.1/deformable_detr_r50_two_stage_50ep_new.pth  # noqa: E501
 #   box AP 48.2 on COCO val2017 (the release's number, not re-measured here)
 # Convert, then test as any mmdet checkpoint:
 #   python tools/model_converters/release_to_mmdet.py \

@@ -1,6 +1,6 @@
 # Deformable-DETR R50, 50 epochs, as released by IDEA-Research/detrex (projects/deformable_detr):
 #   checkpoint  deformable_detr_r50_50ep_backbone_1e-5_class_weight_2.0.pth
-#   download    https://github.com/IDEA-Research/detrex-storage/releases/download/v0.4.0/deformable_detr_r50_50ep_backbone_1e-5_class_weight_2.0.pth
+#   download    https://github.com/IDEA-Research/detrex-storage/releases/download/v0.4.0/deformable_detr_r50_50ep_backbone_1e-5_class_weight_2.0.pth  # noqa: E501
 #   box AP 44.9 on COCO val2017 (the release's number, not re-measured here)
 # Convert, then test as any mmdet checkpoint:
 #   python tools/model_converters/release_to_mmdet.py \

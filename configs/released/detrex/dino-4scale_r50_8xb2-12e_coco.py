@@ -1,6 +1,6 @@
 # DINO-4scale R50, 12 epochs, as released by IDEA-Research/detrex (projects/dino):
 #   checkpoint  dino_r50_4scale_12ep_49_2AP.pth
-#   download    https://github.com/IDEA-Research/detrex-storage/releases/download/v0.2.0/dino_r50_4scale_12ep_49_2AP.pth
+#   download    https://github.com/IDEA-Research/detrex-storage/releases/download/v0.2.0/dino_r50_4scale_12ep_49_2AP.pth  # noqa: E501
 #   box AP 49.2 on COCO val2017 (the release's number, not re-measured here)
 # Convert, then test as any mmdet checkpoint:
 #   python tools/model_converters/release_to_mmdet.py dino_r50_4scale_12ep_49_2AP.pth \
