@@ -7,7 +7,8 @@
                 detectors (``DACDINO``, ``DACDeformableDETR``)
 ``dn_detr/``    DN-DETR / DN-Deformable-DETR, the KS-DETR baselines (``DNDETR``,
                 ``DNDeformableDETR``)
-``common/``     shared by several papers: the DETR stage order (``detr_stages``)
+``common/``     shared pieces: the DETR stage order (``detr_stages``), detrex-exact heads
+                and Deformable DETR (``Detrex*``)
 =============  ========================================================================
 """
 from mmdet_ksdetr.models import common, dac_detr, dn_detr, ks_detr  # noqa: F401  (registration)

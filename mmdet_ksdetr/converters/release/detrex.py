@@ -1,0 +1,336 @@
+"""The ``detrex`` format: IDEA-Research/detrex model-zoo checkpoints -> mmdet detectors.
+
+detrex saves ``{'model': state_dict, ...}`` with a detectron2 ResNet under ``backbone.``, its
+``ChannelMapper`` under ``neck.``, the transformer under ``transformer.`` (layers built from
+``attentions`` / ``ffns`` / ``norms`` lists) and the heads as ``class_embed.N`` /
+``bbox_embed.N.layers.K``, also linked into the decoder (``transformer.decoder.class_embed``,
+``transformer.decoder.bbox_embed``: the same tensors twice).
+
+One architecture is one row of :data:`ARCHITECTURES`: ``name -> (detect, map_key)``, tried
+in order (most specific first). ``detect(state) -> bool`` recognises the architecture from
+its key names; ``map_key(name) -> mmdet name`` maps one release key (backbone and aliased
+heads excluded) or raises ``KeyError``. To add an architecture (DAB-DETR, Conditional-DETR,
+DN-DETR ...), write its two functions from the shared :data:`_TRANSFORMER_RULES` plus its own
+rules, add the row, and (for the config check) its entry in :func:`_expected_architecture`.
+
+The configs that compute what the release computes are in ``configs/released/detrex/``.
+"""
+import copy
+import re
+import warnings
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+
+from mmdet_ksdetr.converters.release.api import (ConversionReport, ReleaseConversionError,
+                                                 ReleaseFormat, register_format)
+from mmdet_ksdetr.converters.release.detectron2_resnet import convert_detectron2_resnet
+
+__all__ = ['ARCHITECTURES', 'detect_architecture', 'is_detrex', 'convert_detrex',
+           'DETREX_FORMAT']
+
+Rule = Tuple[str, Union[str, Callable[[re.Match], str]]]
+
+# shared by every detrex DETR: neck, multi-scale transformer layers, heads
+_TRANSFORMER_RULES: List[Rule] = [
+    (r'neck\.(convs|extra_convs)\.(\d+)\.conv\.', r'neck.\1.\2.conv.'),
+    (r'neck\.(convs|extra_convs)\.(\d+)\.norm\.', r'neck.\1.\2.gn.'),  # mmdet: ConvModule gn
+    (r'transformer\.level_embeds$', 'level_embed'),
+    (r'transformer\.encoder\.layers\.(\d+)\.attentions\.0\.', r'encoder.layers.\1.self_attn.'),
+    (r'transformer\.decoder\.layers\.(\d+)\.attentions\.0\.', r'decoder.layers.\1.self_attn.'),
+    (r'transformer\.decoder\.layers\.(\d+)\.attentions\.1\.', r'decoder.layers.\1.cross_attn.'),
+    (r'transformer\.(en|de)coder\.layers\.(\d+)\.ffns\.0\.', r'\1coder.layers.\2.ffn.'),
+    (r'transformer\.(en|de)coder\.layers\.(\d+)\.norms\.(\d)\.', r'\1coder.layers.\2.norms.\3.'),
+    (r'class_embed\.(\d+)\.', r'bbox_head.cls_branches.\1.'),
+    # detrex MLP: layers.K Linear; mmdet reg branch: Sequential(Linear, ReLU, Linear, ...)
+    (r'bbox_embed\.(\d+)\.layers\.(\d+)\.',
+     lambda m: f'bbox_head.reg_branches.{m[1]}.{2 * int(m[2])}.'),
+]
+_TWO_STAGE_RULES: List[Rule] = [
+    (r'transformer\.enc_output\.', 'memory_trans_fc.'),
+    (r'transformer\.enc_output_norm\.', 'memory_trans_norm.'),
+]
+_DINO_RULES: List[Rule] = _TRANSFORMER_RULES + _TWO_STAGE_RULES + [
+    (r'transformer\.tgt_embed\.weight$', 'query_embedding.weight'),
+    (r'transformer\.decoder\.ref_point_head\.', 'decoder.ref_point_head.'),
+    (r'transformer\.decoder\.norm\.', 'decoder.norm.'),
+    (r'label_enc\.weight$', 'dn_query_generator.label_embedding.weight'),
+]
+_DEFORMABLE_RULES: List[Rule] = _TRANSFORMER_RULES + _TWO_STAGE_RULES + [
+    (r'query_embedding\.weight$', 'query_embedding.weight'),  # (num_queries, 2 * dim)
+    (r'transformer\.reference_points\.', 'reference_points_fc.'),
+    (r'transformer\.pos_trans\.', 'pos_trans_fc.'),
+    (r'transformer\.pos_trans_norm\.', 'pos_trans_norm.'),
+]
+
+
+def _mapper(rules: Sequence[Rule]) -> Callable[[str], str]:
+    """``map_key`` from prefix rules: the first rule whose pattern matches the start of the
+    key replaces that start; the rest of the key (``weight``, ``attn.in_proj_bias`` ...)
+    is kept."""
+    compiled = [(re.compile(p), r) for p, r in rules]
+
+    def map_key(key: str) -> str:
+        for pattern, repl in compiled:
+            m = pattern.match(key)
+            if m:
+                head = repl(m) if callable(repl) else m.expand(repl)
+                return head + key[m.end():]
+        raise KeyError(key)
+    return map_key
+
+
+def _has(state, *keys: str) -> bool:
+    return all(k in state for k in keys)
+
+
+def _is_dino(state) -> bool:
+    return _has(state, 'label_enc.weight', 'transformer.tgt_embed.weight',
+                'transformer.decoder.ref_point_head.layers.0.weight', 'transformer.level_embeds')
+
+
+def _is_deformable_refine_twostage(state) -> bool:
+    return _has(state, 'transformer.pos_trans.weight', 'transformer.enc_output.weight',
+                'transformer.decoder.bbox_embed.0.layers.0.weight') and \
+        not _has(state, 'transformer.pix_trans.weight')  # DETA
+
+
+def _is_deformable_refine(state) -> bool:
+    return _has(state, 'query_embedding.weight', 'transformer.reference_points.weight',
+                'transformer.decoder.bbox_embed.0.layers.0.weight')
+
+
+def _is_deformable(state) -> bool:
+    return _has(state, 'query_embedding.weight', 'transformer.reference_points.weight',
+                'class_embed.0.weight') and \
+        not any(k.startswith('transformer.decoder.bbox_embed.') for k in state)
+
+
+#: architecture name -> (detect(state) -> bool, map_key(release key) -> mmdet key); in order
+ARCHITECTURES: Dict[str, Tuple[Callable, Callable[[str], str]]] = {
+    'DINO': (_is_dino, _mapper(_DINO_RULES)),
+    'Deformable-DETR-refine-twostage': (_is_deformable_refine_twostage,
+                                        _mapper(_DEFORMABLE_RULES)),
+    'Deformable-DETR-refine': (_is_deformable_refine, _mapper(_DEFORMABLE_RULES)),
+    'Deformable-DETR': (_is_deformable, _mapper(_DEFORMABLE_RULES)),
+}
+
+# detrex architectures recognised (for a clear error) but not mapped yet
+_KNOWN_UNMAPPED: Dict[str, Callable] = {
+    'DAB-Deformable-DETR': lambda s: 'transformer.decoder.query_scale.layers.0.weight' in s and
+    ('transformer.refpoint_embed.weight' in s or 'transformer.level_embeds' in s),
+    'DAB-DETR or DN-DETR': lambda s: 'anchor_box_embed.weight' in s,
+    'Conditional-DETR': lambda s: 'query_embed.weight' in s and
+    'transformer.decoder.query_scale.layers.0.weight' in s,
+    'DETA': lambda s: 'transformer.pix_trans.weight' in s,
+}
+
+
+def is_detrex(state: Dict[str, torch.Tensor]) -> bool:
+    """Whether ``state`` has detrex's key layout: transformer layers made of ``attentions``
+    lists and heads named ``class_embed``."""
+    return any(k.startswith('transformer.') and '.attentions.' in k for k in state) and \
+        any(k.startswith('class_embed.') for k in state)
+
+
+def detect_architecture(state: Dict[str, torch.Tensor], mapped_only: bool = True) -> str:
+    """The :data:`ARCHITECTURES` name of a detrex state dict (with ``mapped_only=False`` also
+    the name of a recognised detrex architecture that has no mapping yet).
+
+    Raises:
+        ReleaseConversionError: an unmapped (with ``mapped_only``) or unknown architecture.
+    """
+    for name, (detect, _) in ARCHITECTURES.items():
+        if detect(state):
+            return name
+    mapped = ', '.join(ARCHITECTURES)
+    for name, detect in _KNOWN_UNMAPPED.items():
+        if detect(state):
+            if not mapped_only:
+                return name
+            raise ReleaseConversionError(
+                f'found a detrex {name} checkpoint, which has no mapping yet (mapped: {mapped})')
+    raise ReleaseConversionError(f'detrex checkpoint of an unknown architecture (mapped: '
+                                 f'{mapped}); first keys: {", ".join(list(state)[:3])}')
+
+
+def _num_levels(state) -> int:
+    return int(state['transformer.level_embeds'].shape[0])
+
+
+def _display_name(arch: str, state) -> str:
+    return f'DINO-{_num_levels(state)}scale' if arch == 'DINO' and \
+        'transformer.level_embeds' in state else arch
+
+
+def _model_cfg(cfg):
+    """The model part of a full config or of a model config (None stays None)."""
+    if cfg is None:
+        return None
+    return cfg['model'] if 'model' in cfg else cfg
+
+
+def _expected_architecture(model_cfg) -> Optional[str]:
+    """The :data:`ARCHITECTURES` name the config's detector takes, None if none does."""
+    from mmdet.models.detectors import DINO, DeformableDETR
+    from mmdet.registry import MODELS
+    import mmdet_ksdetr.models  # noqa: F401  (registers the Detrex* classes)
+    cls = MODELS.get(model_cfg['type'])
+    if cls is None:
+        return None
+    if issubclass(cls, DINO):
+        return 'DINO'
+    if issubclass(cls, DeformableDETR):
+        name = 'Deformable-DETR'
+        if model_cfg.get('with_box_refine', False):
+            name += '-refine'
+        if model_cfg.get('as_two_stage', False):
+            name += '-twostage'
+        return name
+    return None
+
+
+def _check_config(arch: str, state, model_cfg) -> None:
+    """Architecture, class count and sizes of the release against the config (one line)."""
+    expected = _expected_architecture(model_cfg)
+    if expected != arch:
+        builds = expected or f'a {model_cfg["type"]} model (no detrex mapping)'
+        raise ReleaseConversionError(
+            f'found a detrex {_display_name(arch, state)} checkpoint, but the config builds '
+            f'{builds}: expected a detrex {expected or "DINO or Deformable-DETR"} checkpoint '
+            f'(configs/released/detrex/ has one config per release)')
+    n_cls = int(state['class_embed.0.weight'].shape[0])  # same architecture: DINO / Deformable
+    cfg_cls = model_cfg.get('bbox_head', {}).get('num_classes')
+    if cfg_cls != n_cls:
+        raise ReleaseConversionError(
+            f'the detrex {_display_name(arch, state)} checkpoint has {n_cls} classes, the '
+            f'config\'s bbox_head.num_classes is {cfg_cls}: set num_classes={n_cls}')
+    levels = model_cfg.get('num_feature_levels', 4)
+    if levels != _num_levels(state):
+        raise ReleaseConversionError(
+            f'the detrex checkpoint has {_num_levels(state)} feature levels, the config\'s '
+            f'num_feature_levels is {levels}')
+
+
+def _release_differences(arch: str, model_cfg) -> List[str]:
+    """Settings of the config where the computation would differ from detrex's."""
+    out = []
+    pe = model_cfg.get('positional_encoding', {})
+    if pe.get('temperature', 10000) != 10000 or pe.get('offset', 0.0) != -0.5:
+        out.append(f'positional_encoding temperature {pe.get("temperature", 10000)} / offset '
+                   f'{pe.get("offset", 0.0)} (release: 10000 / -0.5)')
+    if model_cfg.get('neck', {}).get('bias', 'auto') is not True:
+        out.append('neck.bias is not True (release: conv biases before GroupNorm)')
+    head = model_cfg.get('bbox_head', {}).get('type', '')
+    if not str(head).startswith('Detrex'):
+        out.append(f'bbox_head {head} (release clamps references at 1e-3: Detrex{head})')
+    if arch != 'DINO' and model_cfg.get('with_box_refine', False) and \
+            model_cfg.get('type') != 'DetrexDeformableDETR':
+        out.append(f'model {model_cfg.get("type")} (release clamps references at 1e-3 in the '
+                   f'decoder: DetrexDeformableDETR)')
+    if arch != 'DINO' and model_cfg.get('test_cfg', {}).get('max_per_img') != 300:
+        out.append('test_cfg.max_per_img is not 300 (release keeps 300 boxes)')
+    return out
+
+
+def _target_shapes(model_cfg) -> Dict[str, torch.Size]:
+    """Names and shapes of the state dict of the detector the config builds."""
+    from mmdet.registry import MODELS
+    import mmdet_ksdetr.models  # noqa: F401  (registers the Detrex* classes)
+    with torch.device('meta'):
+        model = MODELS.build(copy.deepcopy(model_cfg))
+    return {k: v.shape for k, v in model.state_dict().items()}
+
+
+def _map_state(arch: str, state) -> Tuple[Dict[str, torch.Tensor], int]:
+    """Every release tensor under its mmdet name; returns (new state, aliases checked)."""
+    _, map_key = ARCHITECTURES[arch]
+    try:
+        new, used = convert_detectron2_resnet(state)
+    except KeyError as e:
+        raise ReleaseConversionError(
+            f'backbone key "backbone.{e.args[0]}" is not a detectron2 ResNet tensor (only '
+            f'ResNet backbones are mapped)') from None
+    aliases = 0
+    for key, value in state.items():
+        if key in used:
+            continue
+        if key.startswith(('transformer.decoder.class_embed.',
+                           'transformer.decoder.bbox_embed.')):
+            primary = key[len('transformer.decoder.'):]
+            if primary not in state or not torch.equal(state[primary], value):
+                raise ReleaseConversionError(
+                    f'"{key}" should be the decoder\'s link to "{primary}" (the same tensor), '
+                    f'found {"no such key" if primary not in state else "different values"}')
+            aliases += 1
+            continue
+        try:
+            target = map_key(key)
+        except KeyError:
+            raise ReleaseConversionError(
+                f'detrex {arch} checkpoint: no mmdet name for "{key}" '
+                f'({tuple(value.shape)})') from None
+        if target in new:
+            raise ReleaseConversionError(f'two release keys map to "{target}" (one is "{key}")')
+        new[target] = value
+    return new, aliases
+
+
+def _compare(new: Dict[str, torch.Tensor], target: Dict[str, torch.Size]) -> None:
+    missing = [k for k in target if k not in new]
+    extra = [k for k in new if k not in target]
+    bad = [k for k in new if k in target and tuple(new[k].shape) != tuple(target[k])]
+    if missing:
+        raise ReleaseConversionError(
+            f'the config\'s model has {len(missing)} tensors the checkpoint does not fill, '
+            f'e.g. "{missing[0]}" {tuple(target[missing[0]])}')
+    if extra:
+        raise ReleaseConversionError(
+            f'{len(extra)} converted tensors have no place in the config\'s model, e.g. '
+            f'"{extra[0]}" {tuple(new[extra[0]].shape)}')
+    if bad:
+        k = bad[0]
+        raise ReleaseConversionError(
+            f'shape mismatch for "{k}": checkpoint {tuple(new[k].shape)}, config\'s model '
+            f'{tuple(target[k])} ({len(bad)} tensors differ)')
+
+
+def convert_detrex(state: Dict[str, torch.Tensor], cfg=None
+                   ) -> Tuple[Dict[str, torch.Tensor], ConversionReport]:
+    """Convert a detrex state dict (the ``ReleaseFormat.convert`` of ``detrex``).
+
+    Args:
+        state (dict): release tensors (``ckpt['model']``).
+        cfg: the config (full or ``model`` part) of the target detector, or None. With it, the
+            architecture, class count, feature levels and every converted name and shape are
+            checked against the model it builds; settings where its computation would differ
+            from the release's are reported (warning and report note).
+
+    Returns:
+        tuple: mmdet state dict and :class:`ConversionReport`.
+    """
+    model_cfg = _model_cfg(cfg)
+    if model_cfg is not None:  # a mismatch with the config first: it names both sides
+        _check_config(detect_architecture(state, mapped_only=False), state, model_cfg)
+    arch = detect_architecture(state)
+    report = ConversionReport(source='detrex', architecture=_display_name(arch, state))
+    new, aliases = _map_state(arch, state)
+    if model_cfg is not None:
+        _compare(new, _target_shapes(model_cfg))
+        diffs = _release_differences(arch, model_cfg)
+        if diffs:
+            msg = ('the config computes differently from the detrex release: ' +
+                   '; '.join(diffs) + ' (configs/released/detrex/ matches it)')
+            report.notes.append(msg)
+            warnings.warn(msg)
+    report.mapped = len(state) - aliases
+    if aliases:
+        report.notes.append(f'{aliases} transformer.decoder.class_embed/bbox_embed tensors are '
+                            f'links to class_embed/bbox_embed (checked equal), written once')
+    report.notes.append(f'{int(state["class_embed.0.weight"].shape[0])} classes, kept in '
+                        f'order (detrex COCO order = mmdet CocoDataset order)')
+    return new, report
+
+
+DETREX_FORMAT = register_format(ReleaseFormat(name='detrex', detect=is_detrex,
+                                              convert=convert_detrex, priority=0))
