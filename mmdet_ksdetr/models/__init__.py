@@ -7,8 +7,10 @@
                 detectors (``DACDINO``, ``DACDeformableDETR``)
 ``dn_detr/``    DN-DETR / DN-Deformable-DETR, the KS-DETR baselines (``DNDETR``,
                 ``DNDeformableDETR``)
+``common/``     detrex-exact variants for release weights (``DetrexDABDETR``, ...)
 =============  ========================================================================
 """
 from mmdet_ksdetr.models import dac_detr, dn_detr, ks_detr  # noqa: F401  (registration)
+from mmdet_ksdetr.models import common  # noqa: F401,E402  (registration)
 
-__all__ = ['dac_detr', 'dn_detr', 'ks_detr']
+__all__ = ['common', 'dac_detr', 'dn_detr', 'ks_detr']
