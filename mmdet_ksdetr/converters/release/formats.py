@@ -1,2 +1,2 @@
 """Imports every release format module (each registers itself with ``register_format``)."""
-from mmdet_ksdetr.converters.release import ks_detr  # noqa: F401,E402
+import mmdet_ksdetr.converters.release.ks_detr  # noqa: F401,E402  (format ks-detr)

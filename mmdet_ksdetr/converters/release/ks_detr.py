@@ -36,16 +36,24 @@ _TEACHER_DEFORM = re.compile(r'\.attentions\.0\.(attention_weights|value_proj|sa
 _IN_PROJ = re.compile(r'^transformer\.encoder\.layers\.(\d+)\.attentions\.0\.attn\.'
                       r'in_proj_(weight|bias)$')
 
-# ------------------------------------------------------------------- deformable (placeholder)
-def detect_deformable_detr(state):
-    return False
+# --------------------------------------------------------------------------- deformable
+def detect_deformable_detr(state: Dict[str, torch.Tensor]) -> bool:
+    """detrex Deformable-DETR layout (multi-scale deformable attention in the encoder)."""
+    return any(k.endswith('attentions.0.sampling_offsets.weight') for k in state)
 
 
-def detect_dn_deformable_detr(state):
-    return False
+def detect_dn_deformable_detr(state: Dict[str, torch.Tensor]) -> bool:
+    """detrex DN-Deformable-DETR: deformable layout plus the denoising label encoder."""
+    return detect_deformable_detr(state) and 'label_enc.weight' in state
 
 
-convert_deformable_detr = convert_dn_deformable_detr = None
+def _deformable_not_yet(state, cfg, source=SOURCE, arch='', types=(), report=None):
+    raise ReleaseConversionError(
+        f'{source} checkpoint is {arch}: the deformable KS models are recognised but not '
+        f'convertible yet (only KS-DAB-DETR, KS-DN-DETR and KS-Conditional-DETR are)')
+
+
+convert_deformable_detr = convert_dn_deformable_detr = _deformable_not_yet
 
 
 #: KS architecture -> (baseline detect, baseline convert, stock model types), most specific first
