@@ -7,8 +7,8 @@
                 detectors (``DACDINO``, ``DACDeformableDETR``)
 ``dn_detr/``    DN-DETR / DN-Deformable-DETR, the KS-DETR baselines (``DNDETR``,
                 ``DNDeformableDETR``)
-``common/``     shared pieces: the DETR stage order (``detr_stages``), detrex-exact heads
-                and Deformable DETR (``Detrex*``)
+``common/``     shared pieces: the DETR stage order (``detr_stages``), detrex-exact
+                variants for release weights (``Detrex*``)
 =============  ========================================================================
 """
 from mmdet_ksdetr.models import common, dac_detr, dn_detr, ks_detr  # noqa: F401  (registration)
