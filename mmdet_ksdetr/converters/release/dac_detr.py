@@ -10,6 +10,7 @@ reason: the CDN label encoder (training only) and the decoder's second names of 
 heads. The C-stream has no parameters of its own. With a config, the result is checked against
 the model it builds (names and shapes), so a wrong variant stops here with one line.
 """
+import copy
 import re
 from typing import Dict, List, Optional, Tuple
 
@@ -127,7 +128,7 @@ def _expected_state(model_cfg) -> Dict[str, torch.Size]:
     import mmdet_ksdetr.models  # noqa: F401  (registers ReleaseDACDETR)
     from mmdet.registry import MODELS
     from mmengine.config import ConfigDict
-    model_cfg = ConfigDict(model_cfg)
+    model_cfg = ConfigDict(copy.deepcopy(dict(model_cfg)))  # building edits nested dicts
     model_cfg.get('backbone', {}).pop('init_cfg', None)
     with torch.device('meta'):
         model = MODELS.build(model_cfg)
