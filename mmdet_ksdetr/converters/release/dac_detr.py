@@ -124,13 +124,16 @@ def _model_cfg(cfg):
 
 def _expected_state(model_cfg) -> Dict[str, torch.Size]:
     """Names and shapes of the state dict of the model ``model_cfg`` builds (on the meta
-    device: nothing is allocated)."""
+    device where the modules allow it: nothing is allocated)."""
     import mmdet_ksdetr.models  # noqa: F401  (registers ReleaseDACDETR)
     from mmdet.registry import MODELS
     from mmengine.config import ConfigDict
     model_cfg = ConfigDict(copy.deepcopy(dict(model_cfg)))  # building edits nested dicts
     model_cfg.get('backbone', {}).pop('init_cfg', None)
-    with torch.device('meta'):
+    try:
+        with torch.device('meta'):
+            model = MODELS.build(copy.deepcopy(model_cfg))
+    except RuntimeError:  # a module that reads a tensor value while building (Swin's .item())
         model = MODELS.build(model_cfg)
     return {k: v.shape for k, v in model.state_dict().items()}
 
