@@ -1,2 +1,2 @@
 """Imports every release format module (each registers itself with ``register_format``)."""
-from mmdet_ksdetr.converters.release import dac_detr  # noqa: F401
+import mmdet_ksdetr.converters.release.dac_detr  # noqa: F401
