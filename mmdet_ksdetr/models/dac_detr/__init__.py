@@ -13,6 +13,7 @@ from .dac_dino_head import DACDINOHead
 from .dac_head_mixin import DACHeadMixin
 from .ia_bce_loss import IABCELoss
 from .one_to_many_assigner import OneToManyAssignResult, OneToManyAssigner
+from .release_dac_detr import ReleaseDACDETR
 
 __all__ = [
     'DACDeformableDetrTransformerDecoderLayer',
@@ -26,4 +27,5 @@ __all__ = [
     'IABCELoss',
     'OneToManyAssignResult',
     'OneToManyAssigner',
+    'ReleaseDACDETR',
 ]
