@@ -148,7 +148,7 @@ def draw_mask_figure(img, res, path):
     levels = ksa.split_levels(res['fg'], res['shapes'])
     side = {1: 5.0, 2: 4.0}.get(len(levels), 3.2)
     aspect = img.shape[0] / img.shape[1]
-    fig, axes = plt.subplots(1, len(levels), figsize=(side * len(levels), side * aspect + 0.7),
+    fig, axes = plt.subplots(1, len(levels), figsize=(side * len(levels), side * aspect + 1.3),
                              squeeze=False)
     for ax, lvl, (h, w), color in zip(axes[0], levels, res['shapes'], LEVEL_COLORS):
         vis = Visualizer(image=img)
@@ -161,6 +161,7 @@ def draw_mask_figure(img, res, path):
         ax.axis('off')
     fig.suptitle('GT foreground token mask per level (tinted: foreground tokens, '
                  'white: GT boxes)', fontsize=11)
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.84, wspace=0.06)
     common.save_figure(fig, path, dpi=100)
 
 
