@@ -1,6 +1,6 @@
-"""House rules that a grep can check (DESIGN rule 5): the library and its tests never replace
-methods on instances or classes (``object.__setattr__`` / ``__delattr__``) to capture data;
-they use PyTorch module hooks or explicit methods."""
+"""House rules that a grep can check: the library and its tests never replace methods on
+instances or classes (``object.__setattr__`` / ``__delattr__``) to capture data; they use
+PyTorch module hooks or explicit methods."""
 import os
 import os.path as osp
 import re

@@ -1,4 +1,4 @@
-"""Host syncs on the training hot path (DESIGN rule 9: CUDA and ``--amp``).
+"""Host syncs on the training hot path (the library runs on CUDA and with ``--amp``).
 
 Every ``.item()``, ``.cpu()``, ``.numpy()``, ``.tolist()``, ``nonzero`` and ``print`` in the
 per-step code (models, distillers, training hooks) waits for the GPU. Each one left must be in

@@ -153,7 +153,7 @@ def check_data_paths(cfg, loaders=('train_dataloader', 'val_dataloader', 'test_d
     json) warn about annotations the config's classes drop and image files that are missing;
     an annotation file none of whose annotations is in the classes is an error (see
     :func:`~mmdet_ksdetr.utils.data_checks.check_coco_annotations`)."""
-    from mmdet_ksdetr.utils.data_checks import check_coco_annotations
+    from mmdet_ksdetr.utils.data_checks import check_coco_annotations, missing_data_hint
     for name in loaders:
         loader = cfg.get(name)
         if not loader:
@@ -161,13 +161,12 @@ def check_data_paths(cfg, loaders=('train_dataloader', 'val_dataloader', 'test_d
         for ds in _iter_datasets(loader.get('dataset')):
             root = ds.get('data_root') or ''
             if root and not osp.isdir(root):
-                raise InputError(
-                    f'{name}: data root "{root}" does not exist. Create it (for the toy set: '
-                    f'python tools/misc/make_toy_coco.py --out {root.rstrip("/")}) or point the '
-                    f'config at your data with --cfg-options data_root=PATH')
+                raise InputError(f'{name}: data root "{root}" does not exist. '
+                                 f'{missing_data_hint(ds, root)}')
             ann = ds.get('ann_file')
             if ann:
                 ann_path = ann if osp.isabs(ann) or not root else osp.join(root, ann)
                 if not osp.isfile(ann_path):
-                    raise InputError(f'{name}: annotation file "{ann_path}" does not exist')
+                    raise InputError(f'{name}: annotation file "{ann_path}" does not exist. '
+                                     f'{missing_data_hint(ds, root)}')
                 check_coco_annotations(name, ds, ann_path)

@@ -19,6 +19,14 @@ from mmengine.logging import print_log
 #: how many dropped categories / missing files a warning names before "..."
 SHOWN = 5
 
+#: what ``tools/misc/make_toy_coco.py --out ROOT`` writes: annotation file -> image folder
+TOY_LAYOUT = {'annotations/instances_train.json': 'train/',
+              'annotations/instances_val.json': 'val/'}
+#: the toy set's three categories
+TOY_CLASSES = ('rectangle', 'ellipse', 'triangle')
+COCO_DOWNLOAD = ('COCO 2017 (train2017.zip, val2017.zip, annotations_trainval2017.zip) is at '
+                 'https://cocodataset.org/#download')
+
 
 def _shown(items):
     items = list(items)
@@ -54,6 +62,31 @@ def dataset_classes(ds):
         return tuple(classes)
     meta = getattr(dataset_class(ds), 'METAINFO', None) or {}
     return tuple(meta['classes']) if 'classes' in meta else None
+
+
+def missing_data_hint(ds, root):
+    """What to do about a data set config ``ds`` whose data root ``root`` (or annotation
+    file) is missing, as one sentence: the ``make_toy_coco.py`` command when the config reads
+    the toy layout and classes (that command writes exactly these files), else the files the
+    config expects under ``root`` and, for a COCO-classes config, where COCO is downloaded;
+    always the ``--cfg-options data_root=PATH`` way out."""
+    ann = ds.get('ann_file') or ''
+    img = (ds.get('data_prefix') or {}).get('img', '') or ''
+    classes = dataset_classes(ds)
+    root = root.rstrip('/') or '.'
+    if (TOY_LAYOUT.get(ann) == img and classes is not None
+            and set(classes) <= set(TOY_CLASSES)):
+        todo = f'Create the toy set there with: python tools/misc/make_toy_coco.py --out {root}'
+    else:
+        wanted = [f'"{ann}"'] if ann else []
+        if img:
+            wanted.append(f'the images under "{img}"')
+        todo = (f'The config expects {" and ".join(wanted)} in "{root}"' if wanted
+                else f'The config expects its data in "{root}"')
+        coco_classes = (getattr(dataset_class(ds), 'METAINFO', None) or {}).get('classes')
+        if is_coco_style(ds) and coco_classes and classes == tuple(coco_classes):
+            todo += f'; {COCO_DOWNLOAD}'
+    return f'{todo}; or point the config at your data with --cfg-options data_root=PATH'
 
 
 def dropped_categories(coco, classes):

@@ -183,6 +183,11 @@ def test_tool_figures_are_drawn(tool_run):
         with Image.open(out / name) as im:
             arr = np.asarray(im.convert('RGB'))
         assert arr.shape[0] > 100 and arr.std() > 10, name
+    # readable sizes: 4 levels of >= 300 px; 2 tokens of >= 330 px plus a colour bar
+    with Image.open(out / 'ks_attention_mask.png') as im:
+        assert im.size[0] >= 4 * 300 and im.size[1] >= 230, im.size
+    with Image.open(out / 'ks_attention_maps.png') as im:
+        assert im.size[0] >= 2 * 330 + 60 and im.size[1] >= 3 * 250, im.size
 
 
 def test_tool_refuses_a_baseline_as_the_ks_model(tool_run, toy_data_root, tmp_path):
@@ -200,3 +205,49 @@ def test_tool_refuses_a_mismatching_checkpoint(tool_run, toy_data_root, tmp_path
                                        toy_data_cfg_options(toy_data_root))
     assert_one_line_error(res, 'ks_attention.py', 'teacher')
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize('rel_cfg,kind', [(KS_DAB, 'dense'), (KS_DEF, 'deformable')])
+def test_figures_have_colour_bar_title_of_their_kind_and_readable_size(
+        rel_cfg, kind, toy_data_root, tmp_path, monkeypatch):
+    from PIL import Image
+    from toy_helpers import save_random_checkpoint
+
+    from mmdet_ksdetr.analysis import common
+    ckpt = save_random_checkpoint(rel_cfg, str(tmp_path / 'ks.pth'))
+    figs, save = {}, common.save_figure
+
+    def capture(fig, path, dpi=100):
+        figs[osp.basename(path)] = fig
+        save(fig, path, dpi)
+
+    monkeypatch.setattr(common, 'save_figure', capture)
+    out = tmp_path / 'out'
+    res = run_analysis_tool_in_process(TOOL, [osp.join(CONFIGS, rel_cfg), ckpt, '--num-images',
+                                              '2', '--out-dir', str(out), '--cfg-options'] +
+                                       toy_data_cfg_options(toy_data_root))
+    assert res.returncode == 0, res.stderr
+    tokens = json.loads((out / 'ks_attention.json').read_text())['figure']['tokens']
+    ncol = len(next(iter(tokens.values())))
+    maps = figs['ks_attention_maps.png']
+    # rows student and ks_share_v (ks_share_a shares the student map), one colour bar
+    assert len(maps.axes) == 2 * ncol + 1
+    bar = maps.axes[-1]
+    assert bar.get_ylabel() == ('attention weight' if kind == 'dense' else 'sampling weight')
+    title = maps._suptitle.get_text()
+    other = 'deformable' if kind == 'dense' else 'dense'
+    assert f'{kind} attention' in title and other not in title, title
+    legend = maps.legends[0] if maps.legends else None
+    if kind == 'deformable':  # marker = level
+        assert [t.get_text() for t in legend.get_texts()][0] == 'level 0'
+    else:
+        assert legend is None
+    levels = 1 if kind == 'dense' else 4
+    assert len(figs['ks_attention_mask.png'].axes) == levels
+    with Image.open(out / 'ks_attention_mask.png') as im:
+        assert im.size[0] >= (450 if levels == 1 else 300 * levels), im.size
+        assert im.size[1] >= 230, im.size
+    with Image.open(out / 'ks_attention_maps.png') as im:
+        assert im.size[0] >= 330 * ncol + 60 and im.size[1] >= 2 * 250, im.size
+    with Image.open(out / 'ks_attention_accuracy.png') as im:
+        assert im.size[0] >= 400 and im.size[1] >= 350, im.size

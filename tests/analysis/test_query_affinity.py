@@ -145,3 +145,27 @@ def test_misfit_pairs_fail_in_one_line(trained_toy_checkpoint, toy_data_root, tm
         cfg, ckpt, '--out-dir', str(tmp_path / 'b')] + opts)
     assert_one_line_error(res, TOOL, 'RetinaNet', 'not a DETR-family detector')
     assert not (tmp_path / 'b' / 'query_affinity.json').exists()
+
+
+def test_overlay_has_a_legend_of_its_boxes(toy_data_root, tmp_path, monkeypatch):
+    import glob
+    import importlib.util
+
+    from mmdet_ksdetr.analysis import common
+    spec = importlib.util.spec_from_file_location(
+        '_tool_query_affinity', osp.join(osp.dirname(CONFIGS), 'tools', 'analysis_tools', TOOL))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    image = sorted(glob.glob(osp.join(toy_data_root, 'val', '*.png')))[0]
+    entry = dict(image=image, layer=1, threshold=0.5, gt_bboxes=[[10., 10., 40., 50.]],
+                 query_bboxes=[[12., 11., 41., 48.], [8., 9., 39., 52.]])
+    figs, save = [], common.save_figure
+    monkeypatch.setattr(common, 'save_figure',
+                        lambda fig, path, dpi=100: (figs.append(fig), save(fig, path, dpi)))
+    tool.plot_overlay({'DAC': dict(overlay=[entry]), 'base': dict(overlay=[entry])},
+                      str(tmp_path / 'overlay.png'), 100)
+    assert (tmp_path / 'overlay.png').is_file() and len(figs) == 1
+    assert len(figs[0].legends) == 1
+    texts = [t.get_text() for t in figs[0].legends[0].get_texts()]
+    assert texts == ['query boxes (last decoder layer) with IoU > 0.5 to a GT object',
+                     'GT objects']

@@ -187,3 +187,32 @@ def test_command_line(runs, tmp_path):
     res = run_tool([sys.executable, TOOL, runs[1], '--keys', 'loss_nope', '--out-dir', out],
                    timeout=300)
     assert_one_line_error(res, 'compare_runs.py', 'no run has the key "loss_nope"')
+
+
+def test_total_loss_with_teacher_streams_is_labelled_and_split(tmp_path, monkeypatch):
+    """A KS-DETR run logs ``loss`` = its own terms + its teacher streams' terms: the legend
+    says so and a dashed line shows the loss without them, as the baseline logs it."""
+    base, ks = tmp_path / 'base', tmp_path / 'ks'
+    _write_log(base, '20250101_000000', [_train_row(1, 2, 3.0, 1.0), _train_row(1, 4, 2.0, 0.8)])
+    ks_rows = []
+    for it, (own, t_cls, t_d0) in zip((2, 4), ((2.0, 0.5, 0.25), (1.5, 0.4, 0.1))):
+        row = _train_row(1, it, own + t_cls + t_d0, 0.7)
+        row.update({'ks_share_v.loss_cls': t_cls, 'ks_share_v.d0.loss_cls': t_d0,
+                    'd0.loss_cls': 0.3})
+        ks_rows.append(row)
+    _write_log(ks, '20250101_000000', ks_rows)
+    figs = []
+    plot = compare_runs.plot
+    monkeypatch.setattr(compare_runs, 'plot', lambda *a: figs.append(plot(*a)))
+    res = compare_runs.main([str(base), str(ks), '--keys', 'loss', '--loss-x', 'iter',
+                             '--out-dir', str(tmp_path / 'out')])
+    panel = res['keys']['loss']
+    assert panel['series']['ks']['y'] == pytest.approx([2.75, 2.0])  # the logged total
+    assert panel['extra_streams'] == {'ks': ['ks_share_v']}  # d0 is not an extra stream
+    assert panel['without_extra_streams'] == {'ks': dict(x=[2, 4], y=pytest.approx([2.0, 1.5]))}
+    ax = figs[0].axes[0]
+    assert ax.get_title() == 'loss (sum of every logged loss term)'
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ['base', 'ks: total incl. ks_share_v.*', 'ks: without ks_share_v.*']
+    assert compare_runs.extra_streams(dict(train={1: {'student.loss_cls': 1, 'distill.loss_kd': 1,
+                                                      'd3.loss_iou': 1}})) == ['distill']

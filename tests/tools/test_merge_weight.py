@@ -1,4 +1,4 @@
-"""tools/misc/merge_weight.py: student-from-teacher initial checkpoint (spec B5)."""
+"""tools/misc/merge_weight.py: student-from-teacher initial checkpoint (TPRD's init)."""
 import copy
 import os.path as osp
 import pickle

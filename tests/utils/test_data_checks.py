@@ -173,3 +173,41 @@ def test_train_tool_stops_on_a_data_set_without_classes(data_copy, tmp_path):
     assert res.returncode != 0
     last = res.stderr.strip().splitlines()[-1]
     assert last.startswith('train.py: error: train_dataloader: none of the '), last
+
+
+# --- the missing-data hint: a command that writes what the config reads, or what to get -----
+COCO_CFG = 'ks_detr/deformable-detr_r50_8xb2-12e_coco.py'
+
+
+def test_missing_toy_root_hint_command_writes_what_the_config_reads(tmp_path):
+    import shlex
+
+    from make_toy_coco import main as make_toy_main
+    root = str(tmp_path / 'toy_here')
+    cfg = load_toy_config(TOY, data_root=root + '/')
+    with pytest.raises(InputError, match='does not exist') as e:
+        check_data_paths(cfg)
+    line = str(e.value)
+    assert '\n' not in line and 'data_root=PATH' in line
+    cmd = line.split('with: ')[1].split(';')[0]
+    argv = shlex.split(cmd)
+    assert argv[:2] == ['python', 'tools/misc/make_toy_coco.py'], cmd
+    # the very command (made small) creates every file the config reads
+    make_toy_main(argv[2:] + ['--num-train', '2', '--num-val', '2'])
+    check_data_paths(cfg)
+
+
+def test_missing_coco_root_names_files_and_download_not_toy_command(tmp_path):
+    root = str(tmp_path / 'coco')
+    cfg = load_toy_config(COCO_CFG, data_root=root + '/')
+    with pytest.raises(InputError) as e:
+        check_data_paths(cfg, loaders=('train_dataloader',))
+    line = str(e.value)
+    assert 'make_toy_coco' not in line, line
+    assert '"annotations/instances_train2017.json"' in line and '"train2017/"' in line, line
+    assert 'https://cocodataset.org/#download' in line and '\n' not in line
+    # the root exists, the annotation file does not: the same hint
+    os.makedirs(root)
+    with pytest.raises(InputError, match='annotation file .*instances_val2017.json" does not '
+                                         'exist.*cocodataset.org'):
+        check_data_paths(cfg, loaders=('val_dataloader',))

@@ -14,13 +14,20 @@ per logged iteration (``--loss-x iter``) or as the mean of the logged values of 
 mmengine's mean over the logger interval. NaN/inf values (and epochs holding one) are ``null``
 in the JSON and gaps in the figure.
 
+``loss`` is the sum of every logged loss term, so a KS-DETR run's total includes its teacher
+streams (``ks_share_v.*``) and a distillation run's its ``distill.*`` terms: the legend says
+so for such a run, and a dashed line shows its loss without those terms (what a baseline
+logs).
+
 Writes ``DIR/compare_runs.png`` (one panel per key, one line per run) and
 ``DIR/compare_runs.json`` with the numbers behind every line::
 
     {"runs": [{"label": "A", "work_dir": "...", "logs": ["..."]}, ...],
      "loss_x": "epoch",
      "keys": {"coco/bbox_mAP": {"x": "epoch", "series": {"A": {"x": [1, 2], "y": [.1, .2]}}},
-              "loss": {"x": "epoch", "series": {...}}}}
+              "loss": {"x": "epoch", "series": {...},
+                       "extra_streams": {"B": ["ks_share_v"]},
+                       "without_extra_streams": {"B": {"x": [...], "y": [...]}}}}}
 
 Runs that lack a key are left out of its panel (and named on stderr); a key no run has, a work
 dir without logs or a malformed log stops with one line ``compare_runs.py: error: ...``.
@@ -33,6 +40,7 @@ import json
 import math
 import os
 import os.path as osp
+import re
 import sys
 from collections import defaultdict
 
@@ -131,6 +139,56 @@ def series(run, key, loss_x):
     return unit, [p[0] for p in points], [_number(p[1]) for p in points]
 
 
+def extra_streams(run):
+    """The extra training streams inside a run's ``loss``: mmengine logs ``loss`` as the sum
+    of every term with "loss" in its name, so a KS-DETR run's total includes its teacher
+    streams (``ks_share_v.loss_cls``, ...) and a distillation run's its ``distill.*`` terms.
+    Returns the sorted prefixes ``P`` of the ``P.<...loss...>`` keys, leaving out auxiliary
+    decoder layers (``d0``, ``d1``, ...) and a distiller's ``student``."""
+    prefixes = set()
+    for row in run['train'].values():
+        for key in row:
+            prefix = key.split('.', 1)[0]
+            if '.' in key and 'loss' in key and prefix != 'student' and \
+                    not re.fullmatch(r'd\d+', prefix):
+                prefixes.add(prefix)
+    return sorted(prefixes)
+
+
+MAIN_LOSS = '_loss_without_extra_streams'
+
+
+def add_main_loss(run, prefixes):
+    """Give every training row of ``run`` that logged ``loss`` the value ``loss`` minus the
+    terms of the extra streams ``prefixes`` (None when one of them is not finite)."""
+    for row in run['train'].values():
+        if 'loss' not in row:
+            continue
+        terms = [_number(v) for k, v in row.items()
+                 if 'loss' in k and k.split('.', 1)[0] in prefixes and '.' in k]
+        total = _number(row['loss'])
+        row[MAIN_LOSS] = None if total is None or None in terms else total - sum(terms)
+
+
+def split_total_loss(runs, labels, keys, loss_x):
+    """For the ``loss`` panel: which runs' totals hold extra streams (``extra_streams``:
+    {label: [prefix, ...]}) and those runs' loss without them (``without_extra_streams``:
+    {label: {x, y}}), so that a method and its baseline are compared on the same terms."""
+    panel = keys.get('loss')
+    if panel is None:
+        return
+    panel['extra_streams'], panel['without_extra_streams'] = {}, {}
+    for run, label in zip(runs, labels):
+        prefixes = extra_streams(run)
+        if not prefixes or label not in panel['series']:
+            continue
+        add_main_loss(run, prefixes)
+        found = series(run, MAIN_LOSS, loss_x)
+        if found is not None:
+            panel['extra_streams'][label] = prefixes
+            panel['without_extra_streams'][label] = dict(x=found[1], y=found[2])
+
+
 def compare(runs, labels, keys, loss_x, explicit_keys):
     """The ``keys`` part of the JSON: for each key, its x unit and each run's series."""
     out = {}
@@ -167,7 +225,10 @@ def _known_keys(run):
 
 
 def plot(result, write):
-    """Draw one panel per key and hand the PNG bytes to ``write(file)``."""
+    """Draw one panel per key and hand the PNG bytes to ``write(file)``; returns the (closed)
+    figure. The ``loss`` panel is the logged total; a run whose total includes extra streams
+    (KS-DETR teachers, distillation terms) says so in the legend and gets a dashed line of its
+    loss without them."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -177,11 +238,19 @@ def plot(result, write):
     rows = math.ceil(len(keys) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows), squeeze=False)
     for ax, key in zip(axes.flat, keys):
+        extra = result[key].get('extra_streams') or {}
         for label, s in result[key]['series'].items():
             ys = [float('nan') if y is None else y for y in s['y']]
-            ax.plot(s['x'], ys, marker='o' if len(ys) <= 50 else None, markersize=3,
-                    label=label)
-        ax.set_title(key)
+            streams = ', '.join(f'{p}.*' for p in extra.get(label, ()))
+            line, = ax.plot(s['x'], ys, marker='o' if len(ys) <= 50 else None, markersize=3,
+                            label=f'{label}: total incl. {streams}' if streams else label)
+            if streams:
+                main = result[key]['without_extra_streams'][label]
+                ax.plot(main['x'], [float('nan') if y is None else y for y in main['y']],
+                        linestyle='--', color=line.get_color(),
+                        marker='o' if len(ys) <= 50 else None, markersize=3,
+                        label=f'{label}: without {streams}')
+        ax.set_title('loss (sum of every logged loss term)' if key == 'loss' else key)
         ax.set_xlabel('epoch' if result[key]['x'] == 'epoch' else 'iteration')
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
@@ -193,6 +262,7 @@ def plot(result, write):
     fig.savefig(buf, format='png', dpi=100)
     plt.close(fig)
     write(buf.getvalue())
+    return fig
 
 
 def parse_args(argv):
@@ -229,6 +299,7 @@ def run(args):
         raise CompareError('--loss-x epoch: a run trained by iterations has no epochs; '
                            'use --loss-x iter')
     keys = compare(runs, labels, args.keys or DEFAULT_KEYS, loss_x, args.keys is not None)
+    split_total_loss(runs, labels, keys, loss_x)
     result = dict(runs=[dict(label=label, work_dir=osp.abspath(w), logs=r['logs'])
                         for label, w, r in zip(labels, args.work_dirs, runs)],
                   loss_x=loss_x, keys=keys)

@@ -140,10 +140,16 @@ def level_mask_pixels(fg_level, input_shape):
 
 
 def draw_mask_figure(img, res, path):
+    """One panel per feature level: the input image with that level's GT foreground tokens
+    tinted and the GT boxes; 5 inches wide for one level, 4 for two, 3.2 from three on (at
+    100 dpi: 500, 400, 320 px per panel)."""
     import matplotlib.pyplot as plt
     from mmengine.visualization import Visualizer
     levels = ksa.split_levels(res['fg'], res['shapes'])
-    fig, axes = plt.subplots(1, len(levels), figsize=(2.4 * len(levels), 2.6), squeeze=False)
+    side = {1: 5.0, 2: 4.0}.get(len(levels), 3.2)
+    aspect = img.shape[0] / img.shape[1]
+    fig, axes = plt.subplots(1, len(levels), figsize=(side * len(levels), side * aspect + 1.3),
+                             squeeze=False)
     for ax, lvl, (h, w), color in zip(axes[0], levels, res['shapes'], LEVEL_COLORS):
         vis = Visualizer(image=img)
         vis.draw_binary_masks(level_mask_pixels(lvl[0], img.shape[:2]), colors=color,
@@ -151,10 +157,12 @@ def draw_mask_figure(img, res, path):
         if len(res['boxes'][0]):
             vis.draw_bboxes(res['boxes'][0].cpu(), edge_colors='white', line_widths=1)
         ax.imshow(vis.get_image())
-        ax.set_title(f'{h}x{w}: {int(lvl[0].sum())}/{h * w} fg', fontsize=8)
+        ax.set_title(f'{h}x{w} tokens: {int(lvl[0].sum())}/{h * w} foreground', fontsize=10)
         ax.axis('off')
-    fig.suptitle('GT foreground token mask per level', fontsize=9)
-    common.save_figure(fig, path, dpi=80)
+    fig.suptitle('GT foreground token mask per level (tinted: foreground tokens, '
+                 'white: GT boxes)', fontsize=11)
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.84, wspace=0.06)
+    common.save_figure(fig, path, dpi=100)
 
 
 def token_panels(label, res, tokens, input_shape):
@@ -181,26 +189,70 @@ def token_panels(label, res, tokens, input_shape):
     return entries
 
 
-def upscaled(img, scale):
-    import mmcv
-    h, w = img.shape[:2]
-    return mmcv.imresize(img, (w * scale, h * scale), interpolation='nearest')
+LEVEL_MARKERS = ['o', 's', '^', 'D', 'v', 'P']
+DENSE_TITLE = ('dense attention: colour = attention weight of each key token')
+DEFORMABLE_TITLE = ('deformable attention: sampling points, colour = weight, '
+                    'marker = feature level')
+
+
+def _draw_box_and_token(ax, boxes, tok):
+    from matplotlib.patches import Rectangle
+    for x1, y1, x2, y2 in np.asarray(boxes).reshape(-1, 4):
+        ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor='white',
+                               linewidth=1.2))
+    ax.scatter([tok['x']], [tok['y']], marker='X', s=140, c='white', edgecolors='black',
+               linewidths=1.0, zorder=5)
+
+
+def _draw_dense(ax, e, extent, vmax):
+    heat = np.asarray(e['attention'], dtype=np.float32)  # (h, w) token cells, unblurred
+    return ax.imshow(heat, extent=extent, cmap='viridis', alpha=0.6, vmin=0.0, vmax=vmax,
+                     interpolation='nearest')
+
+
+def _draw_deformable(ax, e, width, height, vmax):
+    s = np.array(e['samples']).reshape(-1, 4)  # x, y (input pixels), level, weight
+    inside = (s[:, 3] > 1e-3) & (s[:, 0] >= 0) & (s[:, 1] >= 0) & \
+        (s[:, 0] < width) & (s[:, 1] < height)
+    mappable = None
+    for level in sorted(set(int(v) for v in s[inside, 2])):
+        pts = s[inside & (s[:, 2] == level)]
+        mappable = ax.scatter(pts[:, 0], pts[:, 1], c=pts[:, 3], cmap='plasma', vmin=0.0,
+                              vmax=vmax, s=20 + 400 * pts[:, 3] / vmax,
+                              marker=LEVEL_MARKERS[level % len(LEVEL_MARKERS)],
+                              edgecolors='black', linewidths=0.4, zorder=4)
+    return mappable
+
+
+def _shared_vmax(per_model, key):
+    """The largest attention weight of all panels of one kind (one colour scale)."""
+    vals = [np.max(np.asarray(e[key])[..., -1] if key == 'samples' else e[key])
+            for ents in per_model.values() for tok in ents for e in tok['streams'].values()
+            if key in e and len(e[key])]
+    return max(max(vals) if vals else 1.0, 1e-6)
 
 
 def draw_attention_figure(img, boxes, per_model, path):
+    """Rows: each model's streams (``ks_share_a`` shares the student map: drawn once, in the
+    student row); columns: the query tokens. Dense maps are a heat map of the token grid,
+    deformable attention its sampling points; one colour bar per kind, a legend of the levels
+    for deformable attention, and a title that names the kind drawn."""
     import matplotlib.pyplot as plt
-    from mmengine.visualization import Visualizer
-    scale = max(1, 240 // max(img.shape[:2]))
-    gray = img.mean(-1, keepdims=True).astype(np.uint8).repeat(3, -1)  # lets colours stand out
-    big = upscaled(gray, scale)
-    # ks_share_a uses the student map A: drawn once, in the student row
+    from matplotlib.lines import Line2D
+    H, W = img.shape[:2]
+    gray = img.mean(-1).astype(np.uint8)  # lets colours stand out
     rows = [(label, name) for label, ents in per_model.items() for name in ents[0]['streams']
             if name != 'ks_share_a']
     ncol = max(len(ents) for ents in per_model.values())
-    fig, axes = plt.subplots(len(rows), ncol, figsize=(2.6 * ncol, 2.3 * len(rows)),
+    side = 3.6
+    fig, axes = plt.subplots(len(rows), ncol, figsize=(side * ncol + 1.4,
+                                                       side * H / W * len(rows) + 1.0),
                              squeeze=False)
+    vmax = dict(dense=_shared_vmax(per_model, 'attention'),
+                deformable=_shared_vmax(per_model, 'samples'))
+    mappables, levels = {}, set()
     for r, (label, name) in enumerate(rows):
-        axes[r][0].set_ylabel(f'{textwrap.fill(label, 22)}\n{name}', fontsize=7)
+        axes[r][0].set_ylabel(f'{textwrap.fill(label, 22)}\n{name}', fontsize=9)
         for c in range(ncol):
             ax = axes[r][c]
             ax.set_xticks([])
@@ -210,35 +262,38 @@ def draw_attention_figure(img, boxes, per_model, path):
                 continue
             tok = per_model[label][c]
             e = tok['streams'][name]
+            ax.imshow(gray, cmap='gray', vmin=0, vmax=255, extent=(0, W, H, 0))
             if 'attention' in e:
-                heat = torch.nn.functional.interpolate(  # token cells, unblurred
-                    torch.tensor(e['attention'])[None, None], size=big.shape[:2])[0]
-                vis = Visualizer(image=Visualizer.draw_featmap(
-                    heat, overlaid_image=big, alpha=0.6))
+                mappables['dense'] = _draw_dense(ax, e, (0, W, H, 0), vmax['dense'])
             else:
-                vis = Visualizer(image=big)
-                s = np.array(e['samples']).reshape(-1, 4)
-                inside = (s[:, 3] > 1e-3) & (s[:, 0] >= 0) & (s[:, 1] >= 0) & \
-                    (s[:, 0] < img.shape[1]) & (s[:, 1] < img.shape[0])
-                colors = [LEVEL_COLORS[int(v)] for v in s[inside, 2]]
-                vis.draw_points(s[inside, :2] * scale, colors=colors,
-                                sizes=np.sqrt(s[inside, 3]) * 150)
-            if len(boxes):
-                vis.draw_bboxes(boxes * scale, edge_colors='white', line_widths=1)
-            vis.draw_points(np.array([[tok['x'], tok['y']]]) * scale, colors='white',
-                            marker='X', sizes=np.array([80]))
-            ax.imshow(vis.get_image())
+                m = _draw_deformable(ax, e, W, H, vmax['deformable'])
+                mappables['deformable'] = m or mappables.get('deformable')
+                levels.update(int(v) for v in np.asarray(e['samples'])[:, 2])
+            _draw_box_and_token(ax, boxes, tok)
+            ax.set_xlim(0, W)
+            ax.set_ylim(H, 0)
             kind = 'fg' if tok['foreground'] else 'bg'
-            ax.set_title(f'{kind} token {c}: fg mass {e["fg_mass"]:.2f}', fontsize=7)
-    fig.suptitle('last encoder layer attention (x: query token; ks_share_a shares the student '
-                 'map)\ndeformable: sampling points, area ~ weight, colour = level', fontsize=7)
-    common.save_figure(fig, path, dpi=72)
+            ax.set_title(f'{kind} token {c}: fg mass {e["fg_mass"]:.2f}', fontsize=9)
+    for kind, label in (('dense', 'attention weight'), ('deformable', 'sampling weight')):
+        if mappables.get(kind) is not None:
+            fig.colorbar(mappables[kind], ax=axes, shrink=0.6, pad=0.02, label=label)
+    if levels:
+        handles = [Line2D([], [], marker=LEVEL_MARKERS[lv % len(LEVEL_MARKERS)], ls='',
+                          color='gray', markeredgecolor='black', label=f'level {lv}')
+                   for lv in sorted(levels)]
+        fig.legend(handles=handles, loc='lower center', ncol=len(handles), fontsize=9,
+                   bbox_to_anchor=(0.45, 0.0), frameon=False)
+    titles = [t for k, t in (('dense', DENSE_TITLE), ('deformable', DEFORMABLE_TITLE))
+              if k in mappables]
+    fig.suptitle('last encoder layer attention (X: query token, white: GT boxes; ks_share_a '
+                 'shares the student map)\n' + '\n'.join(titles), fontsize=10)
+    common.save_figure(fig, path, dpi=100)
 
 
 def draw_accuracy_figure(summary, path):
     import matplotlib.pyplot as plt
     names = list(dict.fromkeys(n for m in summary for n in m['streams']))
-    fig, ax = plt.subplots(figsize=(2.2 + 1.6 * len(summary), 3.2))
+    fig, ax = plt.subplots(figsize=(3.0 + 2.2 * len(summary), 4.2))
     width = 0.8 / len(names)
     for k, name in enumerate(names):
         xs = [i + (k - (len(names) - 1) / 2) * width for i, m in enumerate(summary)
@@ -246,19 +301,19 @@ def draw_accuracy_figure(summary, path):
         vals = [m['streams'][name]['accuracy'] or 0.0 for m in summary if name in m['streams']]
         ax.bar(xs, vals, width, label=name)
         for x, v in zip(xs, vals):
-            ax.text(x, v, f'{v:.3f}', ha='center', va='bottom', fontsize=6)
+            ax.text(x, v, f'{v:.3f}', ha='center', va='bottom', fontsize=8)
     for i, m in enumerate(summary):
         ax.hlines(m['chance_level'] or 0.0, i - 0.45, i + 0.45, colors='k',
                   linestyles='dashed', linewidth=0.8,
                   label='fg share of tokens' if i == 0 else None)
     ax.set_xticks(range(len(summary)))
-    ax.set_xticklabels([textwrap.fill(m['label'], 24) for m in summary], fontsize=6)
+    ax.set_xticklabels([textwrap.fill(m['label'], 24) for m in summary], fontsize=9)
     ax.set_ylabel('attention accuracy')
     ax.set_ylim(0, 1)
-    ax.legend(fontsize=6)
+    ax.legend(fontsize=8)
     ax.set_title(f'fg -> fg share of attention mass, mean over '
-                 f'{summary[0]["images_with_foreground"]} images', fontsize=8)
-    common.save_figure(fig, path, dpi=80)
+                 f'{summary[0]["images_with_foreground"]} images', fontsize=10)
+    common.save_figure(fig, path, dpi=100)
 
 
 def analyse_model(m, args, tokens_xy):

@@ -184,7 +184,21 @@ def plot_overlay(records, path, dpi):
                 ax.set_title(f'{label}\n{osp.basename(entry["image"])}: '
                              f'{len(entry["query_bboxes"])} queries IoU>{entry["threshold"]}',
                              fontsize=7)
+    overlay_legend(fig, threshold=next((e['threshold'] for r in records.values()
+                                        for e in r['overlay']), None))
     save_figure(fig, path, dpi)
+
+
+def overlay_legend(fig, threshold):
+    """The overlay's key under the panels: what the red and the yellow boxes are."""
+    from matplotlib.lines import Line2D
+    than = f' > {threshold}' if threshold is not None else ''
+    handles = [Line2D([], [], color='red', linewidth=1.5, alpha=0.7,
+                      label=f'query boxes (last decoder layer) with IoU{than} to a GT object'),
+               Line2D([], [], color='gold', linewidth=2.5, linestyle='--',
+                      label='GT objects')]
+    fig.legend(handles=handles, loc='upper center', bbox_to_anchor=(0.5, 0.0), ncol=1,
+               fontsize=8, frameon=False)
 
 
 def main(argv=None):

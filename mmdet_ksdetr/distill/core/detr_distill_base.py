@@ -1,4 +1,5 @@
-"""Base MMRazor algorithm for distilling a DETR into a DETR (DESIGN rules 5 and 6).
+"""Base MMRazor algorithm for distilling a DETR into a DETR: internals through one typed
+structure, a frozen, deterministic, strictly loaded teacher.
 
 A subclass declares its losses and implements one method::
 

@@ -1,7 +1,7 @@
 """Hungarian matching of student predictions to teacher predictions (DETRDistill, D3ETR, ...).
 
 mmdet's ``HungarianAssigner`` matches predictions to hard GT labels; distillation matches them
-to the teacher's *soft* predictions, so the cost is written here (DETRDistill spec §1.1, §6.7):
+to the teacher's *soft* predictions, so the cost is written here (as in the DETRDistill release):
 
     C_ij = w_cls * sum_c BCE(z^s_ic, p^t_jc)      (soft-label BCE summed over classes, not / C)
          + w_l1  * || b^s_i - b^t_j ||_1           (normalised cxcywh)

@@ -1,4 +1,4 @@
-"""Hungarian-matching logits distillation (DETRDistill HMLD, spec §1.1)."""
+"""Hungarian-matching logits distillation (DETRDistill's HMLD)."""
 import torch.nn.functional as F
 from mmdet.structures.bbox import bbox_cxcywh_to_xyxy, bbox_overlaps
 from mmdet.utils import reduce_mean

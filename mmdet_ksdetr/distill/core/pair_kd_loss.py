@@ -1,5 +1,5 @@
-"""Prediction distillation over given student/teacher query pairs (D3ETR, QSKD; spec
-``detr-distill.md`` §4 and ``dac-detr-and-tprd.md`` B2/B3)."""
+"""Prediction distillation over given student/teacher query pairs (D3ETR, QSKD;
+optionally with TPRD's decoupled class loss)."""
 from typing import Optional
 
 import torch.nn.functional as F

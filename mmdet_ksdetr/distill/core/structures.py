@@ -1,4 +1,5 @@
-"""Typed results of a DETR forward for distillation (DESIGN rule 5).
+"""Typed results of a DETR forward for distillation: one structure with every
+decoder layer's outputs, filled by module hooks or explicit methods.
 
 Shapes: L decoder layers, B images, N queries, C = ``cls_out_channels`` of the head
 (``num_classes`` for sigmoid heads, ``num_classes + 1`` for DETR's softmax head), D embedding

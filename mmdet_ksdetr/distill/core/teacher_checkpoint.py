@@ -1,5 +1,6 @@
 """Teacher weights of a distillation: strict, ``weights_only`` loading of the teacher's
-checkpoint (DESIGN rule 6) and copying named teacher parameters into the student."""
+checkpoint (a readable report of missing / unexpected keys) and copying named teacher
+parameters into the student."""
 import fnmatch
 import warnings
 from typing import Sequence

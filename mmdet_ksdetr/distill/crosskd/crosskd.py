@@ -1,5 +1,4 @@
-"""CrossKD for DETRs as the TPRD release runs it (Wang et al., CVPR'24; spec ``detr-distill.md``
-§4 "CrossKD as the TPRD release runs it")."""
+"""CrossKD for DETRs as the TPRD release runs it (Wang et al., CVPR'24)."""
 from typing import Dict
 
 from mmrazor.registry import MODELS

@@ -1,4 +1,4 @@
-"""D3ETR's decoder attention-map distillation (spec ``detr-distill.md`` §4)."""
+"""D3ETR's decoder attention-map distillation."""
 from mmrazor.registry import MODELS
 from torch import Tensor, nn
 

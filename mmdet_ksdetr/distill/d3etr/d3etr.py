@@ -1,5 +1,5 @@
-"""D3ETR (Chen et al., IJCAI'24) with the optional TPRD refinement (spec ``detr-distill.md``
-§4, ``dac-detr-and-tprd.md`` B3)."""
+"""D3ETR (Chen et al., IJCAI'24) with the optional TPRD refinement of the
+teacher predictions."""
 from typing import Dict, List, Optional
 
 import torch

@@ -1,4 +1,4 @@
-"""DETRDistill (Chang et al., ICCV'23) as an MMRazor algorithm (spec detr-distill.md §1, §6)."""
+"""DETRDistill (Chang et al., ICCV'23) as an MMRazor algorithm."""
 from dataclasses import replace
 from typing import Dict, List, Optional
 
@@ -42,7 +42,7 @@ class DETRDistill(DETRDistillBase):
         layer_by_layer: distill student layer l from teacher layer l (mapped when depths
             differ, :func:`teacher_layer_map`); False: from the teacher's last layer.
         matcher: cost weights of the :class:`DistillHungarianMatcher` (release: 1 / 5 / 2).
-        tprd: TPRD (spec dac-detr-and-tprd.md B3): the Hungarian logits distillation matches
+        tprd: TPRD (teacher prediction refinement): the Hungarian logits distillation matches
             against and learns from the refined teacher predictions
             (:mod:`mmdet_ksdetr.distill.tprd.refinement`), with the decoupled class loss (sum over
             matched pairs / (B * N_s); TPRD's class weight is 4.0). The feature loss, the CL
@@ -88,8 +88,8 @@ class DETRDistill(DETRDistillBase):
 
     def teacher_box_targets(self, teacher: DETRInternals) -> Tensor:
         """(L, B, N, 4) normalised cxcywh teacher box targets: clamped to each image in
-        pixels and normalised again when ``clamp_teacher_boxes`` (DETRDistill release, spec
-        §1), else the teacher's boxes as they are (TPRD release)."""
+        pixels and normalised again when ``clamp_teacher_boxes`` (DETRDistill
+        release), else the teacher's boxes as they are (TPRD release)."""
         if not self.clamp_teacher_boxes:
             return teacher.bbox_preds
         factors = teacher.img_size_factors()[None, :, None, :]

@@ -1,4 +1,4 @@
-"""Contrastive ("CL") query distillation of the DETRDistill release (spec §1.4)."""
+"""Contrastive ("CL") query distillation of the DETRDistill release."""
 import torch
 import torch.nn.functional as F
 from mmrazor.registry import MODELS

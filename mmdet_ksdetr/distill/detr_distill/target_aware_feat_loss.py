@@ -1,4 +1,4 @@
-"""Target-aware feature distillation (DETRDistill TFD, spec §1.2)."""
+"""Target-aware feature distillation (DETRDistill's TFD)."""
 from typing import List, Sequence
 
 import torch

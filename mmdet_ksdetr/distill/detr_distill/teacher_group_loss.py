@@ -1,4 +1,4 @@
-"""Query-prior assignment distillation, the "teacher group" of DETRDistill (spec §1.3, §6.4)."""
+"""Query-prior assignment distillation, the "teacher group" of DETRDistill."""
 from typing import List, Sequence
 
 import torch

@@ -1,5 +1,5 @@
 """Feature-imitation baselines for DETRs: FitNet, MGD (MMRazor's losses and connectors) and FGD
-(spec ``dac-detr-and-tprd.md`` B3: baselines only)."""
+(baselines of the TPRD comparisons)."""
 from typing import Dict, Optional
 
 from mmrazor.registry import MODELS

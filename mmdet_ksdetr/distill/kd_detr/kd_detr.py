@@ -1,5 +1,5 @@
-"""KD-DETR (Wang et al., CVPR'24) with the optional TPRD refinement (spec ``detr-distill.md``
-§4, ``dac-detr-and-tprd.md`` B3)."""
+"""KD-DETR (Wang et al., CVPR'24) with the optional TPRD refinement of the
+teacher predictions."""
 from typing import Dict, List
 
 import torch

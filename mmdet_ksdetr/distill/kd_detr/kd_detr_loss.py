@@ -1,5 +1,5 @@
-"""KD-DETR's loss on index-aligned distillation points (spec ``detr-distill.md`` §4 and
-``dac-detr-and-tprd.md`` B3)."""
+"""KD-DETR's loss on index-aligned distillation points (optionally
+against TPRD-refined teacher predictions)."""
 from typing import Optional
 
 import torch

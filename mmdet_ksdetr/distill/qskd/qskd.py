@@ -1,5 +1,5 @@
-"""QSKD (query selection KD, arXiv 2409.06443) with the optional TPRD refinement (spec
-``detr-distill.md`` §4, ``dac-detr-and-tprd.md`` B3)."""
+"""QSKD (query selection KD, arXiv 2409.06443) with the optional TPRD refinement of the
+teacher predictions."""
 from typing import Dict
 
 import numpy as np

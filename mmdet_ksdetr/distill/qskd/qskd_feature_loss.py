@@ -1,4 +1,4 @@
-"""QSKD's attention-guided feature distillation (AGFD; spec ``detr-distill.md`` §4)."""
+"""QSKD's attention-guided feature distillation (AGFD)."""
 from typing import List, Sequence
 
 import torch

@@ -1,4 +1,4 @@
-"""Decoupled class distillation of TPRD (spec ``dac-detr-and-tprd.md`` B2).
+"""Decoupled class distillation of TPRD.
 
 For a student/teacher prediction pair whose teacher query is a positive of the teacher's GT
 assignment (class ``c``), the class knowledge is split DKD-style into the target-class part
@@ -105,7 +105,7 @@ def decoupled_kd_loss(student_logits: Tensor,
 
 @MODELS.register_module()
 class DecoupledKDLoss(nn.Module):
-    """TPRD's decoupled class distillation (DKD-style, spec B2) for DETR query pairs.
+    """TPRD's decoupled class distillation (DKD-style) for DETR query pairs.
 
     Positive pairs (teacher query matched to a GT of class ``c``) get TCKD + NCKD, the others
     the plain KL of the full softmax; with no positives it is exactly plain KL.

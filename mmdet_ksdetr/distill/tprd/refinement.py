@@ -1,4 +1,4 @@
-"""TPRD: teacher prediction refinement (spec ``dac-detr-and-tprd.md`` B1).
+"""TPRD: teacher prediction refinement.
 
 A DETR teacher's decoder layers do not improve monotonically: for a given query slot an
 *earlier* layer sometimes has a better box and a higher score on the matched GT, and a false
@@ -140,7 +140,7 @@ def _put_class_logit(logits: Tensor, classes: Tensor, values: Tensor, where: Ten
 def refine_teacher_predictions(logits: Tensor, boxes: Tensor, pos_gt_inds: Tensor,
                                gt_labels: Tensor, gt_boxes: Tensor,
                                num_gts: Union[Tensor, Sequence[int]]) -> RefinedTeacher:
-    """Refine per-layer teacher predictions (TPRD, spec B1), fully vectorised.
+    """Refine per-layer teacher predictions (TPRD), fully vectorised.
 
     Args:
         logits (Tensor): ``[L, B, Q, C]`` teacher logits of every decoder layer.
@@ -257,7 +257,7 @@ def gt_from_data_samples(batch_data_samples) -> Tuple[List[Tensor], List[Tensor]
 
 def assign_teacher_layers(logits: Tensor, boxes: Tensor, batch_data_samples,
                           assigner) -> Tensor:
-    """Hungarian-match every teacher layer to the GT of every image (spec B1 step 1).
+    """Hungarian-match every teacher layer to the GT of every image (the refinement's first step).
 
     Args:
         logits (Tensor): ``[L, B, Q, C]``; boxes (Tensor): ``[L, B, Q, 4]`` normalised cxcywh.

@@ -1,4 +1,4 @@
-"""TPRD as one component that every DETR distiller composes (spec ``dac-detr-and-tprd.md`` B).
+"""TPRD as one component that every DETR distiller composes.
 
 :class:`TPRD` is the ``tprd=`` switch of :class:`~mmdet_ksdetr.distill.algorithms.
 detr_distill_base.DETRDistillBase`: when it is on, a distiller's teacher *prediction* targets

@@ -1,5 +1,5 @@
 """DAC-DETR decoders: an O-stream (the stock decoder) plus, in training, a C-stream that shares
-cross-attention, norms and FFN but skips self-attention (spec A1, A9.6-7)."""
+cross-attention, norms and FFN but skips self-attention."""
 from typing import Optional, Tuple
 
 import torch
@@ -183,7 +183,7 @@ class DACDinoTransformerDecoder(_DACDecoderMixin, DinoTransformerDecoder):
 
     As :class:`DACDeformableDetrTransformerDecoder`, with DINO's per-layer ``query_pos``: the
     C-stream computes its own ``query_pos`` from its references through the shared
-    ``ref_point_head`` (the release keeps one fixed ``query_pos``; spec A9.6), shares the final
+    ``ref_point_head`` (the release keeps one fixed ``query_pos``), shares the final
     ``norm``, and keeps look-forward-twice (undetached new references are returned). The DN
     attention mask applies to the O-stream self-attention (and so to the shared layer 0).
 

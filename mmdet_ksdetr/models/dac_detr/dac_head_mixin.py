@@ -1,5 +1,5 @@
-"""Losses of DAC-DETR's C-stream (one-to-many, spec A2-A3), the encoder-loss options and the
-optional class-wise NMS at test time (spec A6), shared by the DAC Deformable-DETR and DINO
+"""Losses of DAC-DETR's C-stream (one-to-many assignment, IA-BCE), the encoder-loss options and the
+optional class-wise NMS at test time, shared by the DAC Deformable-DETR and DINO
 heads."""
 import contextlib
 from typing import Dict, List, Optional, Tuple
@@ -39,7 +39,7 @@ class DACHeadMixin:
         o2m_avg_factor_scale (float): the C-stream normaliser is this times #GT (the release
             repeats the targets 3 times). Defaults to 3.0.
         o2m_match_o_boxes (bool): match with the O-stream's boxes and the C-stream's scores, the
-            release's quirk (spec A9.2); False uses the C-stream's boxes. Defaults to True.
+            release's behaviour; False uses the C-stream's boxes. Defaults to True.
         enc_loss_cls (dict, optional): classification loss of the encoder proposals; None uses
             ``loss_cls``. Defaults to None.
         enc_class_agnostic (bool, optional): train the encoder proposals class-agnostically (all

@@ -1,4 +1,4 @@
-"""IoU-aware BCE ("ice", as in Align-DETR) and DAC-DETR's rank weights (spec A3)."""
+"""IoU-aware BCE ("ice", as in Align-DETR) and DAC-DETR's rank weights."""
 import math
 from typing import Optional, Sequence, Tuple, Union
 

@@ -1,4 +1,4 @@
-"""One-to-many assignment of DAC-DETR's C-Decoder (spec A2), vectorised."""
+"""One-to-many assignment of DAC-DETR's C-Decoder, vectorised."""
 from dataclasses import dataclass
 from typing import Optional
 

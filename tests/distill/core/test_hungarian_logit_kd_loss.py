@@ -38,7 +38,7 @@ def _xyxy(box, factor):
 
 
 def _pair_cost(i, j, case, w=(1., 5., 2.)):
-    """The spec's C_ij written out for one pair, independently of the vectorised code."""
+    """DETRDistill's C_ij written out for one pair, independently of the vectorised code."""
     s_logits, s_boxes, t_probs, t_boxes, factor = case
     bce = F.binary_cross_entropy_with_logits(s_logits[i], t_probs[j], reduction='sum').item()
     l1 = (s_boxes[i] - t_boxes[j]).abs().sum().item()

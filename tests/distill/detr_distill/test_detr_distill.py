@@ -232,7 +232,7 @@ def test_layer_batched_feature_and_contrast_losses_equal_per_layer_calls(toy_dat
 @pytest.mark.parametrize('name', ['deformable', 'conditional', 'dino'])
 def test_teacher_group_in_the_student_pass_equals_a_separate_pass(toy_data_root, name):
     """same_decoder_pass=True decodes the teacher group inside the student's own decoder
-    pass; without dropout every loss and gradient equals the separate pass of the spec."""
+    pass; without dropout every loss and gradient equals a separate teacher-group pass."""
     out, batch = {}, None
     for merged in (True, False):
         cfg = _cfg(toy_data_root) if name == 'deformable' else \

@@ -1,4 +1,4 @@
-"""DETRDistill with the TPRD switch (spec dac-detr-and-tprd.md B3): refined targets and the
+"""DETRDistill with the TPRD switch: refined targets and the
 decoupled class loss for the Hungarian logits distillation, raw teacher elsewhere."""
 from dataclasses import replace
 

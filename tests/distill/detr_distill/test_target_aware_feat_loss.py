@@ -1,4 +1,4 @@
-"""TargetAwareFeatLoss: the mask equals the spec's per-query formula, weights use score x IoU
+"""TargetAwareFeatLoss: the mask equals DETRDistill's per-query formula, weights use score x IoU
 (score alone without GT), the loss masks the squared error and only the student gets
 gradients."""
 import pytest
@@ -18,7 +18,7 @@ def _iou(a, b):
 
 
 def _naive_mask(feat, queries, scores, boxes, gts, topk, min_value):
-    """Spec §1.2 written literally for one image: K x H x W similarity maps summed."""
+    """The TFD formula written literally for one image: K x H x W similarity maps summed."""
     n, c = scores.shape
     vals, idx = scores.flatten().topk(topk)
     f = F.normalize(feat, dim=0)  # (D, H, W)

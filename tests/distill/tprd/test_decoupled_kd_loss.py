@@ -1,4 +1,4 @@
-"""TPRD decoupled class distillation loss (spec dac-detr-and-tprd.md B2)."""
+"""TPRD decoupled class distillation loss."""
 import os.path as osp
 import sys
 

@@ -1,4 +1,4 @@
-"""TPRD teacher prediction refinement (spec dac-detr-and-tprd.md B1)."""
+"""TPRD teacher prediction refinement."""
 import pytest
 import torch
 from mmdet.structures import DetDataSample
@@ -102,7 +102,7 @@ def test_hand_built_three_layers():
 
 
 def _loop_reference(logits, boxes, pos, gt_labels, gt_boxes, num_gts):
-    """The rules of spec B1 as a plain per-image/per-layer/per-query loop."""
+    """The refinement rules as a plain per-image/per-layer/per-query loop."""
     L, B, Q, C = logits.shape
     out_l, out_b = logits.clone(), boxes.clone()
 

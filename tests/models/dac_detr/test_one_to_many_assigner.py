@@ -1,4 +1,4 @@
-"""OneToManyAssigner (DAC-DETR spec A2) on hand-built cases."""
+"""OneToManyAssigner (DAC-DETR's C-stream assignment) on hand-built cases."""
 import pytest
 import torch
 from mmdet.registry import TASK_UTILS
