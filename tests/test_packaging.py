@@ -3,11 +3,12 @@ model index under ``mmdet_ksdetr/.mim``, so that after a plain ``pip install`` o
 ``mmdet_ksdetr::`` config paths, ``mim search`` and ``mim train`` work.
 
 The wheel is built from a copy of the tracked files (building in the checkout would replace an
-editable install's links with copies) and installed with ``--no-deps`` into a venv that reuses
-the already-installed dependencies (``--system-site-packages``)."""
+editable install's links with copies) and installed with ``--no-deps`` into a fresh venv that
+reuses the dependencies installed where the tests run (see :func:`_venv_seeing_this_env`)."""
 import os
 import os.path as osp
 import shutil
+import site
 import subprocess
 import sys
 
@@ -41,9 +42,30 @@ def test_in_tree_package_config_path():
     assert user.model.num_queries == 7 and cfg.model.num_queries != 7
 
 
+def _venv_seeing_this_env(venv):
+    """Create ``venv`` whose imports fall back on this interpreter's site-packages.
+
+    ``python -m venv --system-site-packages`` would show the *base* interpreter's packages: run
+    from inside a venv (the README's install) that is not where torch and mmdet are. Instead the
+    new venv gets a ``.pth`` file naming the site-packages folders of the running environment (a
+    venv's own, a conda env's, or a system Python's dist-packages). They come after the venv's own
+    site-packages, and as plain path lines their ``.pth`` files are not run, so an editable
+    install of this package there is not seen: the wheel installed into the venv is."""
+    dirs = list(site.getsitepackages())
+    if site.ENABLE_USER_SITE and osp.isdir(site.getusersitepackages()):
+        dirs.append(site.getusersitepackages())
+    _run([sys.executable, '-m', 'venv', '--without-pip', str(venv)])
+    py = str(venv / 'bin' / 'python')
+    own = _run([py, '-c', 'import sysconfig; print(sysconfig.get_paths()["purelib"])']
+               ).stdout.strip()
+    with open(osp.join(own, '_outer_env.pth'), 'w') as f:
+        f.write(''.join(d + '\n' for d in dirs if osp.isdir(d)))
+    return py
+
+
 @pytest.fixture(scope='module')
 def wheel_venv(tmp_path_factory):
-    """A venv (system site-packages visible) with the freshly built wheel installed."""
+    """A fresh venv that sees this environment's packages, with the built wheel installed."""
     tmp = tmp_path_factory.mktemp('pkg')
     src = tmp / 'src'
     files = subprocess.run(['git', 'ls-files', '-co', '--exclude-standard'], cwd=ROOT,
@@ -57,9 +79,11 @@ def wheel_venv(tmp_path_factory):
     wheels = os.listdir(tmp / 'dist')
     assert len(wheels) == 1 and wheels[0].startswith('mmdet_ksdetr-'), wheels
     venv = tmp / 'venv'
-    _run([sys.executable, '-m', 'venv', '--system-site-packages', str(venv)])
-    py = str(venv / 'bin' / 'python')
-    _run([py, '-m', 'pip', 'install', '-q', '--no-deps', str(tmp / 'dist' / wheels[0])])
+    py = _venv_seeing_this_env(venv)
+    # pip (and mim) come from this environment; --ignore-installed: this environment's own
+    # install of mmdet_ksdetr is neither taken for the wheel nor uninstalled
+    _run([py, '-m', 'pip', 'install', '-q', '--no-deps', '--ignore-installed',
+          str(tmp / 'dist' / wheels[0])])
     return venv
 
 

@@ -9,8 +9,9 @@
 #
 # torch: a torch that is already installed (CPU or CUDA build) is always kept. When torch is
 # missing, --auto (the default) installs torch==2.13.0 for CUDA from PyPI if `nvidia-smi` sees a
-# GPU, and torch==2.13.0+cpu from the PyTorch CPU index otherwise: a machine without a GPU cannot
-# use the CUDA build, and the CPU build saves about 4.6 GB of CUDA packages.
+# GPU, and torch==2.13.0+cpu otherwise: a machine without a GPU cannot use the CUDA build, and the
+# CPU build saves about 4.6 GB of CUDA packages. torch+cpu is looked for first where pip looks
+# anyway (PIP_FIND_LINKS, pip.conf's find-links and indexes), then on the PyTorch CPU index.
 #
 # mmcv 2.1.0 with compiled ops (a wheel from PIP_FIND_LINKS when one fits, else a source build):
 #   CPU torch  -> CPU ops.
@@ -60,7 +61,13 @@ load_env
 if [ "$E_TORCH_ACTION" = keep ]; then
   echo "[install] keeping torch $E_TORCH_VERSION"
 elif [ -n "$E_TORCH_INDEX_URL" ]; then
-  pip_install "$E_TORCH_SPEC" --extra-index-url "$E_TORCH_INDEX_URL"
+  # a local or configured torch+cpu wheel first: asking an unreachable index costs pip's
+  # retries for every package; a spec that is nowhere fails in seconds
+  pip_install "$E_TORCH_SPEC" || {
+    echo "[install] $E_TORCH_SPEC is not in PIP_FIND_LINKS or pip's indexes:" \
+         "trying $E_TORCH_INDEX_URL"
+    pip_install "$E_TORCH_SPEC" --extra-index-url "$E_TORCH_INDEX_URL"
+  }
 else
   pip_install "$E_TORCH_SPEC"
 fi

@@ -309,3 +309,33 @@ def test_pip_toolkit_compiles_mmcv_detr_cuda_sources(tmp_path):
     for name in ('ms_deform_attn_cuda_forward', 'SigmoidFocalLossForwardCUDAKernelLauncher',
                  'NMSCUDAKernelLauncher'):
         assert name in symbols, name
+
+
+@pytest.mark.parametrize('local_wheel', [True, False])
+def test_cpu_torch_tried_without_the_cpu_index_first(tmp_path, bare_venv, local_wheel):
+    """The CPU route asks pip for torch+cpu where it looks anyway (PIP_FIND_LINKS, pip.conf)
+    first, and adds the PyTorch CPU index only when that fails: an unreachable index costs pip's
+    retries for every package. ``pip`` is a fake that logs its arguments."""
+    log = tmp_path / 'pip.log'
+    fake_py = tmp_path / 'fakepy' / 'python'
+    found = 0 if local_wheel else 1
+    write_exe(str(fake_py), f'''if [ "$1" = -m ] && [ "$2" = pip ]; then
+  echo "$*" >> {log}
+  case "$*" in
+    *torch==*extra-index-url*) exit 0 ;;
+    *torch==*) exit {found} ;;
+  esac
+  exit 97  # stop install.sh at the step after torch
+fi
+exec {bare_venv}/bin/python "$@"
+''')
+    rc, _, err = run_env(tmp_path, cmd=['/bin/bash', INSTALL, '--cpu'],
+                         extra_env={'PYTHON': str(fake_py)})
+    assert rc == 97, err
+    calls = [line for line in log.read_text().splitlines() if 'torch==' in line]
+    first = 'pip install --progress-bar off torch==2.13.0+cpu'
+    if local_wheel:
+        assert calls == [f'-m {first}']
+    else:
+        assert calls == [f'-m {first}',
+                         f'-m {first} --extra-index-url https://download.pytorch.org/whl/cpu']

@@ -3,8 +3,9 @@
 This is the one place where the install decides:
 
 * torch, when it is missing: ``auto`` (the default) takes the CUDA build from PyPI when
-  ``nvidia-smi`` sees a GPU and the CPU build from the PyTorch CPU index otherwise (a CPU
-  machine then skips about 4.6 GB of CUDA packages); ``cpu`` / ``cuda`` force one.
+  ``nvidia-smi`` sees a GPU and the CPU build otherwise (a CPU machine then skips about
+  4.6 GB of CUDA packages); ``cpu`` / ``cuda`` force one. ``TORCH_INDEX_URL`` (the PyTorch CPU
+  index) is the fallback install.sh asks only when pip finds ``TORCH_SPEC`` nowhere else.
 * mmcv's ops: CPU only for a CPU torch; for a CUDA torch, CPU + CUDA ops compiled with an nvcc
   whose major version matches ``torch.version.cuda``: a system toolkit (``$CUDA_HOME`` /
   ``$CUDA_PATH`` or ``nvcc`` on ``PATH``) when it matches, else NVIDIA's pip toolkit
