@@ -174,41 +174,6 @@ def perturb_parameters(module, seed, std=0.05):
     return module
 
 
-def distill_loss_and_grads(algo, batch, seed):
-    """One ``algo.loss`` + backward on a copy of ``batch`` with dropout off: the loss dict, the
-    student's parameter gradients, and how often the student's decoder ran (a forward
-    pre-hook on ``algo.student.decoder``, removed afterwards: one run per ``forward_decoder``
-    call of mmdet's DETRs, so merged group decoding counts once).
-
-    Every parameter (student and teacher) first gets seeded noise
-    (:func:`perturb_parameters`), so two computations that should agree are not compared
-    at the kink of an L1 term (fresh DETR heads predict student boxes equal to the teacher's)."""
-    import copy
-
-    import torch
-    perturb_parameters(algo, seed)
-    disable_dropout(algo).train()
-    data = algo.data_preprocessor(copy.deepcopy(batch), True)
-    calls = []
-    handle = algo.student.decoder.register_forward_pre_hook(lambda module, args: calls.append(1))
-    try:
-        torch.manual_seed(seed)
-        losses = algo.loss(data['inputs'], data['data_samples'])
-        sum(v for k, v in losses.items() if 'loss' in k).backward()
-    finally:
-        handle.remove()
-    grads = {n: p.grad.clone() for n, p in algo.student.named_parameters() if p.grad is not None}
-    return losses, grads, len(calls)
-
-
-def assert_same_tensors(a, b, rtol=1e-4, atol=1e-5):
-    """Two dicts of tensors with the same keys and (close) values."""
-    import torch
-    assert set(a) == set(b), sorted(set(a) ^ set(b))
-    for k in b:
-        torch.testing.assert_close(a[k], b[k], rtol=rtol, atol=atol, msg=k)
-
-
 def write_toy_retinanet_config(folder):
     """A small RetinaNet on the toy backbone and the toy data (a detector that is not a DETR,
     for the tools' refusals); returns the config path."""

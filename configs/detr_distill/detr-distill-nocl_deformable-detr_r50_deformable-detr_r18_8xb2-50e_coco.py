@@ -29,7 +29,4 @@ model = dict(
                                 loss_bbox_weight=5.0, loss_iou_weight=2.0),
             loss_feat_kd=dict(type='TargetAwareFeatLoss', loss_weight=2.0, topk=100),
             loss_teacher_group=dict(type='TeacherGroupLoss', assignment='teacher',
-                                    loss_weight=1.0,
-                                    # 300 + 300 queries: merging into the student's pass measured no faster on CPU
-                                    # (see docs/detr_distill.md); keep the separate pass. Toy configs merge.
-                                    same_decoder_pass=False))))
+                                    loss_weight=1.0))))

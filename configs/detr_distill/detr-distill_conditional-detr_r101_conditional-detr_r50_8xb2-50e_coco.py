@@ -33,10 +33,7 @@ model = dict(
                                 loss_bbox_weight=5.0, loss_iou_weight=2.0),
             loss_feat_kd=dict(type='TargetAwareFeatLoss', loss_weight=1.0, topk=100),
             loss_teacher_group=dict(type='TeacherGroupLoss', assignment='rematch',
-                                    loss_weight=1.0,
-                                    # 300 + 300 queries: merging into the student's pass measured no faster on CPU
-                                    # (see docs/detr_distill.md); keep the separate pass. Toy configs merge.
-                                    same_decoder_pass=False),
+                                    loss_weight=1.0),
             loss_cl_kd=dict(type='QueryContrastLoss', in_channels=256, proj_channels=512,
                             temperature=0.07, loss_weight=0.2))))
 

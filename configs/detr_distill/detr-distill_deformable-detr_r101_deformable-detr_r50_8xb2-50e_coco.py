@@ -36,10 +36,7 @@ model = dict(
             loss_feat_kd=dict(type='TargetAwareFeatLoss', loss_weight=1.0, topk=100),
             # "teachergroup"; assignment='teacher' follows the paper instead of the release
             loss_teacher_group=dict(type='TeacherGroupLoss', assignment='rematch',
-                                    loss_weight=1.0,
-                                    # 300 + 300 queries: merging into the student's pass measured no faster on CPU
-                                    # (see docs/detr_distill.md); keep the separate pass. Toy configs merge.
-                                    same_decoder_pass=False),
+                                    loss_weight=1.0),
             # "CL"
             loss_cl_kd=dict(type='QueryContrastLoss', in_channels=256, proj_channels=512,
                             temperature=0.07, loss_weight=0.2))))

@@ -30,9 +30,6 @@ model = dict(
     tprd=False,
     layer_by_layer=True,  # TPRD release: student layer i learns from teacher layer i
     num_general_queries=300,
-    # 300 own + 300 + 300 group queries: not merged into one decoder pass at this size
-    # (no measured CPU gain at 300 + 300 for DETRDistill, docs/detr_distill.md)
-    same_decoder_pass=False,
     init_student_from_teacher=['level_embed'],
     distiller=dict(
         type='ConfigurableDistiller',

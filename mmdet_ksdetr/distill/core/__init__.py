@@ -8,7 +8,6 @@ from .capture import DETRCapture, capture_detr, check_detr, get_detr_internals
 from .detr_distill_base import DETRDistillBase
 from .distill_matcher import DistillHungarianMatcher, soft_bce_cost
 from .hungarian_logit_kd_loss import HungarianLogitKDLoss, gather_queries
-from .merged_decoding import decode_merged, mergeable_inputs, supports_merged_decoding
 from .pair_kd_loss import PairKDLoss
 from .query_group import (QueryGroup,
     decode_query_group,
@@ -32,9 +31,6 @@ __all__ = [
     'soft_bce_cost',
     'HungarianLogitKDLoss',
     'gather_queries',
-    'decode_merged',
-    'mergeable_inputs',
-    'supports_merged_decoding',
     'PairKDLoss',
     'QueryGroup',
     'decode_query_group',

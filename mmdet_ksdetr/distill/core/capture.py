@@ -21,14 +21,13 @@ tensor of the result is sliced to the matching queries (``keep_denoising=False``
 """
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
 
 from mmdet_ksdetr.distill.core.attention import DecoderAttentionRecorder
 from mmdet_ksdetr.models.common.detr_stages import loss_head_inputs, prepare_decoder
-from mmdet_ksdetr.distill.core.merged_decoding import decode_merged, mergeable_inputs, supports_merged_decoding
 from mmdet_ksdetr.distill.core.query_group import QueryGroup, decoder_inputs_for, head_forward, read_out
 from mmdet_ksdetr.distill.core.structures import DETRInternals
 
@@ -47,11 +46,9 @@ class DETRCapture:
         internals: the :class:`DETRInternals`, with ``groups`` and ``attention`` filled as
             requested.
         losses: the detector's GT losses (``bbox_head.loss``) when ``loss=True``, else empty.
-        merged_groups: whether the groups shared the main decoder pass.
     """
     internals: DETRInternals
     losses: Dict[str, Tensor] = field(default_factory=dict)
-    merged_groups: bool = False
 
 
 def check_detr(detector, role: str = 'detector') -> None:
@@ -88,15 +85,11 @@ def _check_stage_order(detector, loss: bool) -> None:
                         f'the DETR stage order (override the four DETR hooks instead)')
 
 
-def _decode(detector, main: Dict, groups: List[QueryGroup], merge: bool):
-    """Main + group decoder outputs: one merged pass when allowed, else one pass each."""
+def _decode(detector, main: Dict, groups: List[QueryGroup]):
+    """Main + group decoder outputs: one decoder pass each."""
     inputs = [decoder_inputs_for(detector, main, g) for g in groups]
-    if groups and merge and supports_merged_decoding(detector) and all(
-            mergeable_inputs(main, g) for g in inputs):
-        main_out, group_outs = decode_merged(detector, main, inputs)
-        return main_out, group_outs, True
     main_out = detector.forward_decoder(**main)
-    return main_out, [detector.forward_decoder(**g) for g in inputs], False
+    return main_out, [detector.forward_decoder(**g) for g in inputs]
 
 
 @contextmanager
@@ -159,7 +152,6 @@ def _build_groups(groups: Sequence[GroupSpec], decoder_inputs: Dict) -> List[Que
 
 def capture_detr(detector, batch_inputs: Tensor, batch_data_samples: List, *,
                  loss: bool = False, groups: Sequence[GroupSpec] = (),
-                 merge_groups: bool = True,
                  attention: Optional[DecoderAttentionRecorder] = None,
                  keep_denoising: bool = False) -> DETRCapture:
     """Run ``detector`` on one batch and capture its internals.
@@ -174,8 +166,6 @@ def capture_detr(detector, batch_inputs: Tensor, batch_data_samples: List, *,
         groups: extra query groups decoded on this pass's memory by this detector's decoder
             and read out by its head (:class:`QueryGroup` or a function of the main
             ``forward_decoder`` inputs returning one); in ``internals.groups``.
-        merge_groups: decode the groups inside the main decoder pass (block-diagonal
-            self-attention) where the detector allows it; never while recording attention.
         attention: record the decoder's attention maps (``internals.attention`` for the main
             pass, ``internals.groups[name].attention`` for each group's own pass).
         keep_denoising: keep DINO's denoising queries in the per-query tensors.
@@ -187,8 +177,7 @@ def capture_detr(detector, batch_inputs: Tensor, batch_data_samples: List, *,
         detector, feats, batch_data_samples, for_loss=loss)
     built = _build_groups(groups, decoder_inputs)
     with attention.record() if attention is not None else nullcontext() as log:
-        main_out, group_outs, merged = _decode(detector, decoder_inputs, built,
-                                               merge_groups and attention is None)
+        main_out, group_outs = _decode(detector, decoder_inputs, built)
     head_inputs.update(main_out)
     losses = {}
     if loss:
@@ -210,7 +199,7 @@ def capture_detr(detector, batch_inputs: Tensor, batch_data_samples: List, *,
                         for g, out, attn in zip(built, group_outs, passes[1:])}
     if not keep_denoising:
         internals = internals.without_denoising()
-    return DETRCapture(internals, losses, merged)
+    return DETRCapture(internals, losses)
 
 
 def get_detr_internals(detector, batch_inputs: Tensor, batch_data_samples: List,

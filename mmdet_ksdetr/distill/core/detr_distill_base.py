@@ -118,8 +118,6 @@ class DETRDistillBase(SingleTeacherDistill):
     #: decoder attention recorders, set by subclasses that distil attention (configuration)
     student_attention = None
     teacher_attention = None
-    #: decode the student's query groups inside its own decoder pass where possible
-    same_decoder_pass = True
 
     def __init__(self, architecture, teacher, teacher_ckpt: Optional[str] = None,
                  teacher_strict: bool = True, distiller: Optional[dict] = None,
@@ -289,7 +287,6 @@ class DETRDistillBase(SingleTeacherDistill):
         with self.distiller.student_recorders, self.distiller.deliveries:
             capture = capture_detr(self.student, batch_inputs, batch_data_samples,
                                    loss=self.calculate_student_loss, groups=groups,
-                                   merge_groups=self.same_decoder_pass,
                                    attention=self.student_attention,
                                    keep_denoising=self.keep_denoising)
         return capture.losses, capture.internals

@@ -76,12 +76,10 @@ class DETRDistill(DETRDistillBase):
         self.clamp_teacher_boxes = (not self.tprd) if clamp_teacher_boxes is None \
             else clamp_teacher_boxes
         self.matcher = DistillHungarianMatcher(**matcher)
-        group = self.losses.get('loss_teacher_group')
-        self.same_decoder_pass = group is None or group.same_decoder_pass
 
     def student_groups(self, teacher_internals) -> List:
         """The teacher's queries as the "teacher group", decoded by the student (in its own
-        decoder pass unless ``TeacherGroupLoss(same_decoder_pass=False)``)."""
+        decoder pass)."""
         if 'loss_teacher_group' not in self.losses:
             return []
         return [own_queries_group(TeacherGroupLoss.GROUP_NAME, teacher_internals)]

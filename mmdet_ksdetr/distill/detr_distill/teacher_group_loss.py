@@ -70,19 +70,12 @@ class TeacherGroupLoss(nn.Module):
     teacher's :class:`~mmdet_ksdetr.distill.core.structures.DETRInternals` (detached), the
     batch's data samples and, per student layer, the teacher layer to take assignments from.
 
-    ``same_decoder_pass=True`` (default) asks the algorithm to decode the group inside the
-    student's own decoder pass, concatenated to the student's queries with a block-diagonal
-    self-attention mask (:mod:`~mmdet_ksdetr.distill.core.merged_decoding`): the same
-    outputs as a separate pass, but every decoder operation and its backward runs once.
-    Detectors whose decoder is not a stock mmdet one get a separate pass, as with ``False``.
-
     Returns the DETR loss dict of the group with keys prefixed ``teacher_group.``, weighted.
     """
 
     GROUP_NAME = 'teacher_group'
 
-    def __init__(self, assignment: str = 'rematch', loss_weight: float = 1.0,
-                 same_decoder_pass: bool = True):
+    def __init__(self, assignment: str = 'rematch', loss_weight: float = 1.0):
         super().__init__()
         if assignment not in _ASSIGNMENTS:
             raise ValueError(f'TeacherGroupLoss: assignment must be one of {_ASSIGNMENTS} '
@@ -90,7 +83,6 @@ class TeacherGroupLoss(nn.Module):
                              f'{assignment!r}')
         self.assignment = assignment
         self.loss_weight = loss_weight
-        self.same_decoder_pass = same_decoder_pass
 
     def forward(self, head, decoded, teacher_internals, batch_data_samples: List,
                 teacher_layers: Sequence[int]) -> dict:

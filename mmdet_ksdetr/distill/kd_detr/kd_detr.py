@@ -30,8 +30,8 @@ class KDDETR(DETRDistillBase):
 
     The teacher's predictions for its own queries are its ordinary forward, so the specific
     group costs extra *student* decoder queries; the general group extra student queries and
-    one (no-grad) teacher decoder pass. The student's groups share its own decoder pass
-    (``same_decoder_pass``).
+    one (no-grad) teacher decoder pass. The student decodes each group in a decoder pass of its
+    own on its memory.
 
     Supported student/teacher pairs: single-stage Deformable DETR, DAB-DETR (no patterns), DINO,
     Conditional DETR (see :mod:`mmdet_ksdetr.distill.core.query_group`); student and
@@ -53,10 +53,6 @@ class KDDETR(DETRDistillBase):
             choice): every student layer learns from the teacher's last layer. With
             ``tprd=True`` the specific group is always layer by layer; this flag then only
             concerns the general group.
-        same_decoder_pass (bool): the student decodes both groups inside its own decoder
-            pass (block-diagonal self-attention,
-            :mod:`mmdet_ksdetr.distill.core.merged_decoding`;
-            the same outputs as separate passes, fewer ops); False: one pass per group.
         tprd (bool): the TPRD switch (see above).
         **kwargs: :class:`DETRDistillBase` arguments (``tprd``, ``init_student_from_teacher``);
             ``distiller.distill_losses`` holds ``loss_general`` and/or ``loss_specific``
@@ -70,9 +66,8 @@ class KDDETR(DETRDistillBase):
     REQUIRED_LOSSES = tuple(LOSSES)
 
     def __init__(self, num_general_queries: int = 300, layer_by_layer: bool = False,
-                 same_decoder_pass: bool = True, **kwargs):
+                 **kwargs):
         super().__init__(**kwargs)
-        self.same_decoder_pass = bool(same_decoder_pass)
         if num_general_queries < 1:
             raise ValueError(f'KDDETR: num_general_queries must be >= 1, got '
                              f'{num_general_queries}')

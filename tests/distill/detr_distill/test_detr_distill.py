@@ -7,8 +7,7 @@ import pytest
 import torch
 from mmengine.optim import build_optim_wrapper
 from mmrazor.registry import MODELS
-from toy_helpers import (assert_same_tensors, build_toy_model, distill_loss_and_grads,
-                          load_toy_config, toy_batch)
+from toy_helpers import build_toy_model, load_toy_config, toy_batch
 
 from mmdet_ksdetr.distill.detr_distill.detr_distill import DETRDistill, teacher_layer_map
 from mmdet_ksdetr.distill.core.detr_distill_base import TeacherCheckpointError
@@ -227,25 +226,6 @@ def test_layer_batched_feature_and_contrast_losses_equal_per_layer_calls(toy_dat
         t_q = torch.stack([t.hidden_states[tl, b, t_idx[l, b]] for b in range(2)]).flatten(0, 1)
         torch.testing.assert_close(losses[prefix + 'loss_cl_kd'],
                                    reference_contrast(s_q, t_q))
-
-
-@pytest.mark.parametrize('name', ['deformable', 'conditional', 'dino'])
-def test_teacher_group_in_the_student_pass_equals_a_separate_pass(toy_data_root, name):
-    """same_decoder_pass=True decodes the teacher group inside the student's own decoder
-    pass; without dropout every loss and gradient equals a separate teacher-group pass."""
-    out, batch = {}, None
-    for merged in (True, False):
-        cfg = _cfg(toy_data_root) if name == 'deformable' else \
-            _variant_cfg(toy_data_root, name, num_queries=20)
-        batch = batch or toy_batch(cfg, toy_data_root, 'train', 2, seed=0)  # one for both
-        cfg.model.distiller.distill_losses.loss_teacher_group.same_decoder_pass = merged
-        losses, grads, calls = distill_loss_and_grads(_build(cfg), batch, seed=7)
-        assert calls == (1 if merged else 2)
-        out[merged] = (losses, grads)
-    (l_m, g_m), (l_s, g_s) = out[True], out[False]
-    assert 'distill.teacher_group.loss_cls' in l_m
-    assert_same_tensors(l_m, l_s)
-    assert_same_tensors(g_m, g_s, rtol=1e-3)
 
 
 @pytest.mark.parametrize('name', ['conditional', 'dab', 'dino'])
