@@ -89,12 +89,6 @@ def input_hw(meta: Dict, shape: Optional[Sequence[int]]) -> Tuple[int, int]:
     return -(-h // d) * d, -(-w // d) * d
 
 
-def _run_onnx(path: str, image: torch.Tensor):
-    import onnxruntime as ort
-    sess = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
-    return sess.run(None, {'image': image.numpy()})
-
-
 def output_differences(want, got) -> Tuple[float, float, int]:
     """(max |score diff|, max |box diff| in px, label mismatches) between two (boxes, scores,
     labels) triples; boxes and labels only where the score order is unambiguous (no other
@@ -113,13 +107,15 @@ def check_against_pytorch(path: str, wrapper: DetrExportWrapper,
     """Run the ONNX file with onnxruntime and the wrapper with PyTorch on seeded random
     images of each shape; raise :class:`ExportMismatchError` if the scores differ by more
     than :data:`SCORE_ATOL`, the boxes by more than :data:`BOX_ATOL_PX` or a label differs. Returns the largest differences."""
+    import onnxruntime as ort
+    sess = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
     gen = torch.Generator().manual_seed(0)
     worst = dict(score=0.0, box_px=0.0)
     for h, w in shapes:
         image = torch.randn(1, 3, h, w, generator=gen)
         with torch.no_grad():
             want = [t.numpy() for t in wrapper(image)]
-        score, box, labels = output_differences(want, _run_onnx(path, image))
+        score, box, labels = output_differences(want, sess.run(None, {'image': image.numpy()}))
         if score > SCORE_ATOL or box > BOX_ATOL_PX or labels:
             raise ExportMismatchError(
                 f'onnxruntime and PyTorch disagree at input {h}x{w} (max score difference '

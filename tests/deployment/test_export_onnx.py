@@ -53,8 +53,8 @@ def _trained_like(rel_cfg, data_root, path):
         for name, p in model.named_parameters():
             if name.startswith('bbox_head.') and 'cls' in name:  # fc_cls / cls_branches
                 p.add_(torch.randn(p.shape, generator=gen) * 0.2)
-    torch.save(dict(meta=dict(dataset_meta=dict(classes=CLASSES)),
-                    state_dict=model.state_dict()), path)
+    meta = dict(dataset_meta=dict(classes=CLASSES), cfg=cfg.pretty_text)  # as the Runner's
+    torch.save(dict(meta=meta, state_dict=model.state_dict()), path)
     return cfg, model
 
 
@@ -130,9 +130,11 @@ def test_family_matches_pytorch(family, toy_data_root, tmp_path, capsys):
         np.testing.assert_allclose(x, data['inputs'].numpy(), atol=1e-5, rtol=0)
         shapes.add(x.shape)
         _compare(sess.run(None, {'image': x}), pred.pred_instances)
-        # the demo's boxes in original-image pixels = predict(rescale=True)
-        with torch.no_grad():
-            pred = model.predict(data['inputs'], data['data_samples'], rescale=True)[0]
+        # the demo's boxes in original-image pixels: predict(rescale=True) divides the same
+        # boxes by the pipeline's scale factor
+        assert onnx_demo.resize(img, meta)[1] == pred.scale_factor
+        pred.pred_instances.bboxes /= pred.pred_instances.bboxes.new_tensor(
+            pred.scale_factor).repeat(2)
         _compare(onnx_demo.detect(sess, meta, img), pred.pred_instances)
     assert len(shapes) == VAL_IMAGES  # one dynamic file served three input sizes
 

@@ -96,9 +96,7 @@ def detect(sess, meta, img):
     """Boxes (k, 4) in original-image pixels, scores (k, ), labels (k, ), best first."""
     x, (w_scale, h_scale) = preprocess(img, meta)
     boxes, scores, labels = sess.run(None, {meta['input']['name']: x})
-    boxes = boxes / np.float32([w_scale, h_scale, w_scale, h_scale])
-    h, w = img.shape[:2]
-    boxes = np.clip(boxes, 0, np.float32([w, h, w, h]))
+    boxes = boxes / np.float32([w_scale, h_scale, w_scale, h_scale])  # as mmdet's rescale
     return boxes, scores, labels
 
 
