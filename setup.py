@@ -79,6 +79,7 @@ setup(
     # mmcv==2.1.0 (compiled ops) and torch are installed by tools/install.sh, not pip's resolver:
     # a resolver-driven torch install would pull a multi-GB CUDA build over a user's torch.
     install_requires=read_requirements('runtime.txt'),
-    extras_require={'tests': read_requirements('tests.txt')},
+    extras_require={'tests': read_requirements('tests.txt'),
+                    'deploy': ['onnx>=1.16', 'onnxruntime>=1.17']},  # docs/deploy.md
     zip_safe=False,
 )

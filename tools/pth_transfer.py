@@ -108,7 +108,7 @@ def _millions(tensors):
 
 def convert(ckpt, ckpt_path):
     """``(state_dict, meta, info)`` of the plain checkpoint made from a loaded checkpoint."""
-    from mmdet_ksdetr.utils import stock_conversion as sc
+    from mmdet_ksdetr.converters import stock_conversion as sc
     state = ckpt.get('state_dict', ckpt)
     meta = _primitive(ckpt.get('meta', {})) or {}
     configs_root = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs')
