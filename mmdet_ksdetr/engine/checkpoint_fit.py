@@ -24,7 +24,8 @@ def _is_distillation_state(state: Mapping, model_keys) -> bool:
     if any(k.startswith(DISTILL_PREFIXES) for k in model_keys):
         return False  # the model is a distiller itself
     student = sum(1 for k in state if k.startswith('architecture.'))
-    return student > 0 and student * 2 >= len(state)
+    distill = sum(1 for k in state if k.startswith(DISTILL_PREFIXES))
+    return student > 0 and distill * 2 >= len(state)
 
 
 def _student_config_from_saved_cfg(text: str) -> Optional[str]:

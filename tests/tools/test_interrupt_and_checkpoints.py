@@ -93,7 +93,8 @@ def test_distillation_checkpoint_with_student_config(toy_data_root, tmp_path):
     for extra in ([], ['--non-strict']):
         res = run_tool([sys.executable, osp.join(TOOLS, 'test.py'), osp.join(ROOT, STUDENT),
                         ckpt, '--work-dir', str(tmp_path / 'w'), *extra, '--cfg-options',
-                        'test_dataloader.dataset.indices=1', *toy_data_cfg_options(toy_data_root)])
+                        'test_dataloader.dataset.indices=1',
+                        *toy_data_cfg_options(toy_data_root)])
         log = res.stdout + res.stderr
         assert res.returncode != 0, log[-3000:]
         last = log.strip().splitlines()[-1]
