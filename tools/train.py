@@ -135,30 +135,23 @@ def note_existing_checkpoints(cfg, argv):
 def interrupted(cfg, argv):
     """Ctrl-C: one line with the last checkpoint and the command that resumes; status 130."""
     if _is_main_rank():
-        found = newest_checkpoint(cfg.work_dir)
-        where = (f'last checkpoint: {found}' if found else
-                 f'no checkpoint saved yet in {osp.abspath(cfg.work_dir)}')
+        if cfg is None:
+            where = 'before training started'
+        else:
+            found = newest_checkpoint(cfg.work_dir)
+            where = (f'last checkpoint: {found}' if found else
+                     f'no checkpoint saved yet in {osp.abspath(cfg.work_dir)}')
         print(f'train.py: interrupted (Ctrl-C); {where}. Resume with: {resume_command(argv)}',
               file=sys.stderr, flush=True)
     raise SystemExit(130)
 
 
-def main(argv=None):
-    argv = sys.argv[1:] if argv is None else list(argv)
-    args = parse_args(argv)
-    if args.launcher == 'none':
-        set_cpu_threads()  # OMP_NUM_THREADS unset: half the CPUs, not all (no oversubscription)
-    try:
-        cfg = build_config(args)
-    except (InputError, FileNotFoundError) as e:
-        sys.exit(f'train.py: error: {e}')
-    note_existing_checkpoints(cfg, argv)
+def train(cfg):
+    """Build the runner of ``cfg`` and train; known failures end in one line."""
     runner = None
     try:
         runner = build_runner_or_exit(cfg, 'train.py')
         runner.train()
-    except KeyboardInterrupt:
-        interrupted(cfg, argv)
     except (InputError, CheckpointMismatchError) as e:  # a checkpoint that cannot be used
         sys.exit(f'train.py: error: {e}')
     except (TrainingDivergedError, ValueError) as e:  # NaN/inf loss, weights or matching cost
@@ -167,6 +160,23 @@ def main(argv=None):
             raise
         sys.exit(f'train.py: error: {message}')
     shutdown_distributed()
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse_args(argv)
+    cfg = None
+    try:
+        if args.launcher == 'none':
+            set_cpu_threads()  # OMP_NUM_THREADS unset: half the CPUs (no oversubscription)
+        try:
+            cfg = build_config(args)
+        except (InputError, FileNotFoundError) as e:
+            sys.exit(f'train.py: error: {e}')
+        note_existing_checkpoints(cfg, argv)
+        train(cfg)
+    except KeyboardInterrupt:
+        interrupted(cfg, argv)
 
 
 if __name__ == '__main__':
