@@ -196,30 +196,96 @@ def patch_cpu_distributed():
 # 4. ``mmdet_ksdetr::`` config paths
 # ---------------------------------------------------------------------------------------------
 # mmengine resolves ``pkg::dir/cfg.py`` only for the packages named in its fixed
-# ``MODULE2PACKAGE`` table, and finds the package as ``<dist location>/<name>``. For an editable
-# install (PEP 660, pip >= 21.3) the dist location is site-packages while the code stays in the
-# checkout, so that path does not exist; we fall back to where Python imports the package from.
+# ``MODULE2PACKAGE`` table, finds the package as ``<dist location>/<name>`` and reads the configs
+# and model index from ``<package>/.mim``. Two installs break that: an editable install (PEP 660,
+# pip >= 21.3), whose dist location is site-packages while the code stays in the checkout, and a
+# source checkout on PYTHONPATH, whose package has no ``.mim`` (setup.py makes it). We fall back
+# to where Python imports the package from, and to the checkout's ``configs/`` and
+# ``model-index.yml`` when the package has no ``.mim``. The registry scope those configs get
+# (``_scope_='mmdet_ksdetr'``) is :mod:`mmdet_ksdetr.registry`.
+_PACKAGE = 'mmdet_ksdetr'
+
+
+def package_dir():
+    """The folder ``mmdet_ksdetr`` is imported from (no import of the package needed)."""
+    import importlib.util
+    spec = importlib.util.find_spec(_PACKAGE)
+    return os.path.dirname(spec.origin) if spec is not None and spec.origin else None
+
+
+def mim_root(package_path=None):
+    """The folder holding this package's ``configs/`` and ``model-index.yml``: ``.mim`` inside
+    the package (wheel or editable install), else the source checkout around it; None if
+    neither has them."""
+    package_path = package_path or package_dir()
+    if package_path is None:
+        return None
+    for root in (os.path.join(package_path, '.mim'), os.path.dirname(package_path)):
+        if os.path.isfile(os.path.join(root, 'model-index.yml')) and \
+                os.path.isdir(os.path.join(root, 'configs')):
+            return root
+    return None
+
+
+def _is_this_package(package_path):
+    own = package_dir()
+    return own is not None and os.path.realpath(package_path) == os.path.realpath(own)
+
+
+def _config_by_model_name(root, name):
+    """``<root>/<Config>`` of the model called ``name`` in the model index (mmengine's
+    ``pkg::<dir>/<model name>`` form); ValueError when no model has that name."""
+    import yaml
+    with open(os.path.join(root, 'model-index.yml')) as f:
+        metafiles = yaml.safe_load(f)['Import']
+    for meta in metafiles:
+        with open(os.path.join(root, meta)) as f:
+            for model in yaml.safe_load(f).get('Models', []):
+                if model.get('Config', '').partition('/')[-1].split('.')[0] == name:
+                    return os.path.join(root, model['Config'])
+    raise ValueError(f'no model "{name}" in {os.path.join(root, "model-index.yml")}')
+
+
 @_once('external_config_package')
 def register_config_package():
-    import importlib.util
-
     import mmengine.config.config as config_module
     from mmengine.config import utils as config_utils
 
-    config_utils.MODULE2PACKAGE.setdefault('mmdet_ksdetr', 'mmdet_ksdetr')
-    original = config_module.get_installed_path
+    config_utils.MODULE2PACKAGE.setdefault(_PACKAGE, _PACKAGE)
+    original_path = config_module.get_installed_path
+    original_cfg = config_module._get_external_cfg_path
+    original_base = config_module._get_external_cfg_base_path
 
-    @functools.wraps(original)
+    @functools.wraps(original_path)
     def get_installed_path(package):
-        path = original(package)
-        if not os.path.isdir(path):
-            spec = importlib.util.find_spec(package)
-            if spec is not None and spec.origin is not None:
-                return os.path.dirname(spec.origin)
+        path = original_path(package)
+        if package == _PACKAGE and not os.path.isdir(path):
+            return package_dir() or path
         return path
 
-    get_installed_path.__mmdet_ksdetr_patched__ = True
+    @functools.wraps(original_cfg)
+    def get_external_cfg_path(package_path, cfg_file):
+        root = mim_root(package_path) if _is_this_package(package_path) else None
+        if root is None:
+            return original_cfg(package_path, cfg_file)
+        return _config_by_model_name(root, cfg_file.split('.')[0])
+
+    @functools.wraps(original_base)
+    def get_external_cfg_base_path(package_path, cfg_name):
+        root = mim_root(package_path) if _is_this_package(package_path) else None
+        if root is None:
+            return original_base(package_path, cfg_name)
+        path = os.path.join(root, 'configs', cfg_name)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f'config "{_PACKAGE}::{cfg_name}" not found: no '
+                                    f'{path}')
+        return path
+
+    for fn in (get_installed_path, get_external_cfg_path, get_external_cfg_base_path):
+        fn.__mmdet_ksdetr_patched__ = True
     config_module.get_installed_path = get_installed_path
+    config_module._get_external_cfg_path = get_external_cfg_path
+    config_module._get_external_cfg_base_path = get_external_cfg_base_path
 
 
 def apply_all():

@@ -5,6 +5,9 @@
 * mmengine log lines that repeat per parameter (:data:`LOG_NOISE`): dropped by
   :class:`KnownNoiseFilter`, which the training runner puts on its logger. The frozen teacher
   of a distiller is reported once instead (``teacher: N parameters frozen ...``).
+* The long dumps mmengine logs when a runner starts (environment, the whole config, the hook
+  order, one line per parameter option; :data:`FILE_ONLY`): kept in the log file, off the
+  console (:class:`FileOnlyFilter`) unless the tool runs with ``--verbose``.
 
 Only stdlib imports here: this module runs before torch and mmengine are imported.
 """
@@ -30,6 +33,15 @@ LOG_NOISE = (
 )
 _LOG_NOISE = tuple(re.compile(p) for p in LOG_NOISE)
 
+#: regexes of mmengine log messages written to the log file only (:class:`FileOnlyFilter`)
+FILE_ONLY = (
+    r'^\n-+\nSystem environment:',  # environment dump (about 30 lines)
+    r'^Config:\n',  # the whole config (hundreds of lines)
+    r'^Hooks will be executed in the following order:',  # hook order (about 90 lines)
+    r'^paramwise_options -- ',  # one line per parameter and option (hundreds)
+)
+_FILE_ONLY = tuple(re.compile(p) for p in FILE_ONLY)
+
 
 def filter_third_party_warnings() -> None:
     """Ignore :data:`THIRD_PARTY_WARNINGS` (by category and message; nothing else)."""
@@ -49,4 +61,24 @@ def quiet_logger(logger: logging.Logger) -> logging.Logger:
     """Put one :class:`KnownNoiseFilter` on ``logger`` (idempotent)."""
     if not any(isinstance(f, KnownNoiseFilter) for f in logger.filters):
         logger.addFilter(KnownNoiseFilter())
+    return logger
+
+
+class FileOnlyFilter(logging.Filter):
+    """Drops the records whose message matches :data:`FILE_ONLY`; put on console handlers."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(p.search(message) for p in _FILE_ONLY)
+
+
+def dumps_to_file_only(logger: logging.Logger) -> logging.Logger:
+    """Put one :class:`FileOnlyFilter` on every console (non-file) handler of ``logger``, so
+    that the start-up dumps go to its log file only (idempotent)."""
+    for handler in logger.handlers:
+        if isinstance(handler, logging.FileHandler) or \
+                not isinstance(handler, logging.StreamHandler):
+            continue
+        if not any(isinstance(f, FileOnlyFilter) for f in handler.filters):
+            handler.addFilter(FileOnlyFilter())
     return logger

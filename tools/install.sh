@@ -125,6 +125,8 @@ pip_install -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tests.txt
 pip_install -r "$ROOT/requirements/mim.txt"
 pip_install --no-deps "openmim==0.3.9"
 pip_install --no-build-isolation --no-deps -e "$ROOT"
+# mim finds a package at its install location: link site-packages/mmdet_ksdetr to the checkout
+"$PY" "$ROOT/tools/misc/link_editable_install.py"
 "$PY" - <<'EOF'
 import mmdet_ksdetr, mmcv, mmcv.ops, mmdet, mmrazor.models  # mmdet_ksdetr first: torch 2.x shim
 cuda = mmcv.ops.get_compiling_cuda_version()

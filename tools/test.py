@@ -3,9 +3,13 @@ mmdet_ksdetr compatibility shims. Checkpoints are loaded with ``weights_only=Tru
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out results.pkl]
                          [--show] [--show-dir DIR] [--non-strict] [--cfg-options k=v ...]
-                         [--launcher pytorch]
+                         [--launcher pytorch] [--verbose]
 
-The checkpoint must fit the model (the keys that do not are listed) unless --non-strict.
+The checkpoint must fit the model (the keys that do not are listed) unless --non-strict; a
+distillation checkpoint (student under ``architecture.*``) given with a detector config, and a
+non-strict load that would fill less than half of the model, stop with one line. With
+``--show-dir`` the drawings' folder is printed at the end. The environment / config dumps go to
+the log file only, unless ``--verbose``.
 """
 import argparse
 import os
@@ -46,6 +50,9 @@ def parse_args(argv=None):
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
     parser.add_argument('--tta', action='store_true')
+    parser.add_argument('--verbose', action='store_true',
+                        help='also print the environment, config and hook-order dumps on the '
+                        'console (they always go to the log file)')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
@@ -75,6 +82,8 @@ def build_config(args):
         merge_cfg_options(cfg, args.cfg_options)  # data_root=PATH moves all the data
     if args.non_strict:
         cfg.strict_load = False
+    if args.verbose:
+        cfg.log_dumps_to_console = True
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:
@@ -106,6 +115,16 @@ def build_config(args):
 
 
 
+def drawings_folder(runner, show_dir):
+    """The absolute folder ``--show-dir`` drawings went to: mmdet's visualization hook puts a
+    relative ``--show-dir`` under ``<work_dir>/<timestamp>/``."""
+    for hook in runner.hooks:
+        out = getattr(hook, 'test_out_dir', None)
+        if isinstance(out, str) and osp.isabs(out):
+            return out
+    return osp.abspath(osp.join(runner.work_dir, runner.timestamp, show_dir))
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.launcher == 'none':
@@ -122,6 +141,11 @@ def main(argv=None):
         metrics = runner.test()
     except (InputError, CheckpointMismatchError) as e:  # a checkpoint that does not fit
         sys.exit(f'test.py: error: {e}')
+    except KeyboardInterrupt:
+        sys.stderr.write('test.py: interrupted (Ctrl-C)\n')
+        raise SystemExit(130)
+    if args.show_dir and os.environ.get('RANK', '0') == '0':
+        print(f'test.py: drawings saved in {drawings_folder(runner, args.show_dir)}')
     shutdown_distributed()
     return metrics
 

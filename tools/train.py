@@ -3,14 +3,20 @@ mmdet_ksdetr compatibility shims (CPU/gloo distributed, safe checkpoint loading,
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--non-strict]
                           [--auto-scale-lr] [--cfg-options k=v ...] [--launcher pytorch]
+                          [--verbose]
 
 Training runs in :class:`mmdet_ksdetr.engine.CrashSafeRunner` (unless the config sets
 ``runner_type``): atomic checkpoints, ``--resume`` without a path continues from the newest
-checkpoint that loads, exactly as the uninterrupted run would have.
+checkpoint that loads, exactly as the uninterrupted run would have. As in mmdet, a run starts
+from scratch unless ``--resume``: when the work dir already holds checkpoints it says so (and
+how to continue) first. Ctrl-C stops with one line naming the last checkpoint and the command
+that resumes (exit status 130). The environment / config / hook-order dumps go to the log file
+only, unless ``--verbose``.
 """
 import argparse
 import os
 import os.path as osp
+import shlex
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
@@ -18,6 +24,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 import mmdet_ksdetr  # noqa: E402,F401  (compat shims + registration)
 from mmdet_ksdetr.utils.cfg_options import CfgOptionsAction  # noqa: E402
 
+from mmdet_ksdetr.engine.auto_resume import newest_checkpoint  # noqa: E402
 from mmdet_ksdetr.engine.hooks import describe_divergence  # noqa: E402
 from mmdet_ksdetr.engine.build_runner import (build_runner_or_exit, set_cpu_threads,  # noqa: E402
                                               shutdown_distributed)
@@ -46,6 +53,9 @@ def parse_args(argv=None):
         'keys are logged in one line and skipped); the default stops with the list of keys')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
+    parser.add_argument('--verbose', action='store_true',
+                        help='also print the environment, config and hook-order dumps on the '
+                        'console (they always go to the log file)')
     # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
@@ -63,6 +73,8 @@ def build_config(args):
         merge_cfg_options(cfg, args.cfg_options)  # data_root=PATH moves all the data
     if args.non_strict:
         cfg.strict_load = False
+    if args.verbose:
+        cfg.log_dumps_to_console = True
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:
@@ -96,14 +108,46 @@ def build_config(args):
 
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    if args.launcher == 'none':
-        set_cpu_threads()  # OMP_NUM_THREADS unset: half the CPUs, not all (no oversubscription)
-    try:
-        cfg = build_config(args)
-    except (InputError, FileNotFoundError) as e:
-        sys.exit(f'train.py: error: {e}')
+def _is_main_rank():
+    return os.environ.get('RANK', '0') == '0'
+
+
+def resume_command(argv):
+    """The command line of this run with ``--resume`` (what continues it)."""
+    args = list(argv)
+    if not any(a == '--resume' or a.startswith('--resume=') for a in args):
+        args.append('--resume')
+    return ' '.join(shlex.quote(a) for a in ['python', sys.argv[0]] + args)
+
+
+def note_existing_checkpoints(cfg, argv):
+    """A run that starts from scratch in a work dir with checkpoints says so in one line."""
+    if cfg.get('resume') or not _is_main_rank():
+        return
+    found = newest_checkpoint(cfg.work_dir)
+    if found:
+        print(f'train.py: note: {osp.abspath(cfg.work_dir)} already holds checkpoints (newest: '
+              f'{found}); this run starts from scratch, as mmdet does, and saves over them. '
+              f'To continue from there instead: {resume_command(argv)}', file=sys.stderr,
+              flush=True)
+
+
+def interrupted(cfg, argv):
+    """Ctrl-C: one line with the last checkpoint and the command that resumes; status 130."""
+    if _is_main_rank():
+        if cfg is None:
+            where = 'before training started'
+        else:
+            found = newest_checkpoint(cfg.work_dir)
+            where = (f'last checkpoint: {found}' if found else
+                     f'no checkpoint saved yet in {osp.abspath(cfg.work_dir)}')
+        print(f'train.py: interrupted (Ctrl-C); {where}. Resume with: {resume_command(argv)}',
+              file=sys.stderr, flush=True)
+    raise SystemExit(130)
+
+
+def train(cfg):
+    """Build the runner of ``cfg`` and train; known failures end in one line."""
     runner = None
     try:
         runner = build_runner_or_exit(cfg, 'train.py')
@@ -116,6 +160,23 @@ def main(argv=None):
             raise
         sys.exit(f'train.py: error: {message}')
     shutdown_distributed()
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse_args(argv)
+    cfg = None
+    try:
+        if args.launcher == 'none':
+            set_cpu_threads()  # OMP_NUM_THREADS unset: half the CPUs (no oversubscription)
+        try:
+            cfg = build_config(args)
+        except (InputError, FileNotFoundError) as e:
+            sys.exit(f'train.py: error: {e}')
+        note_existing_checkpoints(cfg, argv)
+        train(cfg)
+    except KeyboardInterrupt:
+        interrupted(cfg, argv)
 
 
 if __name__ == '__main__':

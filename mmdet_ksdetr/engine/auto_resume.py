@@ -88,3 +88,12 @@ def find_resumable_checkpoint(work_dir: str) -> Tuple[Optional[str], List[str]]:
             f'cannot resume: none of the {len(candidates)} checkpoint(s) in "{work_dir}" loads ('
             + '; '.join(notes) + '). Remove the broken files or give one with --resume CKPT')
     return None, notes
+
+
+def newest_checkpoint(work_dir: str) -> Optional[str]:
+    """The newest checkpoint file in ``work_dir`` (the ``last_checkpoint`` target, else the
+    highest ``epoch_N`` / ``iter_N``), without loading it; None when there is none."""
+    if not osp.isdir(work_dir):
+        return None
+    candidates = checkpoint_candidates(work_dir, [])
+    return osp.abspath(candidates[0]) if candidates else None

@@ -28,10 +28,12 @@ from mmengine.runner import Runner
 from mmdet_ksdetr.utils.checkpoint_io import (CheckpointMismatchError, atomic_output,
                                               check_state_dict_fits, describe_mismatch)
 from mmdet_ksdetr.utils.checks import InputError, load_checkpoint_safely
+from mmdet_ksdetr.engine.checkpoint_fit import (distillation_checkpoint_problem,
+                                                mostly_missing_problem)
 from mmdet_ksdetr.engine.auto_resume import (NoUsableCheckpointError, find_resumable_checkpoint,
                           partial_checkpoint_files)
 from mmdet_ksdetr.engine.rng_state import gather_rng_states, restore_rng_state, seed_worker_from_loader
-from mmdet_ksdetr.quiet import quiet_logger
+from mmdet_ksdetr.quiet import dumps_to_file_only, quiet_logger
 
 _STRICT_HINT = ('(to load it anyway: --non-strict on tools/train.py / tools/test.py, or '
                 'strict_load=False in the config)')
@@ -43,7 +45,9 @@ class CrashSafeRunner(Runner):
     (every rank's RNG state) and ``weights_only`` strict checkpoint loading.
 
     Built like mmengine's Runner (``CrashSafeRunner.from_cfg(cfg)``, or ``runner_type =
-    'CrashSafeRunner'`` in a config). Extra config key: ``strict_load`` (default True).
+    'CrashSafeRunner'`` in a config). Extra config keys: ``strict_load`` (default True) and
+    ``log_dumps_to_console`` (default False: the environment / config / hook-order dumps go to
+    the log file only; ``--verbose`` on the tools sets it).
     """
 
     _rng_state_to_restore = None  # set by resume(), applied after the before_train hooks
@@ -53,6 +57,14 @@ class CrashSafeRunner(Runner):
         quiet_logger(self.logger)  # drop the known per-parameter noise (mmdet_ksdetr.quiet)
         self._strict_load = bool(self.cfg.get('strict_load', True))
         self._seed_train_workers_per_epoch()
+
+    def build_logger(self, *args, **kwargs):
+        """mmengine's logger; its console shows the start-up dumps only with
+        ``log_dumps_to_console=True`` (they always go to the log file)."""
+        logger = super().build_logger(*args, **kwargs)
+        if not self.cfg.get('log_dumps_to_console', False):
+            dumps_to_file_only(logger)
+        return logger
 
     # --- hooks and dataloader ---------------------------------------------------------------
     def register_default_hooks(self, hooks=None) -> None:
@@ -105,7 +117,9 @@ class CrashSafeRunner(Runner):
     def load_checkpoint(self, filename, map_location='cpu', strict=False,
                         revise_keys=[(r'^module.', '')]):  # noqa: B006  (mmengine's signature)
         """Load model weights with ``weights_only=True``; stop with the list of keys when they do
-        not fit the model (``strict_load``, default True), else log the mismatch in one line."""
+        not fit the model (``strict_load``, default True), else log the mismatch in one line.
+        A distiller's checkpoint given to a plain detector, and a non-strict load that would
+        fill less than half of the model, always stop (:mod:`.checkpoint_fit`)."""
         checkpoint = load_checkpoint_safely(filename, mmap=False)
         checkpoint = self._converted_if_release(checkpoint, filename)
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
@@ -118,6 +132,10 @@ class CrashSafeRunner(Runner):
                 key = re.sub(pattern, replacement, key)
             revised[key] = value
         model = self.model.module if is_model_wrapper(self.model) else self.model
+        problem = distillation_checkpoint_problem(checkpoint, revised, model.state_dict().keys(),
+                                                  filename)
+        if problem:
+            raise InputError(problem)
         self._load_weights(model, revised, filename, strict or self._strict_load)
         self._has_loaded = True
         self.logger.info(f'Loaded checkpoint {filename} (weights_only=True)')
@@ -155,6 +173,9 @@ class CrashSafeRunner(Runner):
             except CheckpointMismatchError as e:
                 raise CheckpointMismatchError(f'{e} {_STRICT_HINT}') from None
         else:
+            problem = mostly_missing_problem(model, state, filename)
+            if problem:
+                raise CheckpointMismatchError(problem)
             mismatch = describe_mismatch(model, state)
             if mismatch:
                 self.logger.warning(f'non-strict load of "{filename}": {mismatch}')

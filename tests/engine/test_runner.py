@@ -237,7 +237,9 @@ def test_hostile_checkpoint_never_runs(tiny_toy, tmp_path):
 
 def test_wrong_architecture_checkpoint(tiny_toy, tmp_path):
     """test.py with a DAB-DETR checkpoint on the Deformable DETR config stops and names keys;
-    with --non-strict it runs and logs the mismatch in one line."""
+    --non-strict does not run it either (it would fill less than half of the model); with
+    --non-strict a checkpoint that misses only the head runs and logs the mismatch in one
+    line."""
     from mmdet.registry import MODELS
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
@@ -245,16 +247,27 @@ def test_wrong_architecture_checkpoint(tiny_toy, tmp_path):
     model = MODELS.build(Config.fromfile(osp.join(CONFIGS, TOY['dab'])).model)
     ckpt = tmp_path / 'dab.pth'
     torch.save(dict(meta=dict(epoch=1), state_dict=model.state_dict()), str(ckpt))
+    own = MODELS.build(Config.fromfile(osp.join(CONFIGS, TOY['deformable'])).model)
+    headless = tmp_path / 'headless.pth'
+    torch.save(dict(meta=dict(epoch=1), state_dict={
+        k: v for k, v in own.state_dict().items() if not k.startswith('bbox_head.')}),
+        str(headless))
     cmd = [sys.executable, osp.join(TOOLS, 'test.py'), osp.join(CONFIGS, TOY['deformable']),
            str(ckpt), '--work-dir', str(tmp_path / 'w'), '--cfg-options', *data_opts(tiny_toy)]
-    strict, loose = run_parallel((cmd, {}), (cmd[:4] + ['--non-strict'] + cmd[4:], {}))
+    loose_cmd = cmd[:4] + ['--non-strict'] + cmd[4:]
+    strict, loose, partial = run_parallel(
+        (cmd, {}), (loose_cmd, {}), (loose_cmd[:3] + [str(headless)] + loose_cmd[4:], {}))
     log = log_of(strict)
     assert strict.returncode != 0, log[-3000:]
     for part in ('does not fit the model (DeformableDETR)', 'missing keys: ',
                  'unexpected keys: ', '--non-strict'):
         assert part in log, log[-3000:]
     log = log_of(loose)
-    assert loose.returncode == 0, log[-3000:]
+    assert loose.returncode != 0, log[-3000:]
+    assert 'fills only' in log and 'mostly random model' in log, log[-3000:]
+    assert 'coco/bbox_mAP' not in log
+    log = log_of(partial)
+    assert partial.returncode == 0, log[-3000:]
     assert 'non-strict load of' in log and 'missing keys: ' in log
     assert 'coco/bbox_mAP' in log
 
