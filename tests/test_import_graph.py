@@ -116,7 +116,7 @@ def test_no_import_cycle_in_the_repository():
 #: ``mmdet_ksdetr`` itself (the package ``__init__``), ``compat``, ``quiet`` and ``version`` sit
 #: below everything (``compat`` is applied before anything registers).
 LAYERS = (
-    ('mmdet_ksdetr.compat', 'mmdet_ksdetr.quiet', 'mmdet_ksdetr.version'),
+    ('mmdet_ksdetr.compat', 'mmdet_ksdetr.quiet', 'mmdet_ksdetr.version', 'mmdet_ksdetr.registry'),
     ('mmdet_ksdetr.utils',),
     ('mmdet_ksdetr.models',),
     ('mmdet_ksdetr.converters',),
