@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from toy_helpers import build_toy_model, load_toy_config, toy_batch
+from toy_helpers import build_toy_model, load_toy_config, perturb_parameters, toy_batch
 
 from mmdet_ksdetr.distill.qskd.qskd import (_feature_query_weights, _giou_to_gt,
                                             _max_giou_to_gt, _query_of_gt)
@@ -15,14 +15,14 @@ CFG = 'toy/qskd/qskd_deformable-detr_tiny-r18_1xb2-12e_toy.py'
 CFG_TPRD = 'toy/qskd/qskd-tprd_deformable-detr_tiny-r18_1xb2-12e_toy.py'
 
 
-def _build(path, data_root, seed=0, same_student=False, **algo):
+def _build(path, data_root, seed=0, same_student=False, batch_seed=None, **algo):
     cfg = load_toy_config(path, data_root)
     cfg.model.teacher_ckpt = None
     if same_student:
         cfg.model.architecture = cfg.model.teacher.copy()
     cfg.model.update(algo)
     model = build_toy_model(cfg, seed)
-    data = model.data_preprocessor(toy_batch(cfg, data_root, 'train', 2), True)
+    data = model.data_preprocessor(toy_batch(cfg, data_root, 'train', 2, seed=batch_seed), True)
     return model, data
 
 
@@ -245,7 +245,8 @@ def test_layer_pairing_and_unequal_query_counts(toy_data_root):
     """Student 20 queries, teacher 30. 'release': teacher layer l's attention is masked by
     layer l - 1's selection (layer 0 by the last layer's), 'same_layer' by its own; the
     feature term reads the encoder memories."""
-    algo, data = _build(CFG, toy_data_root)
+    algo, data = _build(CFG, toy_data_root, batch_seed=0)
+    perturb_parameters(algo.teacher, seed=3, std=0.05)
     s, t = _internals(algo, data)
     assert (s.num_queries, t.num_queries) == (20, 30) and t.num_layers == 2
     with torch.no_grad():
@@ -257,6 +258,9 @@ def test_layer_pairing_and_unequal_query_counts(toy_data_root):
         _, boxes, num_gts = pad_gt(labels, boxes, device='cpu')
         giou = _giou_to_gt(t.bbox_preds, boxes, num_gts, s.img_size_factors())
         loss, att = algo.losses['loss_feat'], t.attention
+
+        # the two layers select differently (else the pairing could not show)
+        assert not torch.equal(*[_feature_query_weights(t_gt[i], giou[i])[1] for i in (0, 1)])
 
         def term(attn_layer, select_layer):
             sel, qw = _feature_query_weights(t_gt[select_layer], giou[select_layer])
@@ -277,7 +281,7 @@ def test_layer_pairing_and_unequal_query_counts(toy_data_root):
 
 def test_images_without_gt(toy_data_root):
     """No GT in one image: nothing selected there; no GT at all: feature loss exactly 0."""
-    algo, data = _build(CFG, toy_data_root)
+    algo, data = _build(CFG, toy_data_root, batch_seed=0)
     samples = data['data_samples']
     samples[1].gt_instances = samples[1].gt_instances[:0]
     s, t = _internals(algo, data)
