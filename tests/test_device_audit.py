@@ -228,7 +228,7 @@ def test_attention_splat_reads_level_shapes_once():
     weights = torch.rand(2, 3, 2, 2, 4, generator=g).half()
     with HostSyncCounter() as syncs:
         maps = splat_attention(weights, torch.rand(2, 3, 2, 2, 4, 2, generator=g), shapes,
-                               torch.ones(2, 3))
+                               torch.ones(2, 3), mode='nearest')
     assert syncs.calls == ['tolist']
     assert [tuple(m.shape) for m in maps] == [(2, 4, 5), (2, 2, 3)]
     assert torch.allclose(sum(m.sum() for m in maps), weights.float().sum())

@@ -19,14 +19,16 @@ from mmdet_ksdetr.distill.core.detr_distill_base import DETRDistillBase, layer_p
 
 __all__ = ['QSKD']
 
+LAYER_PAIRINGS = ('release', 'same_layer')
 
-def _max_giou_to_gt(boxes, gt_boxes, num_gts, factors):
-    """(L, B, N) max GIoU of every predicted box with the GT of its image (-2 without GT).
-    boxes (L, B, N, 4) and gt_boxes (B, G, 4) normalised cxcywh; factors (B, 4)."""
+
+def _giou_to_gt(boxes, gt_boxes, num_gts, factors):
+    """(L, B, N, G) GIoU of every predicted box with every GT of its image (-2 at padded GT
+    slots). boxes (L, B, N, 4) and gt_boxes (B, G, 4) normalised cxcywh; factors (B, 4)."""
     L, B, N, _ = boxes.shape
     G = gt_boxes.shape[1]
     if G == 0:
-        return boxes.new_full((L, B, N), -2.0)
+        return boxes.new_zeros((L, B, N, 0), dtype=torch.float32)
     f = factors.float()
     pred = bbox_cxcywh_to_xyxy(boxes.float()) * f[None, :, None, :]
     gt = (bbox_cxcywh_to_xyxy(gt_boxes.float()) * f[:, None, :]).unsqueeze(0).expand(L, -1, -1,
@@ -34,7 +36,39 @@ def _max_giou_to_gt(boxes, gt_boxes, num_gts, factors):
     giou = bbox_overlaps(pred.reshape(L * B, N, 4), gt.reshape(L * B, G, 4), mode='giou')
     giou = giou.view(L, B, N, G)
     valid = torch.arange(G, device=boxes.device).view(1, 1, 1, G) < num_gts.view(1, B, 1, 1)
-    return giou.masked_fill(~valid, -2.0).amax(-1)
+    return giou.masked_fill(~valid, -2.0)
+
+
+def _max_giou_to_gt(boxes, gt_boxes, num_gts, factors):
+    """(L, B, N) max GIoU of every predicted box with the GT of its image (-2 without GT)."""
+    giou = _giou_to_gt(boxes, gt_boxes, num_gts, factors)
+    if giou.shape[-1] == 0:
+        return giou.new_full(giou.shape[:-1], -2.0)
+    return giou.amax(-1)
+
+
+def _feature_query_weights(gt_inds, giou, hard_negative_giou=0.0):
+    """Which teacher queries guide the feature mask, and their weights ``1 + GIoU``.
+
+    Positives (``gt_inds >= 0``) take the GIoU to the GT they are assigned to, hard negatives
+    (unassigned, best GIoU above ``hard_negative_giou``) their best GIoU over the image's GT.
+
+    Args:
+        gt_inds: (..., N) assigned GT index per query, -1 if none.
+        giou: (..., N, G) GIoU to every GT (-2 at padded slots).
+
+    Returns:
+        selected (..., N) bool and weights (..., N) float (0 where not selected).
+    """
+    if giou.shape[-1] == 0:
+        none = torch.zeros(gt_inds.shape, dtype=torch.bool, device=gt_inds.device)
+        return none, torch.zeros(gt_inds.shape, device=gt_inds.device)
+    best = giou.amax(-1)
+    matched = giou.gather(-1, gt_inds.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    positive = gt_inds >= 0
+    selected = positive | (best > hard_negative_giou)
+    weights = 1.0 + torch.where(positive, matched, best)
+    return selected, torch.where(selected, weights, torch.zeros_like(weights))
 
 
 def _query_of_gt(gt_inds, num_gt_slots):
@@ -59,21 +93,29 @@ class QSKD(DETRDistillBase):
       (soft-BCE / L1 / GIoU cost 1 / 5 / 2, on the *raw* teacher). Class (soft BCE) + L1 +
       GIoU over the selected pairs, averaged per pair (:class:`PairKDLoss`,
       ``normalizer='pairs'``).
-    * **Attention-guided feature distillation** (:class:`AttnGuidedFeatureLoss`): neck
-      features compared under the mask made of the selected teacher queries' deformable
-      cross-attention, weighted by ``1 + GIoU``.
+    * **Attention-guided feature distillation** (:class:`AttnGuidedFeatureLoss`): the
+      encoder memory compared under the mask made of the selected teacher queries' deformable
+      cross-attention, weighted by ``1 + GIoU`` (positives: GIoU to their assigned GT; hard
+      negatives: best GIoU). One feature term per decoder layer: the attention of teacher layer
+      ``l`` with the selection of layer ``l - 1`` (layer 0 with the last layer's selection), as
+      the TPRD release pairs them (``layer_pairing='release'``), or with layer ``l``'s own
+      selection (``layer_pairing='same_layer'``).
 
     ``tprd=True``: the losses use the TPRD-refined teacher (the pairing still uses the raw
     teacher), and the class loss is the decoupled one (positive pairs: the GT class).
 
-    Shapes: any query counts; equal ``num_classes``; the feature loss needs equal neck shapes
-    and a deformable teacher decoder. DINO students: denoising queries excluded.
+    Shapes: any query counts; equal ``num_classes``; the feature loss needs equal encoder
+    memory shapes (B, S, D) (equal embed dims and feature levels; equal neck shapes with
+    ``features='neck'``) and a deformable teacher decoder. DINO students: denoising queries excluded.
 
     Args:
         layer_by_layer (bool): student layer l learns from teacher layer l (mapped).
         matcher (dict): cost weights of the hard-negative matching.
         hard_negative_giou (float): unassigned queries with max GIoU to a GT above this are
             hard negatives (0).
+        layer_pairing (str): which selection masks each teacher layer's attention in the
+            feature loss: ``'release'`` (the previous layer's; layer 0: the last layer's) or
+            ``'same_layer'``.
         **kwargs: :class:`DETRDistillBase` arguments (``tprd``, ...);
             ``distiller.distill_losses`` holds
             ``loss_pred`` (:class:`PairKDLoss`) and/or ``loss_feat``
@@ -88,8 +130,12 @@ class QSKD(DETRDistillBase):
 
     def __init__(self, layer_by_layer: bool = True,
                  matcher: dict = dict(cls_cost=1.0, l1_cost=5.0, giou_cost=2.0),
-                 hard_negative_giou: float = 0.0, **kwargs):
+                 hard_negative_giou: float = 0.0, layer_pairing: str = 'release', **kwargs):
+        if layer_pairing not in LAYER_PAIRINGS:
+            raise ValueError(f'QSKD: layer_pairing must be one of {LAYER_PAIRINGS}, got '
+                             f'{layer_pairing!r}')
         super().__init__(**kwargs)
+        self.layer_pairing = layer_pairing
         self.layer_by_layer = layer_by_layer
         self.matcher = DistillHungarianMatcher(**matcher)
         self.hard_negative_giou = float(hard_negative_giou)
@@ -141,7 +187,8 @@ class QSKD(DETRDistillBase):
         labels, gt_boxes = gt_from_data_samples(batch_data_samples)
         gt_labels, gt_boxes, num_gts = pad_gt(labels, gt_boxes, device=factors.device)
         G = gt_labels.shape[1]
-        t_giou = _max_giou_to_gt(t.bbox_preds, gt_boxes, num_gts, factors)  # raw teacher
+        t_giou_all = _giou_to_gt(t.bbox_preds, gt_boxes, num_gts, factors)  # raw teacher
+        t_giou = (t_giou_all.amax(-1) if G else t_giou_all.new_full(t_giou_all.shape[:-1], -2.0))
         losses = {}
         t_attn = t.attention
         if 'loss_feat' in self.losses and t_attn is None:
@@ -164,7 +211,6 @@ class QSKD(DETRDistillBase):
                 (t_gt_l < 0) & (t_giou[list(layers)] > thr))
         for l, tl in enumerate(layers):
             prefix = layer_prefix(l, s.num_layers)
-            t_hn = (t_gt[tl] < 0) & (t_giou[tl] > thr)
             if 'loss_pred' in self.losses:
                 pb, pg, ps, pt, hb, hs, ht = pairs[l]
                 b = torch.cat([pb, hb])
@@ -175,10 +221,21 @@ class QSKD(DETRDistillBase):
                     t_boxes[tl][b, ti], factors[b], pos if targets.refined else None)
                 losses.update({f'{prefix}{k}_kd': v for k, v in parts.items()})
             if 'loss_feat' in self.losses:
-                selected = (t_gt[tl] >= 0) | t_hn
-                qw = torch.where(selected, 1.0 + t_giou[tl].clamp(min=-1.0),
-                                 torch.zeros_like(t_giou[tl]))
-                losses[f'{prefix}loss_feat_kd'] = self.losses['loss_feat'](
-                    s.neck_feats, t.neck_feats, t_attn.cross_weights[tl],
-                    t_attn.cross_locations[tl], t_attn.spatial_shapes, qw)
+                losses[f'{prefix}loss_feat_kd'] = self._feature_loss(
+                    s, t, tl, layers[l - 1] if self.layer_pairing == 'release' else tl,
+                    t_gt, t_giou_all)
         return losses
+
+    def _feature_loss(self, s, t, attn_layer, select_layer, t_gt, t_giou_all):
+        """Feature loss under teacher layer ``attn_layer``'s cross-attention, masked by the
+        queries teacher layer ``select_layer`` selects."""
+        loss = self.losses['loss_feat']
+        selected, qw = _feature_query_weights(t_gt[select_layer], t_giou_all[select_layer],
+                                              self.hard_negative_giou)
+        attn = t.attention
+        if getattr(loss, 'features', 'memory') == 'memory':
+            fs, ft = s.memory, t.memory
+        else:
+            fs, ft = s.neck_feats, t.neck_feats
+        return loss(fs, ft, attn.cross_weights[attn_layer], attn.cross_locations[attn_layer],
+                    attn.spatial_shapes, qw, selected)

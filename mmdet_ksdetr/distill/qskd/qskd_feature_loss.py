@@ -1,5 +1,5 @@
-"""QSKD's attention-guided feature distillation (AGFD)."""
-from typing import List, Sequence
+"""QSKD's attention-guided feature distillation (AGFD) of the encoder memory."""
+from typing import List, Sequence, Union
 
 import torch
 from mmrazor.registry import MODELS
@@ -7,90 +7,164 @@ from torch import Tensor, nn
 
 __all__ = ['AttnGuidedFeatureLoss', 'splat_attention']
 
+SPLATS = ('bilinear', 'nearest')
+NORMALIZERS = ('all_levels', 'per_level')
+FEATURES = ('memory', 'neck')
+
+
+def _corners(grid_x: Tensor, grid_y: Tensor, mode: str):
+    """Integer cells (x, y) and the share of a point at grid coordinates (grid_x, grid_y):
+    the 4 bilinear neighbours (cell i at grid coordinate i: a point at x * W = 2.0 falls wholly
+    in column 2, one at 2.5 half in column 2 and half in column 3), or the one cell it lies in."""
+    x0, y0 = grid_x.floor(), grid_y.floor()
+    if mode == 'nearest':
+        return [(x0.long(), y0.long(), torch.ones_like(grid_x))]
+    dx, dy = grid_x - x0, grid_y - y0
+    x0, y0 = x0.long(), y0.long()
+    return [(x0, y0, (1 - dx) * (1 - dy)), (x0 + 1, y0, dx * (1 - dy)),
+            (x0, y0 + 1, (1 - dx) * dy), (x0 + 1, y0 + 1, dx * dy)]
+
 
 def splat_attention(weights: Tensor, locations: Tensor, spatial_shapes: Tensor,
-                    query_weights: Tensor) -> List[Tensor]:
-    """Dense per-level maps of deformable cross-attention: every sampling point adds
-    ``query_weight * attention_weight`` to the feature cell it falls in (nearest cell; points
-    outside the map are dropped). Vectorised over images, queries, heads, levels and points.
+                    query_weights: Tensor, mode: str = 'bilinear',
+                    flat: bool = False) -> Union[Tensor, List[Tensor]]:
+    """Dense maps of deformable cross-attention: every sampling point adds
+    ``query_weight * attention_weight`` to the feature cells around it, summed over queries,
+    heads and points. Vectorised over images, queries, heads, levels and points.
+
+    ``mode='bilinear'``: the point at grid coordinates ``(x * w, y * h)`` is shared among the 4
+    cells around it with bilinear weights, cell ``i`` sitting at grid coordinate ``i``; shares
+    that fall outside the map are dropped. ``mode='nearest'``: the whole weight goes to cell
+    ``(floor(x * w), floor(y * h))``, dropped if outside.
 
     Args:
         weights: (B, Q, H, Lv, P); locations: (B, Q, H, Lv, P, 2) normalised (x, y);
         spatial_shapes: (Lv, 2) (h, w) per level; query_weights: (B, Q) (0 = ignore query).
+        mode: 'bilinear' or 'nearest'.
+        flat: return one (B, S) tensor, S = sum h_l * w_l, levels one after another, row-major
+            (the token order of the encoder memory).
 
     Returns:
-        list of Lv tensors (B, h_l, w_l).
+        (B, S) if ``flat``, else a list of Lv tensors (B, h_l, w_l).
     """
+    if mode not in SPLATS:
+        raise ValueError(f'splat_attention: mode must be one of {SPLATS}, got {mode!r}')
     B, Q, H, Lv, P = weights.shape
     weights, locations = weights.float(), locations.float()  # fp16-safe accumulation
     hw = spatial_shapes.long()
     hw_host = hw.tolist()  # the one host sync: the level sizes shape the output
     sizes_host = [int(h) * int(w) for h, w in hw_host]
     sizes = hw[:, 0] * hw[:, 1]
-    starts = torch.cat([sizes.new_zeros(1), sizes.cumsum(0)[:-1]])
+    starts = torch.cat([sizes.new_zeros(1), sizes.cumsum(0)[:-1]]).view(1, 1, 1, Lv, 1)
     w_lv = hw[:, 1].view(1, 1, 1, Lv, 1)
     h_lv = hw[:, 0].view(1, 1, 1, Lv, 1)
-    x = (locations[..., 0] * w_lv).floor().long()
-    y = (locations[..., 1] * h_lv).floor().long()
-    inside = (x >= 0) & (x < w_lv) & (y >= 0) & (y < h_lv)
-    flat = starts.view(1, 1, 1, Lv, 1) + y.clamp(min=0) * w_lv + x.clamp(min=0)
-    flat = torch.where(inside, flat, torch.zeros_like(flat))
-    vals = weights * query_weights.view(B, Q, 1, 1, 1).float() * inside
+    vals = weights * query_weights.view(B, Q, 1, 1, 1).float()
     dense = weights.new_zeros(B, sum(sizes_host))
-    dense.scatter_add_(1, flat.reshape(B, -1), vals.reshape(B, -1))
+    for x, y, share in _corners(locations[..., 0] * w_lv, locations[..., 1] * h_lv, mode):
+        inside = (x >= 0) & (x < w_lv) & (y >= 0) & (y < h_lv)
+        index = torch.where(inside, starts + y * w_lv + x, torch.zeros_like(x))
+        dense.scatter_add_(1, index.reshape(B, -1), (vals * share * inside).reshape(B, -1))
+    if flat:
+        return dense
     return [d.view(B, int(h), int(w_)) for d, (h, w_) in
             zip(dense.split(sizes_host, dim=1), hw_host)]
 
 
 @MODELS.register_module()
 class AttnGuidedFeatureLoss(nn.Module):
-    """Attention-guided feature distillation: neck features are compared only where the
+    """Attention-guided feature distillation: the encoder memory is compared only where the
     teacher's *selected* decoder queries (positives and hard negatives) look.
 
-    The mask of each neck level is ``mean_k (1 + GIoU_k) * A_k`` over the selected teacher
-    queries ``k``, where ``A_k`` is query k's deformable cross-attention scattered onto the
-    level's grid (:func:`splat_attention` below), divided by
-    its per-image maximum. Loss: ``sum_levels mean((mask * F_s - mask * F_t)^2)``.
+    Mask (one per image, over the S memory tokens): ``M = mean_k w_k * A_k`` over the selected
+    teacher queries ``k``, with ``w_k = 1 + GIoU_k`` and ``A_k`` query k's deformable
+    cross-attention splatted on the token grid (:func:`splat_attention`), then
+    ``M / max(max_S M, min_peak)``. Loss: ``loss_weight * mean_{B,S,D}((M * F_s - M * F_t)^2)``.
 
-    Shapes: student / teacher features, a list of (B, D, h_l, w_l) with equal shapes; teacher
-    cross-attention weights (B, Q, H, Lv, P) and locations (B, Q, H, Lv, P, 2);
-    ``spatial_shapes`` (Lv, 2); ``query_weights`` (B, Q) = ``1 + GIoU`` for selected queries
-    and 0 for the others.
+    Options (defaults follow the TPRD release's QSKD):
+
+    * ``splat``: ``'bilinear'`` (4 cells around each point) or ``'nearest'`` (one cell).
+    * ``normalize``: ``'all_levels'`` (one peak per image over all levels, floored at
+      ``min_peak``, default 1e-2) or ``'per_level'`` (each level divided by its own peak,
+      floored at ``min_peak``, default 1e-12).
+    * ``features``: ``'memory'`` (one MSE over all tokens of the encoder memory) or ``'neck'``
+      (the mask reshaped to the neck levels, per-level MSEs summed).
+
+    Shapes: ``features='memory'``: student / teacher memory (B, S, D), equal shapes;
+    ``features='neck'``: lists of (B, D, h_l, w_l) with equal shapes. Teacher cross-attention
+    weights (B, Q, H, Lv, P) and locations (B, Q, H, Lv, P, 2); ``spatial_shapes`` (Lv, 2);
+    ``query_weights`` (B, Q) = ``w_k`` for selected queries, 0 for the others; ``selected``
+    (B, Q) bool (default ``query_weights > 0``): the queries the mean runs over.
     """
 
-    def __init__(self, loss_weight: float = 100.0, eps: float = 1e-12):
+    def __init__(self, loss_weight: float = 100.0, splat: str = 'bilinear',
+                 normalize: str = 'all_levels', features: str = 'memory', min_peak=None):
         super().__init__()
+        for name, value, allowed in (('splat', splat, SPLATS),
+                                     ('normalize', normalize, NORMALIZERS),
+                                     ('features', features, FEATURES)):
+            if value not in allowed:
+                raise ValueError(f'AttnGuidedFeatureLoss: {name} must be one of {allowed}, '
+                                 f'got {value!r}')
         self.loss_weight = loss_weight
-        self.eps = eps
+        self.splat, self.normalize, self.features = splat, normalize, features
+        if min_peak is None:
+            min_peak = 1e-2 if normalize == 'all_levels' else 1e-12
+        self.min_peak = float(min_peak)
 
     @torch.no_grad()
     def masks(self, weights: Tensor, locations: Tensor, spatial_shapes: Tensor,
-              query_weights: Tensor):
-        count = (query_weights > 0).sum(1).clamp(min=1).to(weights.dtype)
+              query_weights: Tensor, selected: Tensor = None) -> List[Tensor]:
+        """Normalised masks, a list of Lv tensors (B, h_l, w_l)."""
+        if selected is None:
+            selected = query_weights > 0
+        count = selected.sum(1).clamp(min=1).to(torch.float32)
+        qw = torch.where(selected, query_weights.float(),
+                         torch.zeros_like(query_weights, dtype=torch.float32))
         maps = splat_attention(weights.detach(), locations.detach(), spatial_shapes,
-                               query_weights / count[:, None])
-        out = []
-        for m in maps:
-            peak = m.flatten(1).max(1).values.clamp(min=self.eps)
-            out.append(m / peak[:, None, None])
-        return out
+                               qw / count[:, None], mode=self.splat)
+        peaks = torch.stack([m.flatten(1).amax(1) for m in maps], 1)  # (B, Lv)
+        if self.normalize == 'all_levels':
+            peaks = peaks.amax(1, keepdim=True).expand_as(peaks)
+        peaks = peaks.clamp(min=self.min_peak)
+        return [m / peaks[:, i, None, None] for i, m in enumerate(maps)]
 
-    def forward(self, student_feats: Sequence[Tensor], teacher_feats: Sequence[Tensor],
-                weights: Tensor, locations: Tensor, spatial_shapes: Tensor,
-                query_weights: Tensor) -> Tensor:
+    def forward(self, student_feats: Union[Tensor, Sequence[Tensor]],
+                teacher_feats: Union[Tensor, Sequence[Tensor]], weights: Tensor,
+                locations: Tensor, spatial_shapes: Tensor, query_weights: Tensor,
+                selected: Tensor = None) -> Tensor:
+        masks = self.masks(weights, locations, spatial_shapes, query_weights, selected)
+        if self.features == 'memory':
+            mask = torch.cat([m.flatten(1) for m in masks], 1)
+            return self.loss_weight * self._memory_loss(student_feats, teacher_feats, mask)
+        return self.loss_weight * self._neck_loss(student_feats, teacher_feats, masks)
+
+    @staticmethod
+    def _memory_loss(fs: Tensor, ft: Tensor, mask: Tensor) -> Tensor:
+        if not (isinstance(fs, Tensor) and isinstance(ft, Tensor)) or fs.shape != ft.shape \
+                or fs.dim() != 3 or fs.shape[:2] != mask.shape:
+            shape = lambda f: tuple(f.shape) if isinstance(f, Tensor) else type(f).__name__
+            raise ValueError(f'AttnGuidedFeatureLoss(features="memory"): student and teacher '
+                             f'encoder memories must both be (B, S, D) with S = '
+                             f'{mask.shape[1]} tokens of the attention levels (equal embed '
+                             f'dims and feature levels), got {shape(fs)} vs {shape(ft)}')
+        m = mask[..., None].to(fs.dtype)
+        return ((m * fs - m * ft.detach())**2).mean()
+
+    @staticmethod
+    def _neck_loss(student_feats, teacher_feats, masks) -> Tensor:
         if len(student_feats) != len(teacher_feats) or any(
                 s.shape != t.shape for s, t in zip(student_feats, teacher_feats)):
             raise ValueError(f'AttnGuidedFeatureLoss: student and teacher neck features must '
                              f'have equal shapes (e.g. ChannelMapper to 256 channels), got '
                              f'{[tuple(s.shape) for s in student_feats]} vs '
                              f'{[tuple(t.shape) for t in teacher_feats]}')
-        masks = self.masks(weights, locations, spatial_shapes, query_weights)
         if len(masks) != len(student_feats) or any(
                 m.shape[-2:] != f.shape[-2:] for m, f in zip(masks, student_feats)):
-            raise ValueError('AttnGuidedFeatureLoss: the cross-attention levels do not match '
-                             'the neck feature maps')
+            raise ValueError(f'AttnGuidedFeatureLoss: the cross-attention levels '
+                             f'{[tuple(m.shape[-2:]) for m in masks]} do not match the neck '
+                             f'feature maps {[tuple(f.shape[-2:]) for f in student_feats]}')
         loss = student_feats[0].new_zeros(())
         for m, fs, ft in zip(masks, student_feats, teacher_feats):
             m = m[:, None].to(fs.dtype)
             loss = loss + ((m * fs - m * ft.detach())**2).mean()
-        return self.loss_weight * loss
+        return loss
