@@ -158,12 +158,13 @@ def test_cli_conversion_predicts_as_the_in_memory_one(release, toy_data_root):
     proc = run_tool([sys.executable, CLI, path, dst, '--config', cfg_file])
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert 'format: detrex (DINO-4scale)' in proc.stdout
-    cfg = Config.fromfile(cfg_file)
-    set_toy_data_root(cfg, toy_data_root)
-    from_cli = build_toy_model(cfg, seed=1)
+
+    def config():  # mmdet's DINO writes into its config while building: one per use
+        return set_toy_data_root(Config.fromfile(cfg_file), toy_data_root)
+    from_cli = build_toy_model(config(), seed=1)
     load_weights_strictly(from_cli, dst)
-    in_memory = build_toy_model(cfg, seed=2)
-    in_memory.load_state_dict(convert_checkpoint(path, cfg=cfg)['state_dict'], strict=True)
-    batch = toy_batch(cfg, toy_data_root, split='test', n=2)
+    in_memory = build_toy_model(config(), seed=2)
+    in_memory.load_state_dict(convert_checkpoint(path, cfg=config())['state_dict'], strict=True)
+    batch = toy_batch(config(), toy_data_root, split='test', n=2)
     got, want = predict_both(from_cli, in_memory, batch)
     assert_same_detections(got, want, num=20, atol=0)
