@@ -137,6 +137,8 @@ class DETRDistillBase(SingleTeacherDistill):
         architecture = copy.deepcopy(architecture) if isinstance(architecture, dict) \
             else architecture
         teacher = copy.deepcopy(teacher) if isinstance(teacher, dict) else teacher
+        # a release teacher_ckpt is converted for (and checked against) this config's teacher
+        teacher_cfg = copy.deepcopy(teacher) if isinstance(teacher, dict) else None
         super().__init__(architecture=architecture, teacher=teacher, teacher_ckpt=None,
                          teacher_trainable=False,
                          distiller=distiller or dict(type='ConfigurableDistiller'), **kwargs)
@@ -151,12 +153,13 @@ class DETRDistillBase(SingleTeacherDistill):
         # training runs and testing does not: a distillation checkpoint brings teacher.* itself
         self._deferred_teacher_ckpt = None
         if teacher_ckpt and not _is_url(teacher_ckpt) and not osp.isfile(teacher_ckpt):
-            self._deferred_teacher_ckpt = (teacher_ckpt, teacher_strict)
+            self._deferred_teacher_ckpt = (teacher_ckpt, teacher_strict, teacher_cfg)
             warnings.warn(f'teacher checkpoint "{teacher_ckpt}" does not exist: the teacher '
                           f'weights must come from the checkpoint loaded into this model '
                           f'(testing a distillation checkpoint); training will stop')
         elif teacher_ckpt:
-            load_teacher_checkpoint(self.teacher, teacher_ckpt, strict=teacher_strict)
+            load_teacher_checkpoint(self.teacher, teacher_ckpt, strict=teacher_strict,
+                                    cfg=teacher_cfg)
             self.teacher._is_init = True  # runner.init_weights() must not overwrite it
         else:
             warnings.warn(f'{type(self).__name__}: no teacher_ckpt given, the teacher is '
