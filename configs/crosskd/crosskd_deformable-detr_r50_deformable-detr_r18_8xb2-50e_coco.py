@@ -8,19 +8,12 @@
 #   bash tools/dist_train.sh configs/crosskd/<this file> 8
 #   python tools/pth_transfer.py --ckpt_path work_dirs/<this>/epoch_50.pth --output_path r18.pth
 #   bash tools/dist_test.sh configs/detectors/deformable-detr_r18_16xb2-50e_coco.py r18.pth 8
-_base_ = '../kd_detr/kd-detr_deformable-detr_r50_deformable-detr_r18_8xb2-50e_coco.py'
+_base_ = ['../kd_detr/kd-detr_deformable-detr_r50_deformable-detr_r18_8xb2-50e_coco.py',
+          '../_base_/distill/crosskd.py']
 
 model = dict(
-    _delete_=True,
-    _scope_='mmrazor',
-    type='CrossKD',
+    _base_.crosskd,
     architecture=_base_.student,
     teacher=_base_.teacher,
     teacher_ckpt=_base_.teacher_ckpt,
-    matcher=dict(cls_cost=1.0, l1_cost=5.0, giou_cost=2.0),
-    init_student_from_teacher=['level_embed'],  # TPRD's merge_weight.py
-    distiller=dict(
-        type='ConfigurableDistiller',
-        distill_losses=dict(
-            loss_cross=dict(type='HungarianLogitKDLoss', loss_cls_weight=1.0,
-                            loss_bbox_weight=5.0, loss_iou_weight=2.0))))
+    init_student_from_teacher=['level_embed'])  # TPRD's merge_weight.py

@@ -8,25 +8,12 @@
 #       --cfg-options model.teacher_ckpt=work_dirs/deformable-detr_r50_8xb2-50e_voc0712/epoch_50.pth
 #   python tools/pth_transfer.py --ckpt_path work_dirs/<this>/epoch_50.pth --output_path r18.pth
 #   bash tools/dist_test.sh configs/detectors/deformable-detr_r18_8xb2-50e_voc0712.py r18.pth 8
-_base_ = '../kd_detr/kd-detr_deformable-detr_r50_deformable-detr_r18_8xb2-50e_voc0712.py'
+_base_ = ['../kd_detr/kd-detr_deformable-detr_r50_deformable-detr_r18_8xb2-50e_voc0712.py',
+          '../_base_/distill/d3etr.py']
 
 model = dict(
-    _delete_=True,
-    _scope_='mmrazor',
-    type='D3ETR',
+    _base_.d3etr,
     architecture=_base_.student,
     teacher=_base_.teacher,
     teacher_ckpt=_base_.teacher_ckpt,
-    tprd=False,
-    layer_by_layer=True,
-    matcher=dict(cls_cost=1.0, l1_cost=5.0, giou_cost=2.0),
-    init_student_from_teacher=['level_embed'],
-    distiller=dict(
-        type='ConfigurableDistiller',
-        distill_losses=dict(
-            loss_adaptive=dict(type='PairKDLoss', loss_cls_weight=1.0, loss_bbox_weight=5.0,
-                               loss_iou_weight=2.0, normalizer='queries'),
-            loss_fixed=dict(type='PairKDLoss', loss_cls_weight=1.0, loss_bbox_weight=5.0,
-                            loss_iou_weight=2.0, normalizer='queries'),
-            loss_self_attn=dict(type='AttentionMapLoss', loss_weight=1e4),
-            loss_cross_attn=dict(type='AttentionMapLoss', loss_weight=1e3))))
+    init_student_from_teacher=['level_embed'])

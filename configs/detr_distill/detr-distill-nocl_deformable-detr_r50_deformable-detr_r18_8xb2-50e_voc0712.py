@@ -9,24 +9,20 @@
 #       --cfg-options model.teacher_ckpt=work_dirs/deformable-detr_r50_8xb2-50e_voc0712/epoch_50.pth
 #   python tools/pth_transfer.py --ckpt_path work_dirs/<this>/epoch_50.pth --output_path r18.pth
 #   bash tools/dist_test.sh configs/detectors/deformable-detr_r18_8xb2-50e_voc0712.py r18.pth 8
-_base_ = '../kd_detr/kd-detr_deformable-detr_r50_deformable-detr_r18_8xb2-50e_voc0712.py'
+_base_ = ['../kd_detr/kd-detr_deformable-detr_r50_deformable-detr_r18_8xb2-50e_voc0712.py',
+          '../_base_/distill/detr_distill.py']
 
+__losses = _base_.detr_distill.distiller.distill_losses
 model = dict(
-    _delete_=True,
-    _scope_='mmrazor',
-    type='DETRDistill',
+    _base_.detr_distill,
     architecture=_base_.student,
     teacher=_base_.teacher,
     teacher_ckpt=_base_.teacher_ckpt,
     tprd=False,
     clamp_teacher_boxes=False,  # the TPRD release never clamps teacher boxes
-    layer_by_layer=True,
-    matcher=dict(cls_cost=1.0, l1_cost=5.0, giou_cost=2.0),
     distiller=dict(
-        type='ConfigurableDistiller',
+        _base_.detr_distill.distiller,
         distill_losses=dict(
-            loss_logits_kd=dict(type='HungarianLogitKDLoss', loss_cls_weight=1.0,
-                                loss_bbox_weight=5.0, loss_iou_weight=2.0),
-            loss_feat_kd=dict(type='TargetAwareFeatLoss', loss_weight=2.0, topk=100),
-            loss_teacher_group=dict(type='TeacherGroupLoss', assignment='teacher',
-                                    loss_weight=1.0))))
+            loss_logits_kd=__losses.loss_logits_kd,
+            loss_feat_kd=dict(__losses.loss_feat_kd, loss_weight=2.0),
+            loss_teacher_group=dict(__losses.loss_teacher_group, assignment='teacher'))))

@@ -4,14 +4,4 @@
 # (temp 0.5, alpha 1e-3, beta 5e-4, gamma 5e-4, lambda 5e-6). No TPRD variant (features only).
 _base_ = './fitnet_deformable-detr_r50_deformable-detr_r18_8xb2-50e_coco.py'
 
-model = dict(
-    fgd_levels={f'loss_fgd_{i}': i for i in range(4)},
-    distiller=dict(
-        _delete_=True,
-        type='ConfigurableDistiller',
-        distill_losses={
-            f'loss_fgd_{i}': dict(type='FGDLoss', student_channels=256, teacher_channels=256,
-                                  temp=0.5, alpha_fgd=1e-3, beta_fgd=5e-4, gamma_fgd=5e-4,
-                                  lambda_fgd=5e-6)
-            for i in range(4)
-        }))
+model = _base_.fgd

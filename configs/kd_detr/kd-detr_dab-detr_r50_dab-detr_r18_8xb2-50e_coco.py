@@ -6,7 +6,7 @@
 #   bash tools/dist_train.sh configs/kd_detr/<this file> 8
 #   python tools/pth_transfer.py --ckpt_path work_dirs/<this>/epoch_50.pth --output_path r18.pth
 #   bash tools/dist_test.sh configs/detectors/dab-detr_r18_8xb2-50e_coco.py r18.pth 8
-_base_ = '../detectors/dab-detr_r18_8xb2-50e_coco.py'
+_base_ = ['../detectors/dab-detr_r18_8xb2-50e_coco.py', '../_base_/distill/kd_detr.py']
 
 teacher_ckpt = 'https://download.openmmlab.com/mmdetection/v3.0/dab_detr/dab-detr_r50_8xb2-50e_coco/dab-detr_r50_8xb2-50e_coco_20221122_120837-c1035c8c.pth'  # noqa
 
@@ -17,22 +17,16 @@ teacher = dict(
     backbone=dict(_base_.model['backbone'], depth=50, init_cfg=None),
     neck=dict(_base_.model['neck'], in_channels=[2048]))
 
+__losses = _base_.kd_detr.distiller.distill_losses
 model = dict(
-    _delete_=True,
-    _scope_='mmrazor',
-    type='KDDETR',
+    _base_.kd_detr,
     architecture=student,
     teacher=teacher,
     teacher_ckpt=teacher_ckpt,
-    tprd=False,
-    layer_by_layer=True,  # TPRD release: student layer i learns from teacher layer i
-    num_general_queries=300,
     distiller=dict(
-        type='ConfigurableDistiller',
+        _base_.kd_detr.distiller,
         distill_losses=dict(
-            loss_general=dict(type='KDDETRLoss', temperature=10.0, loss_cls_weight=1.0,
-                              loss_bbox_weight=5.0, loss_iou_weight=2.0),
-            loss_specific=dict(type='KDDETRLoss', temperature=10.0, loss_cls_weight=1.0,
-                               loss_bbox_weight=5.0, loss_iou_weight=2.0))))
+            loss_general=dict(__losses.loss_general, loss_cls_weight=1.0),
+            loss_specific=dict(__losses.loss_specific, loss_cls_weight=1.0))))
 
 find_unused_parameters = True

@@ -8,39 +8,24 @@
 #   bash tools/dist_train.sh configs/kd_detr/<this file> 8
 #   python tools/pth_transfer.py --ckpt_path work_dirs/<this>/epoch_50.pth --output_path r18.pth
 #   bash tools/dist_test.sh configs/detectors/deformable-detr_r18_16xb2-50e_coco.py r18.pth 8
-_base_ = 'mmdet::deformable_detr/deformable-detr_r50_16xb2-50e_coco.py'
+_base_ = ['../detectors/deformable-detr_r18_16xb2-50e_coco.py', '../_base_/distill/kd_detr.py']
 
 teacher_ckpt = 'https://download.openmmlab.com/mmdetection/v3.0/deformable_detr/deformable-detr_r50_16xb2-50e_coco/deformable-detr_r50_16xb2-50e_coco_20221029_210934-6bc7d21b.pth'  # noqa
 
-student = dict(
+student = dict(_base_.model, _scope_='mmdet')
+teacher = dict(
     _base_.model,
     _scope_='mmdet',
-    backbone=dict(_base_.model['backbone'], depth=18,
-                  init_cfg=dict(type='Pretrained', checkpoint='torchvision://resnet18')),
-    neck=dict(_base_.model['neck'], in_channels=[128, 256, 512]))
-teacher = dict(_base_.model, _scope_='mmdet',
-               backbone=dict(_base_.model['backbone'], init_cfg=None))
+    backbone=dict(_base_.model['backbone'], depth=50, init_cfg=None),
+    neck=dict(_base_.model['neck'], in_channels=[512, 1024, 2048]))
 
 model = dict(
-    _delete_=True,
-    _scope_='mmrazor',
-    type='KDDETR',
+    _base_.kd_detr,
     architecture=student,
     teacher=teacher,
     teacher_ckpt=teacher_ckpt,
-    tprd=False,
-    layer_by_layer=True,  # TPRD release: student layer i learns from teacher layer i
-    num_general_queries=300,
-    init_student_from_teacher=['level_embed'],
-    distiller=dict(
-        type='ConfigurableDistiller',
-        distill_losses=dict(
-            loss_general=dict(type='KDDETRLoss', temperature=10.0, loss_cls_weight=2.0,
-                              loss_bbox_weight=5.0, loss_iou_weight=2.0),
-            loss_specific=dict(type='KDDETRLoss', temperature=10.0, loss_cls_weight=2.0,
-                               loss_bbox_weight=5.0, loss_iou_weight=2.0))))
+    init_student_from_teacher=['level_embed'])
 
 train_dataloader = dict(batch_size=2)
 auto_scale_lr = dict(base_batch_size=16)
 find_unused_parameters = True
-custom_imports = dict(imports=['mmdet_ksdetr'], allow_failed_imports=False)

@@ -7,7 +7,7 @@
 #       --cfg-options model.teacher_ckpt=work_dirs/deformable-detr_r50_8xb2-50e_voc0712/epoch_50.pth
 #   python tools/pth_transfer.py --ckpt_path work_dirs/<this>/epoch_50.pth --output_path r18.pth
 #   bash tools/dist_test.sh configs/detectors/deformable-detr_r18_8xb2-50e_voc0712.py r18.pth 8
-_base_ = '../detectors/deformable-detr_r18_8xb2-50e_voc0712.py'
+_base_ = ['../detectors/deformable-detr_r18_8xb2-50e_voc0712.py', '../_base_/distill/kd_detr.py']
 
 teacher_ckpt = 'work_dirs/deformable-detr_r50_8xb2-50e_voc0712/epoch_50.pth'
 
@@ -19,22 +19,10 @@ teacher = dict(
     neck=dict(_base_.model['neck'], in_channels=[512, 1024, 2048]))
 
 model = dict(
-    _delete_=True,
-    _scope_='mmrazor',
-    type='KDDETR',
+    _base_.kd_detr,
     architecture=student,
     teacher=teacher,
     teacher_ckpt=teacher_ckpt,
-    tprd=False,
-    layer_by_layer=True,  # TPRD release: student layer i learns from teacher layer i
-    num_general_queries=300,
-    init_student_from_teacher=['level_embed'],
-    distiller=dict(
-        type='ConfigurableDistiller',
-        distill_losses=dict(
-            loss_general=dict(type='KDDETRLoss', temperature=10.0, loss_cls_weight=2.0,
-                              loss_bbox_weight=5.0, loss_iou_weight=2.0),
-            loss_specific=dict(type='KDDETRLoss', temperature=10.0, loss_cls_weight=2.0,
-                               loss_bbox_weight=5.0, loss_iou_weight=2.0))))
+    init_student_from_teacher=['level_embed'])
 
 find_unused_parameters = True

@@ -9,7 +9,7 @@
 #   bash tools/dist_train.sh configs/kd_detr/<this file> 8
 #   python tools/pth_transfer.py --ckpt_path work_dirs/<this>/epoch_12.pth --output_path r18.pth
 #   bash tools/dist_test.sh configs/detectors/dino-4scale_r18_8xb2-12e_coco.py r18.pth 8
-_base_ = '../detectors/dino-4scale_r18_8xb2-12e_coco.py'
+_base_ = ['../detectors/dino-4scale_r18_8xb2-12e_coco.py', '../_base_/distill/kd_detr.py']
 
 teacher_ckpt = 'https://download.openmmlab.com/mmdetection/v3.0/dino/dino-4scale_r50_8xb2-12e_coco/dino-4scale_r50_8xb2-12e_coco_20221202_182705-55b2bba2.pth'  # noqa
 
@@ -20,23 +20,18 @@ teacher = dict(
     backbone=dict(_base_.model['backbone'], depth=50, init_cfg=None),
     neck=dict(_base_.model['neck'], in_channels=[512, 1024, 2048]))
 
+__losses = _base_.kd_detr.distiller.distill_losses
 model = dict(
-    _delete_=True,
-    _scope_='mmrazor',
-    type='KDDETR',
+    _base_.kd_detr,
     architecture=student,
     teacher=teacher,
     teacher_ckpt=teacher_ckpt,
-    tprd=False,
-    layer_by_layer=True,  # TPRD release: student layer i learns from teacher layer i
-    num_general_queries=300,
     init_student_from_teacher=['level_embed'],
     distiller=dict(
-        type='ConfigurableDistiller',
+        _base_.kd_detr.distiller,
         distill_losses=dict(
-            loss_general=dict(type='KDDETRLoss', temperature=10.0, loss_cls_weight=4.0,
-                              loss_bbox_weight=5.0, loss_iou_weight=2.0),
-            loss_specific=dict(type='KDDETRLoss', temperature=10.0, loss_cls_weight=2.0,
-                               loss_bbox_weight=20.0, loss_iou_weight=8.0))))
+            loss_general=dict(__losses.loss_general, loss_cls_weight=4.0),
+            loss_specific=dict(__losses.loss_specific, loss_bbox_weight=20.0,
+                               loss_iou_weight=8.0))))
 
 find_unused_parameters = True

@@ -79,9 +79,9 @@ def main(argv=None):
         else None
     if hasattr(algo, 'cross_predictions'):  # CrossKD: teacher decoder on the student memory
         timers.wrap(algo, 'cross_predictions', 'CrossKD cross pass (forward)')
-    if getattr(algo, 'refiner', None) is not None:  # TPRD: the refiner's two steps (the
-        # refiner object itself stays: algorithms read its attributes, e.g. QSKD its assigner)
-        from mmdet_ksdetr.distill import refinement
+    if getattr(algo, 'tprd', False):  # TPRD: the refinement's two steps (the
+        # TPRD object itself stays: algorithms read its attributes, e.g. QSKD its assigner)
+        from mmdet_ksdetr.distill.tprd import refinement
         for fn in ('assign_teacher_layers', 'refine_teacher_predictions'):
             timers.wrap(refinement, fn, 'TPRD teacher refinement')
     for name, module in algo.distiller.distill_losses.items():

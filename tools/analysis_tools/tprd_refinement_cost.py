@@ -44,7 +44,7 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from mmdet_ksdetr.distill import refinement
+    from mmdet_ksdetr.distill.tprd import refinement
     cfg, model, optim = build_model(args.config, args.cfg_options, args.device)
     if not getattr(model, 'tprd', False):
         sys.exit(f'{args.config}: the model has no TPRD switch on (model.tprd=True needed)')

@@ -9,21 +9,12 @@
 # Student config (tools/test.py with the tools/pth_transfer.py output):
 #   configs/toy/deformable-detr_tiny-r18-student_1xb2-12e_toy.py
 # Teacher, student (20 queries) and teacher_ckpt: those of the KD-DETR toy config.
-_base_ = ['../kd_detr/kd-detr_deformable-detr_tiny-r18_1xb2-12e_toy.py']
+_base_ = ['../kd_detr/kd-detr_deformable-detr_tiny-r18_1xb2-12e_toy.py',
+          '../../_base_/distill/crosskd.py']
 
 model = dict(
-    _delete_=True,
-    _scope_='mmrazor',
-    type='CrossKD',
+    _base_.crosskd,
     architecture=_base_.student,
     teacher=_base_.teacher,
     teacher_ckpt=_base_.teacher_ckpt,
-    matcher=dict(cls_cost=1.0, l1_cost=5.0, giou_cost=2.0),
-    init_student_from_teacher=['level_embed'],
-    distiller=dict(
-        type='ConfigurableDistiller',
-        distill_losses=dict(
-            loss_cross=dict(type='HungarianLogitKDLoss', loss_cls_weight=1.0,
-                            loss_bbox_weight=5.0, loss_iou_weight=2.0))))
-
-find_unused_parameters = True
+    init_student_from_teacher=['level_embed'])

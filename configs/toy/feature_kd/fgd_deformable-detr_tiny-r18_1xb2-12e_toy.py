@@ -5,14 +5,4 @@
 #   configs/toy/deformable-detr_tiny-r18-student_1xb2-12e_toy.py
 _base_ = ['./fitnet_deformable-detr_tiny-r18_1xb2-12e_toy.py']
 
-model = dict(
-    fgd_levels={f'loss_fgd_{i}': i for i in range(4)},
-    distiller=dict(
-        _delete_=True,
-        type='ConfigurableDistiller',
-        distill_losses={
-            f'loss_fgd_{i}': dict(type='FGDLoss', student_channels=256, teacher_channels=256,
-                                  temp=0.5, alpha_fgd=1e-3, beta_fgd=5e-4, gamma_fgd=5e-4,
-                                  lambda_fgd=5e-6)
-            for i in range(4)
-        }))
+model = _base_.fgd

@@ -8,7 +8,7 @@
 #       configs/toy/kd_detr/kd-detr_deformable-detr_tiny-r18_1xb2-12e_toy.py 2
 # Student config (tools/test.py with the tools/pth_transfer.py output):
 #   configs/toy/deformable-detr_tiny-r18-student_1xb2-12e_toy.py
-_base_ = ['../deformable-detr_tiny-r18_1xb2-12e_toy.py']
+_base_ = ['../deformable-detr_tiny-r18_1xb2-12e_toy.py', '../../_base_/distill/kd_detr.py']
 
 teacher_ckpt = 'work_dirs/deformable-detr_tiny-r18_1xb2-12e_toy/epoch_12.pth'
 
@@ -16,22 +16,11 @@ student = dict(_base_.model, num_queries=20, _scope_='mmdet')
 teacher = dict(_base_.model, _scope_='mmdet')
 
 model = dict(
-    _delete_=True,
-    _scope_='mmrazor',
-    type='KDDETR',
+    _base_.kd_detr,
     architecture=student,
     teacher=teacher,
     teacher_ckpt=teacher_ckpt,
-    tprd=False,
-    layer_by_layer=True,  # TPRD release: student layer i learns from teacher layer i
     num_general_queries=30,
-    init_student_from_teacher=['level_embed'],
-    distiller=dict(
-        type='ConfigurableDistiller',
-        distill_losses=dict(
-            loss_general=dict(type='KDDETRLoss', temperature=10.0, loss_cls_weight=2.0,
-                              loss_bbox_weight=5.0, loss_iou_weight=2.0),
-            loss_specific=dict(type='KDDETRLoss', temperature=10.0, loss_cls_weight=2.0,
-                               loss_bbox_weight=5.0, loss_iou_weight=2.0))))
+    init_student_from_teacher=['level_embed'])
 
 find_unused_parameters = True
