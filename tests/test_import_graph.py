@@ -155,7 +155,8 @@ def test_upward_imports_are_found():
 
 
 def test_imports_run_downward_only():
-    """utils < models < converters < distill < engine / analysis / apis / deployment (tools above)."""
+    """utils < models < converters < distill < engine / analysis / apis / deployment
+    (tools above)."""
     modules = collect_modules()
     graph = {m: imports_of(m, p, modules) for m, p in modules.items()
              if m.startswith('mmdet_ksdetr.')}

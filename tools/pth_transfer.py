@@ -141,8 +141,7 @@ def transfer(ckpt_path, output_path):
     """Convert ``ckpt_path`` and write ``output_path`` atomically; returns a summary dict
     (``kind``: 'distill', 'ks' or 'dac'; counts; for KS / DAC ``load_with``, the stock config).
     Raises :class:`TransferError` (bad input) or ``OutputPathError`` (output not writable)."""
-    from mmdet_ksdetr.utils.checkpoint_io import (atomic_save, check_output_path,
-                                                   read_back_check)
+    from mmdet_ksdetr.utils.checkpoint_io import atomic_save, check_output_path, read_back_check
     if not osp.isfile(ckpt_path):
         raise TransferError(f'--ckpt_path "{ckpt_path}" does not exist')
     check_output_path(output_path, inputs=[ckpt_path])

@@ -51,8 +51,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mmdet_ksdetr.analysis.common import \
+    gt_boxes_in_input_frame  # noqa: F401  (part of this module's API)
 from mmdet_ksdetr.utils.errors import InputError
-from mmdet_ksdetr.analysis.common import gt_boxes_in_input_frame  # noqa: F401  (part of this module's API)
 
 __all__ = [
     'DEFINITION', 'fg_mass_dense', 'foreground_share', 'fg_mass_deformable', 'attention_accuracy',

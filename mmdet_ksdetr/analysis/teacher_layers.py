@@ -46,7 +46,8 @@ import torch
 from torch import Tensor
 
 from mmdet_ksdetr.distill.tprd.refinement import (aligned_iou_cxcywh, assign_teacher_layers,
-                                  gt_from_data_samples, pad_gt, refine_teacher_predictions)
+                                                  gt_from_data_samples, pad_gt,
+                                                  refine_teacher_predictions)
 from mmdet_ksdetr.utils.errors import InputError
 
 __all__ = ['LayerCounts', 'layer_counts', 'earlier_better_matrix', 'summarise',

@@ -11,8 +11,7 @@ import torch
 
 from mmdet_ksdetr.deployment.preprocess_meta import META_KEY, dumps, preprocess_meta
 from mmdet_ksdetr.deployment.wrapper import DetrExportWrapper, UnsupportedDetectorError
-from mmdet_ksdetr.utils.checkpoint_io import (atomic_output, check_output_path,
-                                              load_weights_strictly)
+from mmdet_ksdetr.utils.checkpoint_io import atomic_output, check_output_path, load_weights_strictly
 from mmdet_ksdetr.utils.checks import check_config_path
 from mmdet_ksdetr.utils.errors import InputError
 
@@ -106,7 +105,8 @@ def check_against_pytorch(path: str, wrapper: DetrExportWrapper,
                           shapes: Sequence[Tuple[int, int]]) -> Dict:
     """Run the ONNX file with onnxruntime and the wrapper with PyTorch on seeded random
     images of each shape; raise :class:`ExportMismatchError` if the scores differ by more
-    than :data:`SCORE_ATOL`, the boxes by more than :data:`BOX_ATOL_PX` or a label differs. Returns the largest differences."""
+    than :data:`SCORE_ATOL`, the boxes by more than :data:`BOX_ATOL_PX` or a label differs.
+    Returns the largest differences."""
     import onnxruntime as ort
     sess = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
     gen = torch.Generator().manual_seed(0)

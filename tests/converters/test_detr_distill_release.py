@@ -196,7 +196,8 @@ def test_head_branches(converted):
         cls, boxes = model.bbox_head(hs, refs)
     for lvl in (0, 5):
         p = f'bbox_head.cls_branches.{lvl}.'
-        torch.testing.assert_close(cls[lvl], hs[lvl] @ release[p + 'weight'].T + release[p + 'bias'])
+        torch.testing.assert_close(cls[lvl],
+                                   hs[lvl] @ release[p + 'weight'].T + release[p + 'bias'])
         r = f'bbox_head.reg_branches.{lvl}.'
         h = torch.relu(hs[lvl] @ release[r + '0.weight'].T + release[r + '0.bias'])
         h = torch.relu(h @ release[r + '2.weight'].T + release[r + '2.bias'])

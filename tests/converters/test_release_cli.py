@@ -4,15 +4,15 @@ import os
 import os.path as osp
 import sys
 
-import pytest
 import torch
-
-from toy_helpers import (ROOT, TOY_DETRS, build_toy_model, load_toy_config, run_tool,
-                         save_toy_mmdet2_release as toy_release)
+from toy_helpers import ROOT, TOY_DETRS, build_toy_model, load_toy_config, run_tool
+from toy_helpers import save_toy_mmdet2_release as toy_release
 
 TOY = TOY_DETRS['deformable']
 TOY_CFG = osp.join(ROOT, 'configs', TOY)
 CLI = osp.join(ROOT, 'tools/model_converters/release_to_mmdet.py')
+
+
 def cli(capsys, *args):
     """Run the CLI in this process: (exit code, stdout, stderr)."""
     sys.path.insert(0, osp.dirname(CLI))

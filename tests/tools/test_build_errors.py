@@ -23,7 +23,7 @@ def test_describe_build_error():
     ('test.py', 'model.bbox_head.type=NoSuchHead', 'type="NoSuchHead"'),
 ])
 def test_tools_report_build_errors_in_one_line(tool, option, expected, toy_data_root,
-                                                 tmp_path):
+                                               tmp_path):
     args = [sys.executable, f'tools/{tool}', DEFORMABLE]
     if tool == 'test.py':
         args.append(save_random_checkpoint('toy/deformable-detr_tiny-r18_1xb2-12e_toy.py',

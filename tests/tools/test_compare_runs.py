@@ -146,8 +146,8 @@ def test_iteration_based_run(tmp_path):
     res = compare_runs.main([str(it_run), '--keys', 'coco/bbox_mAP', 'loss', '--out-dir',
                              str(tmp_path / 'out')])
     assert res['loss_x'] == 'iter'
-    assert res['keys']['coco/bbox_mAP'] == dict(x='iter', series=dict(iter_run=dict(x=[100],
-                                                                                   y=[0.1])))
+    assert res['keys']['coco/bbox_mAP'] == dict(
+        x='iter', series=dict(iter_run=dict(x=[100], y=[0.1])))
     assert res['keys']['loss']['series']['iter_run'] == dict(x=[50, 100], y=[3.0, 2.0])
     msg = _main([str(it_run), '--loss-x', 'epoch', '--out-dir', str(tmp_path / 'out2')])
     assert msg.startswith('compare_runs.py: error: --loss-x epoch') and 'use --loss-x iter' in msg
@@ -170,8 +170,8 @@ def test_bad_input_one_line_errors(runs, tmp_path):
         assert fragment in msg and '\n' not in msg, msg
     bad = tmp_path / 'bad'
     _write_log(bad, '20250101_000000', [])
-    (bad / '20250101_000000' / 'vis_data' / 'scalars.json').write_text('{"step": 1}\nnot json\n'
-                                                                        '{"step": 2}\n')
+    (bad / '20250101_000000' / 'vis_data' / 'scalars.json').write_text(
+        '{"step": 1}\nnot json\n{"step": 2}\n')
     msg = _main([str(bad), '--out-dir', out])
     assert 'line 2 is not JSON' in msg
     assert not osp.exists(osp.join(out, 'compare_runs.png'))  # nothing written on an error

@@ -7,7 +7,6 @@ import re
 import sys
 import warnings
 
-import pytest
 import torch
 from toy_helpers import CONFIGS, TOOLS, load_toy_config, run_tool, toy_data_cfg_options
 

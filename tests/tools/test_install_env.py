@@ -274,7 +274,8 @@ def test_pip_toolkit_compiles_mmcv_detr_cuda_sources(tmp_path):
     py = f'{venv}/bin/python'
     no_nvcc = [d for d in os.environ['PATH'].split(':') if d and
                not osp.exists(osp.join(d, 'nvcc'))]  # no system toolkit: the pip one is used
-    env = {k: v for k, v in os.environ.items() if k not in ('CUDA_HOME', 'CUDA_PATH', 'TORCH_BUILD')}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ('CUDA_HOME', 'CUDA_PATH', 'TORCH_BUILD')}
     env.update(PATH=':'.join([f'{venv}/bin'] + no_nvcc), MAX_JOBS='1',
                TORCH_CUDA_ARCH_LIST=os.environ.get('TORCH_CUDA_ARCH_LIST', '9.0'))
     plan = subprocess.run([py, HELPER], env=env, capture_output=True, text=True, check=True)

@@ -163,8 +163,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from mmdet_ksdetr.utils.checkpoint_io import (OutputPathError, atomic_save,
-                                                   check_output_path, read_back_check)
+    from mmdet_ksdetr.utils.checkpoint_io import (OutputPathError, atomic_save, check_output_path,
+                                                  read_back_check)
     try:
         if args.student_prefix and not args.student_prefix.endswith('.'):
             raise MergeError(f'--student-prefix "{args.student_prefix}" must end with "."')

@@ -40,8 +40,8 @@ _DEC_LAYER = {'norm2': 'norms.0', 'norm1': 'norms.1', 'norm3': 'norms.2',
 _TRANSFORMER = {'level_embed': 'level_embed', 'enc_output': 'memory_trans_fc',
                 'enc_output_norm': 'memory_trans_norm', 'pos_trans': 'pos_trans_fc',
                 'pos_trans_norm': 'pos_trans_norm'}
-_SWIN_BLOCK = {'norm1': 'norm1', 'norm2': 'norm2', 'attn': 'attn.w_msa', 'mlp.fc1': 'ffn.layers.0.0',
-               'mlp.fc2': 'ffn.layers.1'}
+_SWIN_BLOCK = {'norm1': 'norm1', 'norm2': 'norm2', 'attn': 'attn.w_msa',
+               'mlp.fc1': 'ffn.layers.0.0', 'mlp.fc2': 'ffn.layers.1'}
 
 
 def detect(state: Dict[str, torch.Tensor]) -> bool:
@@ -125,9 +125,10 @@ def _model_cfg(cfg):
 def _expected_state(model_cfg) -> Dict[str, torch.Size]:
     """Names and shapes of the state dict of the model ``model_cfg`` builds (on the meta
     device where the modules allow it: nothing is allocated)."""
-    import mmdet_ksdetr.models  # noqa: F401  (registers ReleaseDACDETR)
     from mmdet.registry import MODELS
     from mmengine.config import ConfigDict
+
+    import mmdet_ksdetr.models  # noqa: F401  (registers ReleaseDACDETR)
     model_cfg = ConfigDict(copy.deepcopy(dict(model_cfg)))  # building edits nested dicts
     model_cfg.get('backbone', {}).pop('init_cfg', None)
     try:
@@ -138,8 +139,8 @@ def _expected_state(model_cfg) -> Dict[str, torch.Size]:
     return {k: v.shape for k, v in model.state_dict().items()}
 
 
-def convert(state: Dict[str, torch.Tensor], cfg=None) -> Tuple[Dict[str, torch.Tensor],
-                                                                ConversionReport]:
+def convert(state: Dict[str, torch.Tensor],
+            cfg=None) -> Tuple[Dict[str, torch.Tensor], ConversionReport]:
     """Release tensors -> ``ReleaseDACDETR`` state dict (see the module docstring)."""
     model_cfg = _model_cfg(cfg)
     rows = state['class_embed.0.weight'].shape[0]
@@ -196,8 +197,8 @@ def convert(state: Dict[str, torch.Tensor], cfg=None) -> Tuple[Dict[str, torch.T
     if model_cfg is not None:
         _check_against(out, _expected_state(model_cfg))
     backbone = 'Swin-L' if swin else 'R50'
-    layers = sum(1 for k in state if re.fullmatch(r'transformer\.decoder\.layers\.\d+\.norm1\.'
-                                                   r'weight', k))
+    layers = sum(1 for k in state
+                 if re.fullmatch(r'transformer\.decoder\.layers\.\d+\.norm1\.weight', k))
     report = ConversionReport(
         source='dac-detr',
         architecture=f'DAC-DETR two-stage Deformable DETR, {backbone}, {layers} decoder layers, '

@@ -3,21 +3,16 @@ DETR internals (:class:`DETRInternals`, :func:`capture_detr`, :class:`QueryGroup
 student-to-teacher Hungarian matcher, the Hungarian logits and pair KD losses and strict
 teacher-checkpoint loading.
 """
+from . import teacher_checkpoint  # noqa: F401  (registration)
 from .attention import AttentionLog, DecoderAttentionRecorder
 from .capture import DETRCapture, capture_detr, check_detr, get_detr_internals
 from .detr_distill_base import DETRDistillBase
 from .distill_matcher import DistillHungarianMatcher, soft_bce_cost
 from .hungarian_logit_kd_loss import HungarianLogitKDLoss, gather_queries
 from .pair_kd_loss import PairKDLoss
-from .query_group import (QueryGroup,
-    decode_query_group,
-    decoder_inputs_for,
-    own_queries_group,
-    query_kind,
-    random_group,
-    read_out)
+from .query_group import (QueryGroup, decode_query_group, decoder_inputs_for, own_queries_group,
+                          query_kind, random_group, read_out)
 from .structures import DecodedGroup, DecoderAttention, DETRInternals
-from . import teacher_checkpoint  # noqa: F401  (registration)
 
 __all__ = [
     'AttentionLog',

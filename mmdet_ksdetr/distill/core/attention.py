@@ -33,7 +33,7 @@ class AttentionLog:
         """One :class:`DecoderAttention` per recorded decoder pass, in call order."""
         L = self.num_layers
         counts = [len(x) for x, on in ((self.self_maps, self.want_self),
-                                      (self.weights, self.want_cross)) if on]
+                                       (self.weights, self.want_cross)) if on]
         if not counts or counts[0] == 0:
             raise RuntimeError('no decoder pass was recorded: run the decoder inside '
                                'DecoderAttentionRecorder.record()')

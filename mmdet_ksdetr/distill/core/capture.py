@@ -5,10 +5,10 @@ The capture is an explicit method, not a recorder: it runs the detector's public
 through the one stage order of :mod:`mmdet_ksdetr.models.common.detr_stages` (``extract_feat``
 -> ``pre_transformer`` -> ``forward_encoder`` -> ``pre_decoder`` -> ``forward_decoder`` ->
 ``bbox_head.loss`` / ``bbox_head``, with the detector's training hooks when it computes the GT
-losses), so it sees every intermediate as a return value. Only two things are observed with PyTorch module hooks, both
-removed before it returns: the head's outputs inside ``bbox_head.loss`` (so the distillation
-losses back-propagate through the same head pass as the GT losses) and, on request, the
-decoder's attention maps. Nothing is patched on an instance or a class.
+losses), so it sees every intermediate as a return value. Only two things are observed with
+PyTorch module hooks, both removed before it returns: the head's outputs inside
+``bbox_head.loss`` (so the distillation losses back-propagate through the same head pass as
+the GT losses) and, on request, the decoder's attention maps. Nothing is patched on an instance or a class.
 
 It needs that stage order (mmdet's stock ``forward_transformer`` / ``loss`` or
 :class:`~mmdet_ksdetr.models.common.detr_stages.DETRStagesMixin`'s, as every detector of this
@@ -27,9 +27,10 @@ import torch
 from torch import Tensor
 
 from mmdet_ksdetr.distill.core.attention import DecoderAttentionRecorder
-from mmdet_ksdetr.models.common.detr_stages import loss_head_inputs, prepare_decoder
-from mmdet_ksdetr.distill.core.query_group import QueryGroup, decoder_inputs_for, head_forward, read_out
+from mmdet_ksdetr.distill.core.query_group import (QueryGroup, decoder_inputs_for, head_forward,
+                                                   read_out)
 from mmdet_ksdetr.distill.core.structures import DETRInternals
+from mmdet_ksdetr.models.common.detr_stages import loss_head_inputs, prepare_decoder
 
 __all__ = ['DETRCapture', 'capture_detr', 'get_detr_internals', 'check_detr']
 
@@ -207,4 +208,3 @@ def get_detr_internals(detector, batch_inputs: Tensor, batch_data_samples: List,
     """:func:`capture_detr` without GT losses; returns the :class:`DETRInternals` only."""
     return capture_detr(detector, batch_inputs, batch_data_samples,
                         keep_denoising=keep_denoising, **options).internals
-

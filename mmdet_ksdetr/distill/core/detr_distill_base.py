@@ -43,9 +43,10 @@ from torch import nn
 
 from mmdet_ksdetr.distill.core.capture import capture_detr, check_detr, get_detr_internals
 from mmdet_ksdetr.distill.core.structures import DecodedGroup, DETRInternals
+from mmdet_ksdetr.distill.core.teacher_checkpoint import (TeacherCheckpointError,
+                                                          copy_teacher_params_to_student,
+                                                          load_teacher_checkpoint)
 from mmdet_ksdetr.distill.tprd.refinement import RefinedTeacher
-from mmdet_ksdetr.distill.core.teacher_checkpoint import (TeacherCheckpointError, copy_teacher_params_to_student,
-                                  load_teacher_checkpoint)
 from mmdet_ksdetr.distill.tprd.tprd_switch import TPRD, TeacherTargets
 from mmdet_ksdetr.utils.loss_keys import layer_prefix
 
@@ -77,9 +78,9 @@ def layer_losses(parts: Dict, layer: int, num_layers: int, suffix: str = '') -> 
     return {f'{prefix}{name}{suffix}': value for name, value in parts.items()}
 
 
-
 def _is_url(path: str) -> bool:
     return path.startswith(('http://', 'https://'))
+
 
 class DETRDistillBase(SingleTeacherDistill):
     """Single-teacher distillation between two DETR-family detectors (see the module doc).

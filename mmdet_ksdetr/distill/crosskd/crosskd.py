@@ -5,9 +5,9 @@ from mmrazor.registry import MODELS
 
 from mmdet_ksdetr.distill.core import (DecodedGroup, DETRInternals, decode_query_group,
                                        own_queries_group)
-from mmdet_ksdetr.distill.core.hungarian_logit_kd_loss import HungarianLogitKDLoss
-from mmdet_ksdetr.distill.core.distill_matcher import DistillHungarianMatcher
 from mmdet_ksdetr.distill.core.detr_distill_base import DETRDistillBase, layer_losses
+from mmdet_ksdetr.distill.core.distill_matcher import DistillHungarianMatcher
+from mmdet_ksdetr.distill.core.hungarian_logit_kd_loss import HungarianLogitKDLoss
 
 __all__ = ['CrossKD']
 
@@ -101,7 +101,8 @@ class CrossKD(DETRDistillBase):
                                           t_probs, t.bbox_preds, factors.expand(L, -1, -1))
         losses = {}
         for l in range(L):  # equal depths (checked): cross layer l <- teacher layer l
-            parts = self.losses['loss_cross'](cross.cls_logits[l], cross.bbox_preds[l], t_probs[l],
-                                    t.bbox_preds[l], s_idx[l], t_idx[l], factors)
+            parts = self.losses['loss_cross'](cross.cls_logits[l], cross.bbox_preds[l],
+                                              t_probs[l], t.bbox_preds[l], s_idx[l], t_idx[l],
+                                              factors)
             losses.update(layer_losses(parts, l, L))
         return losses

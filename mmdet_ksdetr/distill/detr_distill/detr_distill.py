@@ -7,13 +7,14 @@ from mmrazor.registry import MODELS
 from torch import Tensor
 
 from mmdet_ksdetr.distill.core import DETRInternals, own_queries_group
-from mmdet_ksdetr.distill.tprd.decoupled_kd_loss import decoupled_kd_loss
+from mmdet_ksdetr.distill.core.detr_distill_base import (DETRDistillBase, layer_prefix,
+                                                         teacher_layer_map)
+from mmdet_ksdetr.distill.core.distill_matcher import DistillHungarianMatcher
 from mmdet_ksdetr.distill.core.hungarian_logit_kd_loss import HungarianLogitKDLoss, gather_queries
 from mmdet_ksdetr.distill.detr_distill.query_contrast_loss import QueryContrastLoss
 from mmdet_ksdetr.distill.detr_distill.target_aware_feat_loss import TargetAwareFeatLoss
 from mmdet_ksdetr.distill.detr_distill.teacher_group_loss import TeacherGroupLoss
-from mmdet_ksdetr.distill.core.distill_matcher import DistillHungarianMatcher
-from mmdet_ksdetr.distill.core.detr_distill_base import DETRDistillBase, layer_prefix, teacher_layer_map
+from mmdet_ksdetr.distill.tprd.decoupled_kd_loss import decoupled_kd_loss
 
 __all__ = ['DETRDistill', 'teacher_layer_map']
 

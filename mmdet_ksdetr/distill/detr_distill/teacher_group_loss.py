@@ -8,6 +8,7 @@ from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
 from mmdet.utils import reduce_mean
 from mmrazor.registry import MODELS
 from torch import nn
+
 from mmdet_ksdetr.utils.loss_keys import per_layer_losses
 
 __all__ = ['TeacherGroupLoss']
@@ -98,6 +99,7 @@ class TeacherGroupLoss(nn.Module):
             if len(teacher_layers) != cls_scores.shape[0]:
                 raise ValueError('TeacherGroupLoss: one teacher layer per student layer needed')
             t = teacher_internals
+
             def layer_parts(l, tl):
                 with torch.no_grad():
                     targets = head.get_targets(list(t.cls_logits[tl]), list(t.bbox_preds[tl]),

@@ -7,8 +7,8 @@ from mmrazor.registry import MODELS
 
 from mmdet_ksdetr.distill.core import (decode_query_group, own_queries_group, query_kind,
                                        random_group)
-from mmdet_ksdetr.distill.kd_detr.kd_detr_loss import KDDETRLoss
 from mmdet_ksdetr.distill.core.detr_distill_base import DETRDistillBase, layer_losses
+from mmdet_ksdetr.distill.kd_detr.kd_detr_loss import KDDETRLoss
 
 __all__ = ['KDDETR']
 
@@ -24,9 +24,9 @@ class KDDETR(DETRDistillBase):
 
     With ``tprd=True`` the specific group's targets are the TPRD-refined teacher predictions
     of the corresponding teacher layer (student layer l learns from refined teacher layer l,
-    mapped when depths differ: the refinement is per layer), its class loss is the decoupled one (T = 1) with positives from the
-    teacher's own per-layer Hungarian assignment, and the weights use the refined logits. The
-    general group is unchanged.
+    mapped when depths differ: the refinement is per layer), its class loss is the decoupled one
+    (T = 1) with positives from the teacher's own per-layer Hungarian assignment, and the
+    weights use the refined logits. The general group is unchanged.
 
     The teacher's predictions for its own queries are its ordinary forward, so the specific
     group costs extra *student* decoder queries; the general group extra student queries and

@@ -8,14 +8,14 @@ from mmdet.structures.bbox import bbox_cxcywh_to_xyxy, bbox_overlaps
 from mmrazor.registry import MODELS
 from scipy.optimize import linear_sum_assignment
 
-from mmdet_ksdetr.utils.device import to_device, to_host
-from mmdet_ksdetr.utils.divergence import check_finite_cost
 from mmdet_ksdetr.distill.core import DecoderAttentionRecorder
+from mmdet_ksdetr.distill.core.detr_distill_base import DETRDistillBase, layer_prefix
+from mmdet_ksdetr.distill.core.distill_matcher import DistillHungarianMatcher
 from mmdet_ksdetr.distill.core.pair_kd_loss import PairKDLoss
 from mmdet_ksdetr.distill.qskd.qskd_feature_loss import AttnGuidedFeatureLoss
 from mmdet_ksdetr.distill.tprd.refinement import assign_teacher_layers, gt_from_data_samples, pad_gt
-from mmdet_ksdetr.distill.core.distill_matcher import DistillHungarianMatcher
-from mmdet_ksdetr.distill.core.detr_distill_base import DETRDistillBase, layer_prefix
+from mmdet_ksdetr.utils.device import to_device, to_host
+from mmdet_ksdetr.utils.divergence import check_finite_cost
 
 __all__ = ['QSKD']
 
@@ -31,8 +31,8 @@ def _giou_to_gt(boxes, gt_boxes, num_gts, factors):
         return boxes.new_zeros((L, B, N, 0), dtype=torch.float32)
     f = factors.float()
     pred = bbox_cxcywh_to_xyxy(boxes.float()) * f[None, :, None, :]
-    gt = (bbox_cxcywh_to_xyxy(gt_boxes.float()) * f[:, None, :]).unsqueeze(0).expand(L, -1, -1,
-                                                                                      -1)
+    gt = (bbox_cxcywh_to_xyxy(gt_boxes.float()) * f[:, None, :]).unsqueeze(0)
+    gt = gt.expand(L, -1, -1, -1)
     giou = bbox_overlaps(pred.reshape(L * B, N, 4), gt.reshape(L * B, G, 4), mode='giou')
     giou = giou.view(L, B, N, G)
     valid = torch.arange(G, device=boxes.device).view(1, 1, 1, G) < num_gts.view(1, B, 1, 1)
@@ -106,7 +106,8 @@ class QSKD(DETRDistillBase):
 
     Shapes: any query counts; equal ``num_classes``; the feature loss needs equal encoder
     memory shapes (B, S, D) (equal embed dims and feature levels; equal neck shapes with
-    ``features='neck'``) and a deformable teacher decoder. DINO students: denoising queries excluded.
+    ``features='neck'``) and a deformable teacher decoder. DINO students: denoising queries
+    excluded.
 
     Args:
         layer_by_layer (bool): student layer l learns from teacher layer l (mapped).

@@ -142,7 +142,9 @@ class AttnGuidedFeatureLoss(nn.Module):
     def _memory_loss(fs: Tensor, ft: Tensor, mask: Tensor) -> Tensor:
         if not (isinstance(fs, Tensor) and isinstance(ft, Tensor)) or fs.shape != ft.shape \
                 or fs.dim() != 3 or fs.shape[:2] != mask.shape:
-            shape = lambda f: tuple(f.shape) if isinstance(f, Tensor) else type(f).__name__
+            def shape(f):
+                return tuple(f.shape) if isinstance(f, Tensor) else type(f).__name__
+
             raise ValueError(f'AttnGuidedFeatureLoss(features="memory"): student and teacher '
                              f'encoder memories must both be (B, S, D) with S = '
                              f'{mask.shape[1]} tokens of the attention levels (equal embed '

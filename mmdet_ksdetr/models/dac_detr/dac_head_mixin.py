@@ -218,4 +218,3 @@ class DACHeadMixin:
         results.scores = scores
         results.labels = labels
         return results
-

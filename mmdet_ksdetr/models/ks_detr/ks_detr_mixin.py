@@ -34,7 +34,8 @@ from torch import Tensor
 from mmdet_ksdetr.models.common.detr_stages import DETRStagesMixin
 from mmdet_ksdetr.models.ks_detr.ks_detr_heads import KSHeadMixin
 from mmdet_ksdetr.models.ks_detr.ks_encoder_layers import (KSDeformableDetrTransformerEncoderLayer,
-                                        KSDetrTransformerEncoderLayer, build_ks_cfg)
+                                                           KSDetrTransformerEncoderLayer,
+                                                           build_ks_cfg)
 from mmdet_ksdetr.models.ks_detr.ks_gt_mask import gt_foreground_token_mask
 from mmdet_ksdetr.models.ks_detr.ks_triple_attention import ks_teacher_streams
 
@@ -71,11 +72,11 @@ def check_ks_embed_dims(encoder=None, decoder=None, bbox_head=None, positional_e
     one head, so they must all be equal)."""
     dims = {}
     for name, cfg, path in [
-        ('encoder.layer_cfg.self_attn_cfg.embed_dims', encoder, ('layer_cfg', 'self_attn_cfg',
-                                                                  'embed_dims')),
+        ('encoder.layer_cfg.self_attn_cfg.embed_dims', encoder,
+         ('layer_cfg', 'self_attn_cfg', 'embed_dims')),
         ('encoder.layer_cfg.ffn_cfg.embed_dims', encoder, ('layer_cfg', 'ffn_cfg', 'embed_dims')),
-        ('decoder.layer_cfg.self_attn_cfg.embed_dims', decoder, ('layer_cfg', 'self_attn_cfg',
-                                                                  'embed_dims')),
+        ('decoder.layer_cfg.self_attn_cfg.embed_dims', decoder,
+         ('layer_cfg', 'self_attn_cfg', 'embed_dims')),
         ('decoder.layer_cfg.cross_attn_cfg.embed_dims', decoder,
          ('layer_cfg', 'cross_attn_cfg', 'embed_dims')),
         ('decoder.layer_cfg.ffn_cfg.embed_dims', decoder, ('layer_cfg', 'ffn_cfg', 'embed_dims')),

@@ -15,8 +15,10 @@ from mmdet.models.layers.transformer import (DeformableDetrTransformerEncoderLay
 from mmdet.registry import MODELS
 from torch import Tensor
 
-from mmdet_ksdetr.models.ks_detr.ks_deformable_triple_attention import KSMultiScaleDeformableTripleAttention
-from mmdet_ksdetr.models.ks_detr.ks_triple_attention import KSMultiheadTripleAttention, ks_teacher_streams
+from mmdet_ksdetr.models.ks_detr.ks_deformable_triple_attention import \
+    KSMultiScaleDeformableTripleAttention
+from mmdet_ksdetr.models.ks_detr.ks_triple_attention import (KSMultiheadTripleAttention,
+                                                             ks_teacher_streams)
 
 __all__ = [
     'DEFAULT_KS_CFG', 'build_ks_cfg', 'KSDetrTransformerEncoderLayer',

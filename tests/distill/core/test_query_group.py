@@ -66,8 +66,8 @@ def test_bad_groups_raise_clear_errors(toy_data_root):
     with torch.no_grad():
         it = get_detr_internals(model, inputs, samples)
     with pytest.raises(ValueError, match='query_pos'):
-        decoder_inputs_for(model, it.decoder_inputs, QueryGroup('g', query=torch.zeros(2, 3,
-                                                                                      256)))
+        decoder_inputs_for(model, it.decoder_inputs,
+                           QueryGroup('g', query=torch.zeros(2, 3, 256)))
     with pytest.raises(ValueError, match=r'\(batch=2, N, 256\)'):
         decoder_inputs_for(model, it.decoder_inputs,
                            QueryGroup('g', query=torch.zeros(2, 3, 64),

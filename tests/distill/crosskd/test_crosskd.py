@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from mmengine.optim import build_optim_wrapper
 from toy_helpers import (build_toy_model, disable_dropout, load_toy_config, perturb_parameters,
-                          toy_batch)
+                         toy_batch)
 
 from mmdet_ksdetr.distill.core import get_detr_internals
 

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from mmdet_ksdetr.distill.detr_distill.target_aware_feat_loss import (TargetAwareFeatLoss,
-                                                                target_aware_masks)
+                                                                      target_aware_masks)
 
 
 def _iou(a, b):

@@ -5,10 +5,9 @@ import pytest
 import torch
 from toy_helpers import build_toy_model, load_toy_config, perturb_parameters, toy_batch
 
-from mmdet_ksdetr.distill.qskd.qskd import (_feature_query_weights, _giou_to_gt,
-                                            _max_giou_to_gt, _query_of_gt)
-from mmdet_ksdetr.distill.qskd.qskd_feature_loss import (AttnGuidedFeatureLoss,
-                                                           splat_attention)
+from mmdet_ksdetr.distill.qskd.qskd import (_feature_query_weights, _giou_to_gt, _max_giou_to_gt,
+                                            _query_of_gt)
+from mmdet_ksdetr.distill.qskd.qskd_feature_loss import AttnGuidedFeatureLoss, splat_attention
 from mmdet_ksdetr.distill.tprd.refinement import gt_from_data_samples, pad_gt
 
 CFG = 'toy/qskd/qskd_deformable-detr_tiny-r18_1xb2-12e_toy.py'

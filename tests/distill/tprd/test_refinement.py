@@ -6,7 +6,7 @@ from mmdet.structures.bbox import bbox_overlaps
 from mmengine.structures import InstanceData
 
 from mmdet_ksdetr.distill.tprd.refinement import (TeacherPredictionRefiner, gt_from_data_samples,
-                                             pad_gt, refine_teacher_predictions)
+                                                  pad_gt, refine_teacher_predictions)
 
 NEG = -4.0
 

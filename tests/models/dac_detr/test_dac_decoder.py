@@ -8,7 +8,7 @@ from mmdet.models.layers import (DeformableDetrTransformerDecoder, DinoTransform
                                  coordinate_to_encoding, inverse_sigmoid)
 
 from mmdet_ksdetr.models.dac_detr.dac_decoder import (DACDeformableDetrTransformerDecoder,
-                                                    DACDinoTransformerDecoder)
+                                                      DACDinoTransformerDecoder)
 
 DIM, LEVELS, LAYERS = 256, 2, 2
 SHAPES = torch.tensor([[6, 6], [3, 3]])

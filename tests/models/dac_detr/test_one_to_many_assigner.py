@@ -136,7 +136,6 @@ def test_non_finite_predictions_raise_divergence_not_nan_positives(where):
         OneToManyAssigner().assign(_preds(boxes.tolist(), logits), gts)
 
 
-
 def _tie_case(num_queries, a, b):
     """Queries a and b tie exactly for GT0's best score (0.3 * 0.5, no overlap); a's own best
     GT is GT1 (IoU 0.3 with it: M = 0.21), b's is GT0. Nothing reaches the 0.4 threshold, so
