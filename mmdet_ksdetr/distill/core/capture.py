@@ -8,7 +8,8 @@ through the one stage order of :mod:`mmdet_ksdetr.models.common.detr_stages` (``
 losses), so it sees every intermediate as a return value. Only two things are observed with
 PyTorch module hooks, both removed before it returns: the head's outputs inside
 ``bbox_head.loss`` (so the distillation losses back-propagate through the same head pass as
-the GT losses) and, on request, the decoder's attention maps. Nothing is patched on an instance or a class.
+the GT losses) and, on request, the decoder's attention maps. Nothing is patched on an
+instance or a class.
 
 It needs that stage order (mmdet's stock ``forward_transformer`` / ``loss`` or
 :class:`~mmdet_ksdetr.models.common.detr_stages.DETRStagesMixin`'s, as every detector of this
