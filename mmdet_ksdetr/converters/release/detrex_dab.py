@@ -1,9 +1,9 @@
 """detrex DAB-DETR, Conditional-DETR and DN-DETR checkpoints -> mmdet's (and our DN) detectors.
 
 Plain functions, one pair per architecture (``detect_<arch>(state) -> bool`` and
-``convert_<arch>(state, cfg) -> (mmdet_state, ConversionReport)``), used by the ``detrex``
-format's per-architecture table and by the ``ks-detr`` format (a KS checkpoint without its
-teacher streams is one of these).
+``convert_<arch>(state, cfg) -> (mmdet_state, ConversionReport)``): the single-scale rows of
+the ``detrex`` format's :data:`~.detrex.ARCHITECTURES` table, which the ``ks-detr`` format
+also uses (a KS checkpoint without its teacher streams is one of these).
 
 detrex names the single-scale DETR transformer ``transformer.{encoder,decoder}.layers.<i>``
 with ``attentions.<j>`` / ``ffns.0`` / ``norms.<k>``; the decoder attentions spell their
@@ -16,7 +16,7 @@ decoder's anchor update) and ``ffns.0.activation.weight`` is ``ffns.0.layers.0.1
 mmdet's order).
 """
 import re
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -237,10 +237,3 @@ def convert_conditional_detr(state: Dict[str, torch.Tensor], cfg=None, source: s
     check_layers(state, model, arch, source)
     rules = _SINGLE_SCALE_RULES + [(r'^query_embed\.weight$', 'query_embedding.weight')]
     return map_keys(state, rules, report, _TWINS), report
-
-
-ARCHITECTURES: Dict[str, Tuple[Callable, Callable]] = {
-    'DN-DETR': (detect_dn_detr, convert_dn_detr),
-    'DAB-DETR': (detect_dab_detr, convert_dab_detr),
-    'Conditional-DETR': (detect_conditional_detr, convert_conditional_detr),
-}
