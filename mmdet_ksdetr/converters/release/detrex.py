@@ -143,7 +143,9 @@ ARCHITECTURES: Dict[str, Tuple[Callable, Callable]] = {
 
 # detrex architectures recognised (for a clear error) but not mapped yet
 _KNOWN_UNMAPPED: Dict[str, Callable] = {
-    'DN-Deformable-DETR': lambda s: 'label_enc.weight' in s and 'refpoint_embed.weight' in s and
+    # detrex DN-Deformable-DETR: content queries tgt_embed (Q, C - 1) + indicator, 4-d anchors
+    # refpoint_embed, decoder query_scale; not the layout of our DNDeformableDETR
+    'DN-Deformable-DETR': lambda s: 'refpoint_embed.weight' in s and 'tgt_embed.weight' in s and
     any(k.endswith('sampling_offsets.weight') for k in s),
     'DAB-Deformable-DETR': lambda s: 'transformer.decoder.query_scale.layers.0.weight' in s and
     ('transformer.refpoint_embed.weight' in s or 'transformer.level_embeds' in s),
@@ -247,7 +249,8 @@ def _check_config(state, model_cfg, source: str, arch: str) -> None:
     levels = model_cfg.get('num_feature_levels', 4)
     if levels != _num_levels(state):
         raise ReleaseConversionError(
-            f'the {source} {arch} checkpoint has {_num_levels(state)} feature levels, the config\'s '
+            f'the {source} {arch} checkpoint has {_num_levels(state)} feature levels, the '
+            f'config\'s '
             f'num_feature_levels is {levels}')
 
 
