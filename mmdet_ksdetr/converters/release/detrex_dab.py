@@ -171,12 +171,16 @@ def map_keys(state: Dict[str, torch.Tensor], rules: Iterable[Rule], report: Conv
     return out
 
 
+#: the DN label encoder: detrex's DN-DETR names it denoising_generator.label_encoder
+_LABEL_ENCODER = ('denoising_generator.label_encoder.weight', 'label_enc.weight')
+
+
 # ------------------------------------------------------------------------------ DAB-DETR
 def detect_dab_detr(state: Dict[str, torch.Tensor]) -> bool:
     """detrex DAB-DETR: learnt 4-d anchors and the encoder query-scale MLP, no label encoder."""
     return ('anchor_box_embed.weight' in state and
             'transformer.encoder.query_scale.layers.0.weight' in state and
-            'label_enc.weight' not in state)
+            not any(k in state for k in _LABEL_ENCODER))
 
 
 def convert_dab_detr(state: Dict[str, torch.Tensor], cfg=None, source: str = 'detrex',
@@ -195,8 +199,9 @@ def convert_dab_detr(state: Dict[str, torch.Tensor], cfg=None, source: str = 'de
 
 # ------------------------------------------------------------------------------ DN-DETR
 def detect_dn_detr(state: Dict[str, torch.Tensor]) -> bool:
-    """detrex DN-DETR: DAB-DETR plus the denoising label encoder ``label_enc``."""
-    return 'anchor_box_embed.weight' in state and 'label_enc.weight' in state
+    """detrex DN-DETR: DAB-DETR plus the denoising label encoder
+    (``denoising_generator.label_encoder``)."""
+    return 'anchor_box_embed.weight' in state and any(k in state for k in _LABEL_ENCODER)
 
 
 def convert_dn_detr(state: Dict[str, torch.Tensor], cfg=None, source: str = 'detrex',
@@ -212,7 +217,8 @@ def convert_dn_detr(state: Dict[str, torch.Tensor], cfg=None, source: str = 'det
     _note_stock(model, 'DNDETR', 'DetrexDNDETR', report)
     rules = _SINGLE_SCALE_RULES + [
         (r'^anchor_box_embed\.weight$', 'query_embedding.weight'),
-        (r'^label_enc\.weight$', 'dn_query_generator.label_embedding.weight')]
+        (r'^(label_enc|denoising_generator\.label_encoder)\.weight$',
+         'dn_query_generator.label_embedding.weight')]
     return map_keys(state, rules, report, _TWINS), report
 
 
@@ -235,5 +241,9 @@ def convert_conditional_detr(state: Dict[str, torch.Tensor], cfg=None, source: s
     model = expect_model(cfg, types, arch, source)
     check_classes(state, 'class_embed.weight', model, arch, source)
     check_layers(state, model, arch, source)
-    rules = _SINGLE_SCALE_RULES + [(r'^query_embed\.weight$', 'query_embedding.weight')]
+    # mmdet's ConditionalDETRHead: reg_ffn (Linear, ReLU, Linear), ReLU, fc_reg (Linear)
+    rules = [(r'^bbox_embed\.layers\.0\.(weight|bias)$', r'bbox_head.reg_ffn.layers.0.0.\1'),
+             (r'^bbox_embed\.layers\.1\.(weight|bias)$', r'bbox_head.reg_ffn.layers.1.\1'),
+             (r'^bbox_embed\.layers\.2\.(weight|bias)$', r'bbox_head.fc_reg.\1'),
+             (r'^query_embed\.weight$', 'query_embedding.weight')] + _SINGLE_SCALE_RULES
     return map_keys(state, rules, report, _TWINS), report

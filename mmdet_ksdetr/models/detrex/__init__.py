@@ -5,8 +5,9 @@ that ``mmdet_ksdetr.converters.release`` converts (``configs/released/``); state
 the base detectors'.
 
 =======================  ===============================================================
-``heads.py``              ``DetrexDeformableDETRHead``, ``DetrexDINOHead``: mmdet's heads
-                          with detrex's reference clamp
+``heads.py``              ``DetrexDeformableDETRHead``, ``DetrexDINOHead``,
+                          ``DetrexConditionalDETRHead``: mmdet's heads with detrex's
+                          reference clamp
 ``deformable_detr.py``    ``DetrexDeformableDETR``: mmdet's Deformable DETR with detrex's
                           box-refinement clamp in the decoder
 ``dab_decoder.py``        ``DetrexDABDetrTransformerDecoder``: DAB-DETR's decoder with
@@ -20,10 +21,10 @@ from mmdet_ksdetr.models.detrex.dab_detr import (DetrexDABDecoderMixin, DetrexDA
                                                  DetrexDNDETR)
 from mmdet_ksdetr.models.detrex.deformable_detr import (DetrexDeformableDETR,
                                                         DetrexDeformableDetrTransformerDecoder)
-from mmdet_ksdetr.models.detrex.heads import (DETREX_REFERENCE_EPS, DetrexDeformableDETRHead,
-                                              DetrexDINOHead)
+from mmdet_ksdetr.models.detrex.heads import (DETREX_REFERENCE_EPS, DetrexConditionalDETRHead,
+                                              DetrexDeformableDETRHead, DetrexDINOHead)
 
 __all__ = ['DETREX_REFERENCE_EPS', 'DetrexDABDetrTransformerDecoder', 'DetrexDABDecoderMixin',
            'DetrexDABDETR', 'DetrexDNDETR', 'DetrexDeformableDETR',
            'DetrexDeformableDetrTransformerDecoder', 'DetrexDeformableDETRHead',
-           'DetrexDINOHead']
+           'DetrexDINOHead', 'DetrexConditionalDETRHead']
