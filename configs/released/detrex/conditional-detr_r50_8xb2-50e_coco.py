@@ -1,5 +1,4 @@
-# Conditional-DETR R50, 50 epochs: the detrex model-zoo checkpoint
-# (IDEA-Research/detrex,
+# Conditional-DETR R50, 50 epochs: the detrex model-zoo checkpoint (IDEA-Research/detrex,
 # projects/conditional_detr README, "Conditional-DETR-R50", conditional_detr_r50_50ep.pth),
 # https://github.com/IDEA-Research/detrex-storage/releases/download/v0.1.0/conditional_detr_r50_50ep.pth
 # published box AP 41.6 (the release's number, COCO val2017; not re-measured here).
