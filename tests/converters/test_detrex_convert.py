@@ -122,7 +122,8 @@ def test_other_architecture_with_the_dino_config_names_both():
         convert_checkpoint({'model': dab}, cfg=cfg)
     msg = _one_line(e)
     assert 'found a detrex DAB-DETR checkpoint' in msg and 'builds DINO' in msg
-    dn_deformable = {'label_enc.weight': torch.zeros(81, 255),
+    dn_deformable = {'denoising_generator.label_encoder.weight': torch.zeros(81, 255),
+                     'tgt_embed.weight': torch.zeros(300, 255),
                      'refpoint_embed.weight': torch.zeros(300, 4),
                      'transformer.encoder.layers.0.attentions.0.sampling_offsets.weight':
                      torch.zeros(256, 256), 'class_embed.0.weight': torch.zeros(80, 256)}
