@@ -102,3 +102,12 @@ def test_conditional_head_uses_detrex_clamp():
     torch.testing.assert_close(boxes, expected)
     assert torch.allclose(boxes[:, :, 1], stock_boxes[:, :, 1])  # away from 0 / 1: the same
     assert not torch.allclose(boxes[:, :, 0], stock_boxes[:, :, 0])
+
+
+def test_swin_backbone_is_refused_in_one_line():
+    state = release_state(DATA + 'ks_detr_ks-dab-detr_r50.json')
+    state = {k: v for k, v in state.items() if not k.startswith('backbone.')}
+    state['backbone.patch_embed.proj.weight'] = torch.zeros(96, 3, 4, 4)
+    with pytest.raises(ReleaseConversionError) as e:
+        convert_checkpoint(dict(model=state))
+    assert '\n' not in str(e.value) and 'not a detectron2 ResNet' in str(e.value)

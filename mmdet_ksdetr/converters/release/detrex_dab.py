@@ -151,6 +151,12 @@ def map_keys(state: Dict[str, torch.Tensor], rules: Iterable[Rule], report: Conv
                                          f'unknown backbone tensor backbone.{e.args[0]}')
         out.update(backbone)
         skip |= used
+    else:
+        first = next((k for k in state if k.startswith('backbone.')), None)
+        if first is not None:
+            raise ReleaseConversionError(
+                f'{report.source} {report.architecture} checkpoint: the backbone ({first}) is not '
+                f'a detectron2 ResNet; only ResNet backbones are mapped (no Swin mapping)')
     for key, value in state.items():
         if key in skip:
             continue
