@@ -7,10 +7,13 @@
                 detectors (``DACDINO``, ``DACDeformableDETR``)
 ``dn_detr/``    DN-DETR / DN-Deformable-DETR, the KS-DETR baselines (``DNDETR``,
                 ``DNDeformableDETR``)
-``common/``     shared pieces: the DETR stage order (``detr_stages``), detrex-exact
-                variants for release weights (``Detrex*``)
+``detrex/``     the released detrex detectors, computed as detrex computes them, for
+                release weights (``Detrex*``: DINO / Deformable-DETR heads, Deformable-DETR,
+                DAB-DETR, DN-DETR)
+``common/``     shared pieces: the DETR stage order (``detr_stages``)
 =============  ========================================================================
 """
 from mmdet_ksdetr.models import common, dac_detr, dn_detr, ks_detr  # noqa: F401  (registration)
+from mmdet_ksdetr.models import detrex  # noqa: F401,E402  (registration; after dn_detr)
 
-__all__ = ['common', 'dac_detr', 'dn_detr', 'ks_detr']
+__all__ = ['common', 'dac_detr', 'detrex', 'dn_detr', 'ks_detr']

@@ -114,15 +114,21 @@ def test_other_architecture_with_the_dino_config_names_both():
     dab = {'backbone.stem.conv1.weight': torch.zeros(64, 3, 7, 7),
            'anchor_box_embed.weight': torch.zeros(300, 4),
            'transformer.encoder.layers.0.attentions.0.attn.in_proj_weight': torch.zeros(768, 256),
+           'transformer.encoder.query_scale.layers.0.weight': torch.zeros(256, 256),
            'transformer.decoder.query_scale.layers.0.weight': torch.zeros(256, 256),
            'class_embed.weight': torch.zeros(80, 256)}
     cfg = released_config('dino-4scale_r50_8xb2-12e_coco.py')
     with pytest.raises(ReleaseConversionError) as e:
         convert_checkpoint({'model': dab}, cfg=cfg)
     msg = _one_line(e)
-    assert 'found a detrex DAB-DETR or DN-DETR checkpoint' in msg and 'builds DINO' in msg
-    with pytest.raises(ReleaseConversionError, match='no mapping yet'):
-        convert_checkpoint({'model': dab})
+    assert 'found a detrex DAB-DETR checkpoint' in msg and 'builds DINO' in msg
+    dn_deformable = {'denoising_generator.label_encoder.weight': torch.zeros(81, 255),
+                     'tgt_embed.weight': torch.zeros(300, 255),
+                     'refpoint_embed.weight': torch.zeros(300, 4),
+                     'transformer.encoder.layers.0.attentions.0.sampling_offsets.weight':
+                     torch.zeros(256, 256), 'class_embed.0.weight': torch.zeros(80, 256)}
+    with pytest.raises(ReleaseConversionError, match='DN-Deformable-DETR .*no mapping yet'):
+        convert_checkpoint({'model': dn_deformable})
     # a Deformable-DETR release with the DINO config, and the other way round
     with pytest.raises(ReleaseConversionError) as e:
         convert_checkpoint({'model': _zeros('deformable-detr-refine_r50')}, cfg=cfg)

@@ -19,7 +19,7 @@ from mmdet.structures import DetDataSample
 from mmengine.config import Config
 
 from mmdet_ksdetr.converters.release import convert_checkpoint
-from mmdet_ksdetr.models.common import DetrexDeformableDetrTransformerDecoder
+from mmdet_ksdetr.models.detrex import DetrexDeformableDetrTransformerDecoder
 from toy_helpers import CONFIGS
 
 DATA = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'data', 'releases')

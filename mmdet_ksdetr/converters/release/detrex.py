@@ -1,17 +1,19 @@
 """The ``detrex`` format: IDEA-Research/detrex model-zoo checkpoints -> mmdet detectors.
 
 detrex saves ``{'model': state_dict, ...}`` with a detectron2 ResNet under ``backbone.``, its
-``ChannelMapper`` under ``neck.``, the transformer under ``transformer.`` (layers built from
-``attentions`` / ``ffns`` / ``norms`` lists) and the heads as ``class_embed.N`` /
-``bbox_embed.N.layers.K``, also linked into the decoder (``transformer.decoder.class_embed``,
-``transformer.decoder.bbox_embed``: the same tensors twice).
+``ChannelMapper`` under ``neck.`` (or a single-scale ``input_proj``), the transformer under
+``transformer.`` (layers built from ``attentions`` / ``ffns`` / ``norms`` lists) and the heads as
+``class_embed[.N]`` / ``bbox_embed[.N].layers.K``, also linked into the decoder
+(``transformer.decoder.class_embed``, ``transformer.decoder.bbox_embed``: the same tensors).
 
-One architecture is one row of :data:`ARCHITECTURES`: ``name -> (detect, map_key)``, tried
-in order (most specific first). ``detect(state) -> bool`` recognises the architecture from
-its key names; ``map_key(name) -> mmdet name`` maps one release key (backbone and aliased
-heads excluded) or raises ``KeyError``. To add an architecture (DAB-DETR, Conditional-DETR,
-DN-DETR ...), write its two functions from the shared :data:`_TRANSFORMER_RULES` plus its own
-rules, add the row, and (for the config check) its entry in :func:`_expected_architecture`.
+One architecture is one row of :data:`ARCHITECTURES`: ``name -> (detect, convert)``, tried in
+order (most specific first). ``detect(state) -> bool`` recognises the architecture from its key
+names; ``convert(state, cfg, source=, arch=, report=) -> (mmdet state, ConversionReport)`` maps
+it. The multi-scale rows (DINO, Deformable-DETR) are written here from the shared
+:data:`_TRANSFORMER_RULES`; the single-scale ones (DAB-DETR, DN-DETR, Conditional-DETR) are
+:mod:`.detrex_dab`'s. The ``ks-detr`` format uses the same table once the KS teacher streams
+are dropped. To add an architecture, add its row and its entry in
+:func:`_expected_architecture` (the config check).
 
 The configs that compute what the release computes are in ``configs/released/detrex/``.
 """
@@ -25,9 +27,13 @@ import torch
 from mmdet_ksdetr.converters.release.api import (ConversionReport, ReleaseConversionError,
                                                  ReleaseFormat, register_format)
 from mmdet_ksdetr.converters.release.detectron2_resnet import convert_detectron2_resnet
+from mmdet_ksdetr.converters.release.detrex_dab import (convert_conditional_detr,
+                                                        convert_dab_detr, convert_dn_detr,
+                                                        detect_conditional_detr,
+                                                        detect_dab_detr, detect_dn_detr)
 
 __all__ = ['ARCHITECTURES', 'detect_architecture', 'is_detrex', 'convert_detrex',
-           'DETREX_FORMAT']
+           'convert_architecture', 'DETREX_FORMAT']
 
 Rule = Tuple[str, Union[str, Callable[[re.Match], str]]]
 
@@ -106,22 +112,43 @@ def _is_deformable(state) -> bool:
         not any(k.startswith('transformer.decoder.bbox_embed.') for k in state)
 
 
-#: architecture name -> (detect(state) -> bool, map_key(release key) -> mmdet key); in order
-ARCHITECTURES: Dict[str, Tuple[Callable, Callable[[str], str]]] = {
-    'DINO': (_is_dino, _mapper(_DINO_RULES)),
+def _multiscale(name: str) -> Callable:
+    """The ``convert`` of a multi-scale (DINO / Deformable-DETR) row."""
+    def convert(state, cfg=None, source: str = 'detrex', arch: str = name,
+                report: Optional[ConversionReport] = None):
+        return _convert_multiscale(name, state, cfg, source, arch, report)
+    convert.__name__ = f'convert_{name.lower().replace("-", "_")}'
+    return convert
+
+
+_MAPPERS: Dict[str, Callable[[str], str]] = {
+    'DINO': _mapper(_DINO_RULES),
+    'Deformable-DETR-refine-twostage': _mapper(_DEFORMABLE_RULES),
+    'Deformable-DETR-refine': _mapper(_DEFORMABLE_RULES),
+    'Deformable-DETR': _mapper(_DEFORMABLE_RULES),
+}
+
+#: architecture name -> (detect(state) -> bool, convert(state, cfg, source=, arch=, report=));
+#: tried in order
+ARCHITECTURES: Dict[str, Tuple[Callable, Callable]] = {
+    'DINO': (_is_dino, _multiscale('DINO')),
     'Deformable-DETR-refine-twostage': (_is_deformable_refine_twostage,
-                                        _mapper(_DEFORMABLE_RULES)),
-    'Deformable-DETR-refine': (_is_deformable_refine, _mapper(_DEFORMABLE_RULES)),
-    'Deformable-DETR': (_is_deformable, _mapper(_DEFORMABLE_RULES)),
+                                        _multiscale('Deformable-DETR-refine-twostage')),
+    'Deformable-DETR-refine': (_is_deformable_refine, _multiscale('Deformable-DETR-refine')),
+    'Deformable-DETR': (_is_deformable, _multiscale('Deformable-DETR')),
+    'DN-DETR': (detect_dn_detr, convert_dn_detr),
+    'DAB-DETR': (detect_dab_detr, convert_dab_detr),
+    'Conditional-DETR': (detect_conditional_detr, convert_conditional_detr),
 }
 
 # detrex architectures recognised (for a clear error) but not mapped yet
 _KNOWN_UNMAPPED: Dict[str, Callable] = {
+    # detrex DN-Deformable-DETR: content queries tgt_embed (Q, C - 1) + indicator, 4-d anchors
+    # refpoint_embed, decoder query_scale; not the layout of our DNDeformableDETR
+    'DN-Deformable-DETR': lambda s: 'refpoint_embed.weight' in s and 'tgt_embed.weight' in s and
+    any(k.endswith('sampling_offsets.weight') for k in s),
     'DAB-Deformable-DETR': lambda s: 'transformer.decoder.query_scale.layers.0.weight' in s and
     ('transformer.refpoint_embed.weight' in s or 'transformer.level_embeds' in s),
-    'DAB-DETR or DN-DETR': lambda s: 'anchor_box_embed.weight' in s,
-    'Conditional-DETR': lambda s: 'query_embed.weight' in s and
-    'transformer.decoder.query_scale.layers.0.weight' in s,
     'DETA': lambda s: 'transformer.pix_trans.weight' in s,
 }
 
@@ -133,9 +160,11 @@ def is_detrex(state: Dict[str, torch.Tensor]) -> bool:
         any(k.startswith('class_embed.') for k in state)
 
 
-def detect_architecture(state: Dict[str, torch.Tensor], mapped_only: bool = True) -> str:
+def detect_architecture(state: Dict[str, torch.Tensor], mapped_only: bool = True,
+                        source: str = 'detrex', prefix: str = '') -> str:
     """The :data:`ARCHITECTURES` name of a detrex state dict (with ``mapped_only=False`` also
-    the name of a recognised detrex architecture that has no mapping yet).
+    the name of a recognised detrex architecture that has no mapping yet); ``source`` and
+    ``prefix`` name a derived release in the errors.
 
     Raises:
         ReleaseConversionError: an unmapped (with ``mapped_only``) or unknown architecture.
@@ -149,8 +178,9 @@ def detect_architecture(state: Dict[str, torch.Tensor], mapped_only: bool = True
             if not mapped_only:
                 return name
             raise ReleaseConversionError(
-                f'found a detrex {name} checkpoint, which has no mapping yet (mapped: {mapped})')
-    raise ReleaseConversionError(f'detrex checkpoint of an unknown architecture (mapped: '
+                f'found a {source} {prefix}{name} checkpoint, which has no mapping yet '
+                f'(mapped: {prefix}{f", {prefix}".join(ARCHITECTURES)})')
+    raise ReleaseConversionError(f'{source} checkpoint of an unknown architecture (mapped: '
                                  f'{mapped}); first keys: {", ".join(list(state)[:3])}')
 
 
@@ -172,14 +202,17 @@ def _model_cfg(cfg):
 
 def _expected_architecture(model_cfg) -> Optional[str]:
     """The :data:`ARCHITECTURES` name the config's detector takes, None if none does."""
-    from mmdet.models.detectors import DINO, DeformableDETR
+    from mmdet.models.detectors import DINO, ConditionalDETR, DABDETR, DeformableDETR
     from mmdet.registry import MODELS
     import mmdet_ksdetr.models  # noqa: F401  (registers the Detrex* classes)
+    from mmdet_ksdetr.models.dn_detr import DNDeformableDETR, DNDETR
     cls = MODELS.get(model_cfg['type'])
     if cls is None:
         return None
     if issubclass(cls, DINO):
         return 'DINO'
+    if issubclass(cls, DNDeformableDETR):
+        return 'DN-Deformable-DETR'
     if issubclass(cls, DeformableDETR):
         name = 'Deformable-DETR'
         if model_cfg.get('with_box_refine', False):
@@ -187,28 +220,37 @@ def _expected_architecture(model_cfg) -> Optional[str]:
         if model_cfg.get('as_two_stage', False):
             name += '-twostage'
         return name
+    for base, name in ((DNDETR, 'DN-DETR'), (DABDETR, 'DAB-DETR'),
+                       (ConditionalDETR, 'Conditional-DETR')):
+        if issubclass(cls, base):
+            return name
     return None
 
 
-def _check_config(arch: str, state, model_cfg) -> None:
-    """Architecture, class count and sizes of the release against the config (one line)."""
+def _check_architecture(found: str, state, model_cfg, source: str = 'detrex',
+                        arch: Optional[str] = None) -> None:
+    """The release architecture ``found`` against the one the config builds (one line)."""
     expected = _expected_architecture(model_cfg)
-    if expected != arch:
-        builds = expected or f'a {model_cfg["type"]} model (no detrex mapping)'
+    if expected != found:
+        builds = expected or f'a {model_cfg["type"]} model (no {source} mapping)'
         raise ReleaseConversionError(
-            f'found a detrex {_display_name(arch, state)} checkpoint, but the config builds '
-            f'{builds}: expected a detrex {expected or "DINO or Deformable-DETR"} checkpoint '
-            f'(configs/released/detrex/ has one config per release)')
-    n_cls = int(state['class_embed.0.weight'].shape[0])  # same architecture: DINO / Deformable
+            f'found a {source} {arch or _display_name(found, state)} checkpoint, but the '
+            f'config builds {builds}: use the config of that release (configs/released/)')
+
+
+def _check_config(state, model_cfg, source: str, arch: str) -> None:
+    """Class count and feature levels of a multi-scale release against the config."""
+    n_cls = int(state['class_embed.0.weight'].shape[0])
     cfg_cls = model_cfg.get('bbox_head', {}).get('num_classes')
     if cfg_cls != n_cls:
         raise ReleaseConversionError(
-            f'the detrex {_display_name(arch, state)} checkpoint has {n_cls} classes, the '
-            f'config\'s bbox_head.num_classes is {cfg_cls}: set num_classes={n_cls}')
+            f'the {source} {arch} checkpoint has {n_cls} classes, the config\'s '
+            f'bbox_head.num_classes is {cfg_cls}: set num_classes={n_cls}')
     levels = model_cfg.get('num_feature_levels', 4)
     if levels != _num_levels(state):
         raise ReleaseConversionError(
-            f'the detrex checkpoint has {_num_levels(state)} feature levels, the config\'s '
+            f'the {source} {arch} checkpoint has {_num_levels(state)} feature levels, the '
+            f'config\'s '
             f'num_feature_levels is {levels}')
 
 
@@ -244,7 +286,7 @@ def _target_shapes(model_cfg) -> Dict[str, torch.Size]:
 
 def _map_state(arch: str, state) -> Tuple[Dict[str, torch.Tensor], int]:
     """Every release tensor under its mmdet name; returns (new state, aliases checked)."""
-    _, map_key = ARCHITECTURES[arch]
+    map_key = _MAPPERS[arch]
     try:
         new, used = convert_detectron2_resnet(state)
     except KeyError as e:
@@ -295,32 +337,24 @@ def _compare(new: Dict[str, torch.Tensor], target: Dict[str, torch.Size]) -> Non
             f'{tuple(target[k])} ({len(bad)} tensors differ)')
 
 
-def convert_detrex(state: Dict[str, torch.Tensor], cfg=None
-                   ) -> Tuple[Dict[str, torch.Tensor], ConversionReport]:
-    """Convert a detrex state dict (the ``ReleaseFormat.convert`` of ``detrex``).
-
-    Args:
-        state (dict): release tensors (``ckpt['model']``).
-        cfg: the config (full or ``model`` part) of the target detector, or None. With it, the
-            architecture, class count, feature levels and every converted name and shape are
-            checked against the model it builds; settings where its computation would differ
-            from the release's are reported (warning and report note).
-
-    Returns:
-        tuple: mmdet state dict and :class:`ConversionReport`.
-    """
+def _convert_multiscale(name: str, state: Dict[str, torch.Tensor], cfg, source: str,
+                        arch: str, report: Optional[ConversionReport]
+                        ) -> Tuple[Dict[str, torch.Tensor], ConversionReport]:
+    """A DINO / Deformable-DETR row (``name``) of :data:`ARCHITECTURES`; ``arch`` is the name
+    reported (e.g. ``KS-Deformable-DETR``)."""
     model_cfg = _model_cfg(cfg)
-    if model_cfg is not None:  # a mismatch with the config first: it names both sides
-        _check_config(detect_architecture(state, mapped_only=False), state, model_cfg)
-    arch = detect_architecture(state)
-    report = ConversionReport(source='detrex', architecture=_display_name(arch, state))
-    new, aliases = _map_state(arch, state)
+    if report is None:
+        report = ConversionReport(source=source)
+    report.architecture = _display_name(name, state) if arch == name else arch
+    if model_cfg is not None:
+        _check_config(state, model_cfg, source, report.architecture)
+    new, aliases = _map_state(name, state)
     if model_cfg is not None:
         _compare(new, _target_shapes(model_cfg))
-        diffs = _release_differences(arch, model_cfg)
+        diffs = _release_differences(name, model_cfg)
         if diffs:
-            msg = ('the config computes differently from the detrex release: ' +
-                   '; '.join(diffs) + ' (configs/released/detrex/ matches it)')
+            msg = (f'the config computes differently from the {source} release: ' +
+                   '; '.join(diffs) + ' (configs/released/ matches it)')
             report.notes.append(msg)
             warnings.warn(msg)
     report.mapped = len(state) - aliases
@@ -330,6 +364,41 @@ def convert_detrex(state: Dict[str, torch.Tensor], cfg=None
     report.notes.append(f'{int(state["class_embed.0.weight"].shape[0])} classes, kept in '
                         f'order (detrex COCO order = mmdet CocoDataset order)')
     return new, report
+
+
+def convert_architecture(state: Dict[str, torch.Tensor], cfg=None, source: str = 'detrex',
+                         prefix: str = '', report: Optional[ConversionReport] = None
+                         ) -> Tuple[Dict[str, torch.Tensor], ConversionReport]:
+    """Detect the :data:`ARCHITECTURES` row of ``state``, check it against the config and
+    convert it; ``prefix`` names a derived release (``'KS-'``)."""
+    model_cfg = _model_cfg(cfg)
+    if model_cfg is not None:  # a mismatch with the config first: it names both sides
+        found = detect_architecture(state, False, source, prefix)
+        _check_architecture(found, state, model_cfg, source,
+                            prefix + found if prefix else None)
+    name = detect_architecture(state, True, source, prefix)
+    if report is not None:
+        report.architecture = prefix + name
+    _, convert = ARCHITECTURES[name]
+    kwargs = dict(arch=prefix + name) if prefix else {}
+    return convert(state, cfg, source=source, report=report, **kwargs)
+
+
+def convert_detrex(state: Dict[str, torch.Tensor], cfg=None
+                   ) -> Tuple[Dict[str, torch.Tensor], ConversionReport]:
+    """Convert a detrex state dict (the ``ReleaseFormat.convert`` of ``detrex``).
+
+    Args:
+        state (dict): release tensors (``ckpt['model']``).
+        cfg: the config (full or ``model`` part) of the target detector, or None. With it, the
+            architecture, class count, layer counts and every converted name and shape are
+            checked against the model it builds; settings where its computation would differ
+            from the release's are reported (warning and report note).
+
+    Returns:
+        tuple: mmdet state dict and :class:`ConversionReport`.
+    """
+    return convert_architecture(state, cfg)
 
 
 DETREX_FORMAT = register_format(ReleaseFormat(name='detrex', detect=is_detrex,

@@ -1,9 +1,9 @@
 """detrex DAB-DETR, Conditional-DETR and DN-DETR checkpoints -> mmdet's (and our DN) detectors.
 
 Plain functions, one pair per architecture (``detect_<arch>(state) -> bool`` and
-``convert_<arch>(state, cfg) -> (mmdet_state, ConversionReport)``), used by the ``detrex``
-format's per-architecture table and by the ``ks-detr`` format (a KS checkpoint without its
-teacher streams is one of these).
+``convert_<arch>(state, cfg) -> (mmdet_state, ConversionReport)``): the single-scale rows of
+the ``detrex`` format's :data:`~.detrex.ARCHITECTURES` table, which the ``ks-detr`` format
+also uses (a KS checkpoint without its teacher streams is one of these).
 
 detrex names the single-scale DETR transformer ``transformer.{encoder,decoder}.layers.<i>``
 with ``attentions.<j>`` / ``ffns.0`` / ``norms.<k>``; the decoder attentions spell their
@@ -16,7 +16,7 @@ decoder's anchor update) and ``ffns.0.activation.weight`` is ``ffns.0.layers.0.1
 mmdet's order).
 """
 import re
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -151,6 +151,12 @@ def map_keys(state: Dict[str, torch.Tensor], rules: Iterable[Rule], report: Conv
                                          f'unknown backbone tensor backbone.{e.args[0]}')
         out.update(backbone)
         skip |= used
+    else:
+        first = next((k for k in state if k.startswith('backbone.')), None)
+        if first is not None:
+            raise ReleaseConversionError(
+                f'{report.source} {report.architecture} checkpoint: the backbone ({first}) is not '
+                f'a detectron2 ResNet; only ResNet backbones are mapped (no Swin mapping)')
     for key, value in state.items():
         if key in skip:
             continue
@@ -171,12 +177,16 @@ def map_keys(state: Dict[str, torch.Tensor], rules: Iterable[Rule], report: Conv
     return out
 
 
+#: the DN label encoder: detrex's DN-DETR names it denoising_generator.label_encoder
+_LABEL_ENCODER = ('denoising_generator.label_encoder.weight', 'label_enc.weight')
+
+
 # ------------------------------------------------------------------------------ DAB-DETR
 def detect_dab_detr(state: Dict[str, torch.Tensor]) -> bool:
     """detrex DAB-DETR: learnt 4-d anchors and the encoder query-scale MLP, no label encoder."""
     return ('anchor_box_embed.weight' in state and
             'transformer.encoder.query_scale.layers.0.weight' in state and
-            'label_enc.weight' not in state)
+            not any(k in state for k in _LABEL_ENCODER))
 
 
 def convert_dab_detr(state: Dict[str, torch.Tensor], cfg=None, source: str = 'detrex',
@@ -195,8 +205,9 @@ def convert_dab_detr(state: Dict[str, torch.Tensor], cfg=None, source: str = 'de
 
 # ------------------------------------------------------------------------------ DN-DETR
 def detect_dn_detr(state: Dict[str, torch.Tensor]) -> bool:
-    """detrex DN-DETR: DAB-DETR plus the denoising label encoder ``label_enc``."""
-    return 'anchor_box_embed.weight' in state and 'label_enc.weight' in state
+    """detrex DN-DETR: DAB-DETR plus the denoising label encoder
+    (``denoising_generator.label_encoder``)."""
+    return 'anchor_box_embed.weight' in state and any(k in state for k in _LABEL_ENCODER)
 
 
 def convert_dn_detr(state: Dict[str, torch.Tensor], cfg=None, source: str = 'detrex',
@@ -212,7 +223,8 @@ def convert_dn_detr(state: Dict[str, torch.Tensor], cfg=None, source: str = 'det
     _note_stock(model, 'DNDETR', 'DetrexDNDETR', report)
     rules = _SINGLE_SCALE_RULES + [
         (r'^anchor_box_embed\.weight$', 'query_embedding.weight'),
-        (r'^label_enc\.weight$', 'dn_query_generator.label_embedding.weight')]
+        (r'^(label_enc|denoising_generator\.label_encoder)\.weight$',
+         'dn_query_generator.label_embedding.weight')]
     return map_keys(state, rules, report, _TWINS), report
 
 
@@ -235,12 +247,9 @@ def convert_conditional_detr(state: Dict[str, torch.Tensor], cfg=None, source: s
     model = expect_model(cfg, types, arch, source)
     check_classes(state, 'class_embed.weight', model, arch, source)
     check_layers(state, model, arch, source)
-    rules = _SINGLE_SCALE_RULES + [(r'^query_embed\.weight$', 'query_embedding.weight')]
+    # mmdet's ConditionalDETRHead: reg_ffn (Linear, ReLU, Linear), ReLU, fc_reg (Linear)
+    rules = [(r'^bbox_embed\.layers\.0\.(weight|bias)$', r'bbox_head.reg_ffn.layers.0.0.\1'),
+             (r'^bbox_embed\.layers\.1\.(weight|bias)$', r'bbox_head.reg_ffn.layers.1.\1'),
+             (r'^bbox_embed\.layers\.2\.(weight|bias)$', r'bbox_head.fc_reg.\1'),
+             (r'^query_embed\.weight$', 'query_embedding.weight')] + _SINGLE_SCALE_RULES
     return map_keys(state, rules, report, _TWINS), report
-
-
-ARCHITECTURES: Dict[str, Tuple[Callable, Callable]] = {
-    'DN-DETR': (detect_dn_detr, convert_dn_detr),
-    'DAB-DETR': (detect_dab_detr, convert_dab_detr),
-    'Conditional-DETR': (detect_conditional_detr, convert_conditional_detr),
-}

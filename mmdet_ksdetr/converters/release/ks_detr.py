@@ -11,7 +11,8 @@ Deformable-DETR or DN-Deformable-DETR) plus teacher-stream tensors that only tra
 * deformable models: ``attentions.0.attention_weights_teacher.*`` and
   ``attentions.0.value_proj_teacher.*`` of the last encoder layer.
 
-The student part is converted by the baseline's mapping and loads strictly into the stock
+The student part is converted by the baseline's row of the ``detrex`` format's architecture
+table (:data:`~.detrex.ARCHITECTURES`) and loads strictly into the stock
 config (``configs/released/ks_detr/``); the report lists every dropped tensor with its reason.
 Detected by those KS-only keys; it is tried before ``detrex``.
 """
@@ -22,10 +23,7 @@ import torch
 
 from mmdet_ksdetr.converters.release.api import (ConversionReport, ReleaseConversionError,
                                                  ReleaseFormat, register_format)
-from mmdet_ksdetr.converters.release.detrex_dab import (convert_conditional_detr,
-                                                        convert_dab_detr, convert_dn_detr,
-                                                        detect_conditional_detr,
-                                                        detect_dab_detr, detect_dn_detr)
+from mmdet_ksdetr.converters.release.detrex import convert_architecture
 
 __all__ = ['detect_ks_detr', 'convert_ks_detr', 'split_ks_teacher', 'KS_DETR_FORMAT']
 
@@ -35,37 +33,6 @@ _TEACHER_DEFORM = re.compile(r'\.attentions\.0\.(attention_weights|value_proj|sa
                              r'output_proj)_teacher\.')
 _IN_PROJ = re.compile(r'^transformer\.encoder\.layers\.(\d+)\.attentions\.0\.attn\.'
                       r'in_proj_(weight|bias)$')
-
-# --------------------------------------------------------------------------- deformable
-def detect_deformable_detr(state: Dict[str, torch.Tensor]) -> bool:
-    """detrex Deformable-DETR layout (multi-scale deformable attention in the encoder)."""
-    return any(k.endswith('attentions.0.sampling_offsets.weight') for k in state)
-
-
-def detect_dn_deformable_detr(state: Dict[str, torch.Tensor]) -> bool:
-    """detrex DN-Deformable-DETR: deformable layout plus the denoising label encoder."""
-    return detect_deformable_detr(state) and 'label_enc.weight' in state
-
-
-def _deformable_not_yet(state, cfg, source=SOURCE, arch='', types=(), report=None):
-    raise ReleaseConversionError(
-        f'{source} checkpoint is {arch}: the deformable KS models are recognised but not '
-        f'convertible yet (only KS-DAB-DETR, KS-DN-DETR and KS-Conditional-DETR are)')
-
-
-convert_deformable_detr = convert_dn_deformable_detr = _deformable_not_yet
-
-
-#: KS architecture -> (baseline detect, baseline convert, stock model types), most specific first
-_ARCHS = (
-    ('KS-DN-Deformable-DETR', detect_dn_deformable_detr, convert_dn_deformable_detr,
-     ('DNDeformableDETR',)),
-    ('KS-Deformable-DETR', detect_deformable_detr, convert_deformable_detr, ('DeformableDETR',)),
-    ('KS-DN-DETR', detect_dn_detr, convert_dn_detr, ('DetrexDNDETR', 'DNDETR')),
-    ('KS-DAB-DETR', detect_dab_detr, convert_dab_detr, ('DetrexDABDETR', 'DABDETR')),
-    ('KS-Conditional-DETR', detect_conditional_detr, convert_conditional_detr,
-     ('ConditionalDETR',)),
-)
 
 
 def _embed_dim(state: Dict[str, torch.Tensor]) -> int:
@@ -118,18 +85,11 @@ def convert_ks_detr(state: Dict[str, torch.Tensor], cfg=None
     """KS-DETR release state dict -> the stock baseline detector's mmdet state dict."""
     report = ConversionReport(source=SOURCE)
     student = split_ks_teacher(state, report)
-    for arch, detect, convert, types in _ARCHS:
-        if detect(student):
-            report.architecture = arch
-            new, report = convert(student, cfg, source=SOURCE, arch=arch, types=types,
-                                  report=report)
-            report.notes.append('inference model: the stock baseline detector; the teacher '
-                                'streams are dropped (listed in dropped)')
-            return new, report
-    raise ReleaseConversionError(
-        f'{SOURCE} checkpoint of an unknown architecture (expected KS-DAB / KS-Conditional / '
-        f'KS-DN / KS-Deformable / KS-DN-Deformable-DETR key names); first keys: '
-        f'{", ".join(list(state)[:3])}')
+    new, report = convert_architecture(student, cfg, source=SOURCE, prefix='KS-',
+                                       report=report)
+    report.notes.append('inference model: the stock baseline detector; the teacher streams are '
+                        'dropped (listed in dropped)')
+    return new, report
 
 
 KS_DETR_FORMAT = register_format(ReleaseFormat(

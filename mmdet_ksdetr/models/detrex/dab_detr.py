@@ -3,7 +3,7 @@ inference: mmdet's detectors with :class:`DetrexDABDetrTransformerDecoder`."""
 from mmdet.models.detectors import DABDETR
 from mmdet.registry import MODELS
 
-from mmdet_ksdetr.models.common.detrex_dab_decoder import DetrexDABDetrTransformerDecoder
+from mmdet_ksdetr.models.detrex.dab_decoder import DetrexDABDetrTransformerDecoder
 from mmdet_ksdetr.models.dn_detr.dn_detr import DNDETR
 
 __all__ = ['DetrexDABDecoderMixin', 'DetrexDABDETR', 'DetrexDNDETR']

@@ -9,12 +9,13 @@ release's boxes. Nothing else changes: losses, ``predict`` and the branches are 
 from typing import List, Tuple
 
 import torch
-from mmdet.models.dense_heads import DeformableDETRHead, DINOHead
+from mmdet.models.dense_heads import ConditionalDETRHead, DeformableDETRHead, DINOHead
 from mmdet.models.layers import inverse_sigmoid
 from mmdet.registry import MODELS
 from torch import Tensor
 
-__all__ = ['DETREX_REFERENCE_EPS', 'DetrexDeformableDETRHead', 'DetrexDINOHead']
+__all__ = ['DETREX_REFERENCE_EPS', 'DetrexDeformableDETRHead', 'DetrexDINOHead',
+           'DetrexConditionalDETRHead']
 
 DETREX_REFERENCE_EPS = 1e-3  # detrex.utils.inverse_sigmoid's default
 
@@ -68,3 +69,26 @@ class DetrexDINOHead(_DetrexReferenceClampMixin, DINOHead):
     (num_layers, bs, num_queries, num_classes), boxes (num_layers, bs, num_queries, 4)
     normalised cxcywh; denoising and losses unchanged.
     """
+
+
+@MODELS.register_module()
+class DetrexConditionalDETRHead(ConditionalDETRHead):
+    """mmdet's ``ConditionalDETRHead`` with detrex's ``inverse_sigmoid`` clamp (eps 1e-3) on the
+    reference points.
+
+    Shapes as :class:`ConditionalDETRHead`: hidden states (num_layers, bs, num_queries, dim) and
+    references (bs, num_queries, 2) -> logits (num_layers, bs, num_queries, num_classes), boxes
+    (num_layers, bs, num_queries, 4) normalised cxcywh.
+    """
+
+    reference_eps = DETREX_REFERENCE_EPS
+
+    def forward(self, hidden_states: Tensor, references: Tensor) -> Tuple[Tensor, Tensor]:
+        """Per decoder layer: class logits and sigmoid boxes around the (shared) references."""
+        logits_ref = inverse_sigmoid(references, eps=self.reference_eps)
+        boxes = []
+        for hidden in hidden_states:
+            delta = self.fc_reg(self.activate(self.reg_ffn(hidden)))
+            delta = torch.cat([delta[..., :2] + logits_ref, delta[..., 2:]], -1)
+            boxes.append(delta.sigmoid())
+        return self.fc_cls(hidden_states), torch.stack(boxes)

@@ -13,7 +13,7 @@ from mmdet.models.layers import DeformableDetrTransformerDecoder, inverse_sigmoi
 from mmdet.registry import MODELS
 from torch import Tensor, nn
 
-from mmdet_ksdetr.models.common.detrex_heads import DETREX_REFERENCE_EPS
+from mmdet_ksdetr.models.detrex.heads import DETREX_REFERENCE_EPS
 
 __all__ = ['DetrexDeformableDETR', 'DetrexDeformableDetrTransformerDecoder']
 
