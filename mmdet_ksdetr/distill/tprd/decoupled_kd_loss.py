@@ -60,8 +60,8 @@ def decoupled_kd_loss(student_logits: Tensor,
                       beta: float = 1.0) -> Tensor:
     """Per-pair decoupled class distillation loss.
 
-    The plain KL is computed for every pair, the TCKD / NCKD split only for the positive pairs
-    (the rows they replace).
+    The plain KL is computed for every pair, the TCKD / NCKD split only on the positive rows
+    (gathered, then written over their KL rows).
 
     Args:
         student_logits (Tensor): ``[..., C]`` student class logits.
@@ -89,17 +89,20 @@ def decoupled_kd_loss(student_logits: Tensor,
                              f'{tuple(student_logits.shape[:-1])} (one label or -1 per pair), '
                              f'got {tuple(pos_labels.shape)}')
         labels = pos_labels.reshape(-1)
-        # one host sync (the largest label: any positive? in range?) instead of a nonzero;
-        # DKD is computed on every row and kept on the positive ones
-        max_label = int(labels.max()) if labels.numel() else -1
-        if max_label >= 0:
+        # one host sync (how many positives, largest label); DKD only on the positive rows
+        is_pos = labels >= 0
+        n_pos, max_label = (torch.stack([is_pos.sum(), labels.max()]).tolist()
+                            if labels.numel() else (0, -1))
+        if n_pos:
             if C < 2:
                 raise ValueError('decoupled KD needs at least 2 classes for a non-target part')
             if max_label >= C:
                 raise ValueError(f'decoupled KD: a positive label ({max_label}) is >= '
                                  f'the number of classes ({C})')
-            dkd = _dkd_rows(zs, zt, labels.clamp(min=0), alpha, beta)
-            loss = torch.where(labels >= 0, dkd, loss)
+            rows = torch.nonzero_static(is_pos, size=n_pos).squeeze(1)  # no second sync
+            dkd = _dkd_rows(zs.index_select(0, rows), zt.index_select(0, rows),
+                            labels.index_select(0, rows), alpha, beta)
+            loss = loss.index_put((rows, ), dkd)
     return (loss * temperature**2).view(student_logits.shape[:-1])
 
 
