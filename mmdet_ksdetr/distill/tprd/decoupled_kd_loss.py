@@ -43,7 +43,9 @@ def _dkd_rows(zs: Tensor, zt: Tensor, ls: Tensor, lt: Tensor, labels: Tensor, al
     very_neg = torch.finfo(torch.float32).min
     zs_nt = zs.masked_fill(target, very_neg)
     zt_nt = zt.masked_fill(target, very_neg)
-    lt_n, ls_n = F.log_softmax(zt_nt, -1), F.log_softmax(zs_nt, -1)
+    # a -inf teacher logit: clamped, so that its exp is 0 and 0 * (log p_t - log p_s) is 0
+    lt_n = F.log_softmax(zt_nt, -1).clamp_(min=very_neg)
+    ls_n = F.log_softmax(zs_nt, -1)
     # TCKD: binary KL of [p(c), 1 - p(c)]; log(1 - p(c)) = lse(z without c) - lse(z), which is
     # log_softmax(z)_j - log_softmax(z without c)_j at any non-target j (the largest one here)
     j_s, j_t = zs_nt.argmax(-1, keepdim=True), zt_nt.argmax(-1, keepdim=True)
