@@ -69,16 +69,20 @@ class Recorder:
             self.calls.append(_detached((args, kwargs)))
 
 
-def _detached(obj):
-    """Detached copies of the tensors in ``obj``; floating ones require grad (isolated
-    backward reaches back to them, not into the rest of the step)."""
+def _detached(obj, memo=None):
+    """Detached copies of the tensors in ``obj`` (one copy per distinct tensor: ``key is
+    query`` stays true); floating ones require grad (isolated backward reaches back to them,
+    not into the rest of the step)."""
+    memo = {} if memo is None else memo
     if torch.is_tensor(obj):
-        t = obj.detach().clone()
-        return t.requires_grad_() if t.is_floating_point() else t
+        if id(obj) not in memo:
+            t = obj.detach().clone()
+            memo[id(obj)] = t.requires_grad_() if t.is_floating_point() else t
+        return memo[id(obj)]
     if isinstance(obj, (list, tuple)):
-        return type(obj)(_detached(o) for o in obj)
+        return type(obj)(_detached(o, memo) for o in obj)
     if isinstance(obj, dict):
-        return {k: _detached(v) for k, v in obj.items()}
+        return {k: _detached(v, memo) for k, v in obj.items()}
     return obj
 
 
