@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from mmrazor.registry import MODELS
 from torch import Tensor, nn
 
+_PACK = 1 << 31  # labels below it, counts times it: both fit one int64
+
 
 def _kl_rows(log_p_t: Tensor, log_p_s: Tensor) -> Tensor:
     """sum_c p_t * (log p_t - log p_s) over the last dim, 0 * log 0 = 0 (a ``-inf`` teacher
@@ -98,16 +100,20 @@ def decoupled_kd_loss(student_logits: Tensor,
                              f'{tuple(student_logits.shape[:-1])} (one label or -1 per pair), '
                              f'got {tuple(pos_labels.shape)}')
         labels = pos_labels.reshape(-1)
-        # DKD only on the positive rows (a few percent of the pairs); on CPU the two host
-        # reads (largest label, positive rows) cost less than one fused sync
-        max_label = int(labels.max()) if labels.numel() else -1
-        if max_label >= 0:
+        # DKD only on the positive rows (a few percent of the pairs), with one host sync: the
+        # number of positives and the largest label packed in one integer, then the rows by
+        # nonzero_static (no second sync)
+        is_pos = labels >= 0
+        packed = int(is_pos.sum() * _PACK + (labels.max() + 1).clamp(0, _PACK - 1)) \
+            if labels.numel() else 0
+        n_pos, max_label = packed // _PACK, packed % _PACK - 1
+        if n_pos:
             if C < 2:
                 raise ValueError('decoupled KD needs at least 2 classes for a non-target part')
             if max_label >= C:
                 raise ValueError(f'decoupled KD: a positive label ({max_label}) is >= '
                                  f'the number of classes ({C})')
-            rows = (labels >= 0).nonzero().squeeze(1)
+            rows = torch.nonzero_static(is_pos, size=n_pos).squeeze(1)
             zs_p = zs.index_select(0, rows)  # the student's log-softmax is recomputed on
             # the few rows: cheaper in backward than scattering a second gradient back
             dkd = _dkd_rows(zs_p, zt.index_select(0, rows), F.log_softmax(zs_p, -1),
