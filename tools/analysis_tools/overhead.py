@@ -168,10 +168,10 @@ def main(argv=None):
     times = {k: [] for k in steps}
     for it in range(args.warmup + args.iters):
         last = it == args.warmup + args.iters - 1
+        for r in ([dec, base_dec] + [r for _, r in ks]):  # record the last iteration's calls
+            if r is not None:
+                r.on, r.calls = last, []
         for name in (list(steps) if it % 2 == 0 else list(steps)[::-1]):
-            for r in ([dec, base_dec] + [r for _, r in ks]):
-                if r is not None:
-                    r.on, r.calls = last, [] if last else r.calls
             t = steps[name](batches[it])
             if it >= args.warmup:
                 times[name].append(t)
