@@ -131,3 +131,20 @@ def num_classes(cfg):
         return None
 
     return find(cfg._cfg_dict.get('model', {})) or 80
+
+
+def interleaved_medians(fns, runs=9, warmup=1, clock=time.process_time, device='cpu'):
+    """Median seconds of each callable of ``fns`` (a dict name -> callable), timed ``runs``
+    times in turn (run 1 of every callable, then run 2, ...) after ``warmup`` untimed rounds,
+    so that a slow phase of a shared machine hits all of them alike. Returns name -> seconds."""
+    import statistics
+    times = {name: [] for name in fns}
+    for r in range(warmup + runs):
+        for name, fn in fns.items():
+            sync(device)
+            start = clock()
+            fn()
+            sync(device)
+            if r >= warmup:
+                times[name].append(clock() - start)
+    return {name: statistics.median(t) for name, t in times.items()}

@@ -17,11 +17,15 @@ import torch.nn.functional as F
 from mmrazor.registry import MODELS
 from torch import Tensor, nn
 
+_PACK = 1 << 31  # labels below it, counts times it: both fit one int64
+
 
 def _kl_rows(log_p_t: Tensor, log_p_s: Tensor) -> Tensor:
-    """sum_c p_t * (log p_t - log p_s) over the last dim, 0 * log 0 = 0."""
-    p_t = log_p_t.exp()
-    return torch.where(p_t > 0, p_t * (log_p_t - log_p_s), torch.zeros_like(p_t)).sum(-1)
+    """sum_c p_t * (log p_t - log p_s) over the last dim, 0 * log 0 = 0 (a ``-inf`` teacher
+    log-probability is clamped to the lowest float, whose ``exp`` is 0). One fused
+    ``kl_div`` kernel, forward and backward."""
+    log_p_t = log_p_t.clamp(min=torch.finfo(log_p_t.dtype).min)
+    return F.kl_div(log_p_s, log_p_t, reduction='none', log_target=True).sum(-1)
 
 
 def kd_kl_loss(student_logits: Tensor, teacher_logits: Tensor,
@@ -32,22 +36,26 @@ def kd_kl_loss(student_logits: Tensor, teacher_logits: Tensor,
     return _kl_rows(F.log_softmax(zt, -1), F.log_softmax(zs, -1)) * temperature**2
 
 
-def _dkd_rows(zs: Tensor, zt: Tensor, labels: Tensor, alpha: float, beta: float) -> Tensor:
-    """``alpha * TCKD + beta * NCKD`` of positive rows: ``zs, zt [P, C]`` (already divided by
-    T), ``labels [P]`` -> ``[P]``."""
+def _dkd_rows(zs: Tensor, zt: Tensor, ls: Tensor, lt: Tensor, labels: Tensor, alpha: float,
+              beta: float) -> Tensor:
+    """``alpha * TCKD + beta * NCKD`` of positive rows: logits ``zs, zt [P, C]`` (already
+    divided by T), their log-softmax ``ls, lt [P, C]``, ``labels [P]`` -> ``[P]``."""
     c = labels.long().unsqueeze(-1)
     target = torch.zeros_like(zs, dtype=torch.bool).scatter_(-1, c, True)
     very_neg = torch.finfo(torch.float32).min
     zs_nt = zs.masked_fill(target, very_neg)
     zt_nt = zt.masked_fill(target, very_neg)
-    ls, lt = F.log_softmax(zs, -1), F.log_softmax(zt, -1)
-    # TCKD: binary KL of [p(c), 1 - p(c)]; log(1 - p(c)) = lse(z without c) - lse(z).
-    ls_nc = torch.logsumexp(zs_nt, -1, keepdim=True) - torch.logsumexp(zs, -1, keepdim=True)
-    lt_nc = torch.logsumexp(zt_nt, -1, keepdim=True) - torch.logsumexp(zt, -1, keepdim=True)
+    # a -inf teacher logit: clamped, so that its exp is 0 and 0 * (log p_t - log p_s) is 0
+    lt_n = F.log_softmax(zt_nt, -1).clamp_(min=very_neg)
+    ls_n = F.log_softmax(zs_nt, -1)
+    # TCKD: binary KL of [p(c), 1 - p(c)]; log(1 - p(c)) = lse(z without c) - lse(z), which is
+    # log_softmax(z)_j - log_softmax(z without c)_j at any non-target j (the largest one here)
+    j_s, j_t = zs_nt.argmax(-1, keepdim=True), zt_nt.argmax(-1, keepdim=True)
+    ls_nc = ls.gather(-1, j_s) - ls_n.gather(-1, j_s)
+    lt_nc = lt.gather(-1, j_t) - lt_n.gather(-1, j_t)
     tckd = _kl_rows(torch.cat([lt.gather(-1, c), lt_nc], -1),
                     torch.cat([ls.gather(-1, c), ls_nc], -1))
     # NCKD: KL of the softmax over the non-target classes (the target entry has p = 0).
-    lt_n, ls_n = F.log_softmax(zt_nt, -1), F.log_softmax(zs_nt, -1)
     nckd = torch.where(target, torch.zeros_like(lt_n), lt_n.exp() * (lt_n - ls_n)).sum(-1)
     return alpha * tckd + beta * nckd
 
@@ -60,8 +68,8 @@ def decoupled_kd_loss(student_logits: Tensor,
                       beta: float = 1.0) -> Tensor:
     """Per-pair decoupled class distillation loss.
 
-    The plain KL is computed for every pair, the TCKD / NCKD split only for the positive pairs
-    (the rows they replace).
+    The plain KL is computed for every pair, the TCKD / NCKD split only on the positive rows
+    (gathered, then written over their KL rows).
 
     Args:
         student_logits (Tensor): ``[..., C]`` student class logits.
@@ -80,27 +88,40 @@ def decoupled_kd_loss(student_logits: Tensor,
                          f'teacher logits {tuple(teacher_logits.shape)} must have the same '
                          f'shape (one teacher prediction per student prediction)')
     C = student_logits.size(-1)
-    zs = student_logits.float().reshape(-1, C) / temperature
-    zt = teacher_logits.detach().float().reshape(-1, C) / temperature
-    loss = _kl_rows(F.log_softmax(zt, -1), F.log_softmax(zs, -1))
+    zs = student_logits.float().reshape(-1, C)
+    zt = teacher_logits.detach().float().reshape(-1, C)
+    if temperature != 1:
+        zs, zt = zs / temperature, zt / temperature
+    ls, lt = F.log_softmax(zs, -1), F.log_softmax(zt, -1)
+    loss = _kl_rows(lt, ls)
     if pos_labels is not None:
         if pos_labels.shape != student_logits.shape[:-1]:
             raise ValueError(f'decoupled KD: pos_labels must have shape '
                              f'{tuple(student_logits.shape[:-1])} (one label or -1 per pair), '
                              f'got {tuple(pos_labels.shape)}')
         labels = pos_labels.reshape(-1)
-        # one host sync (the largest label: any positive? in range?) instead of a nonzero;
-        # DKD is computed on every row and kept on the positive ones
-        max_label = int(labels.max()) if labels.numel() else -1
-        if max_label >= 0:
+        # DKD only on the positive rows (a few percent of the pairs), with one host sync: the
+        # number of positives and the largest label packed in one integer, then the rows by
+        # nonzero_static (no second sync)
+        is_pos = labels >= 0
+        packed = int(is_pos.sum() * _PACK + (labels.max() + 1).clamp(0, _PACK - 1)) \
+            if labels.numel() else 0
+        n_pos, max_label = packed // _PACK, packed % _PACK - 1
+        if n_pos:
             if C < 2:
                 raise ValueError('decoupled KD needs at least 2 classes for a non-target part')
             if max_label >= C:
                 raise ValueError(f'decoupled KD: a positive label ({max_label}) is >= '
                                  f'the number of classes ({C})')
-            dkd = _dkd_rows(zs, zt, labels.clamp(min=0), alpha, beta)
-            loss = torch.where(labels >= 0, dkd, loss)
-    return (loss * temperature**2).view(student_logits.shape[:-1])
+            rows = torch.nonzero_static(is_pos, size=n_pos).squeeze(1)
+            zs_p = zs.index_select(0, rows)  # the student's log-softmax is recomputed on
+            # the few rows: cheaper in backward than scattering a second gradient back
+            dkd = _dkd_rows(zs_p, zt.index_select(0, rows), F.log_softmax(zs_p, -1),
+                            lt.index_select(0, rows), labels.index_select(0, rows), alpha, beta)
+            loss = loss.index_put((rows, ), dkd)
+    if temperature != 1:
+        loss = loss * temperature**2
+    return loss.view(student_logits.shape[:-1])
 
 
 @MODELS.register_module()

@@ -13,8 +13,13 @@ sMLP. Which tokens those are is decided exactly as in the KS-DETR release:
    order of mmdet's (batch-first) DETR encoders;
 5. a token is foreground only if it is also a valid (non-padding) token.
 
-Rasterisation is one batched matrix product instead of a loop over boxes: a pixel (y, x) is
-inside box i iff ``rows[i, y] and cols[i, x]``, so ``rows^T @ cols > 0`` is the union of all boxes.
+No canvas is built: bilinear resizing is separable with non-negative weights, so a token
+``(j, i)`` of a level is foreground iff some box covers one of the canvas rows that weigh on
+row ``j`` *and* one of the canvas columns that weigh on column ``i``. Those rows (columns) are
+found by resizing each box's 1-D row (column) indicator with the same interpolation
+(``linear``, ``align_corners=True``, hence the same weights as the 2-D resize), and the union of
+the boxes is one small ``(h, n) @ (n, w)`` product per level: O(n (H + W) + h w) work instead of
+O(H W) for the canvas.
 """
 from typing import List, Optional, Sequence, Tuple, Union
 
@@ -22,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ['rasterize_boxes', 'gt_foreground_token_mask', 'gt_boxes_of']
+__all__ = ['rasterize_boxes', 'level_masks', 'gt_foreground_token_mask', 'gt_boxes_of']
 
 
 def gt_boxes_of(batch_data_samples) -> List[Tensor]:
@@ -44,6 +49,23 @@ def gt_boxes_of(batch_data_samples) -> List[Tensor]:
     return boxes
 
 
+def _packed_boxes(boxes: Sequence[Tensor], device) -> Tensor:
+    """``(B, max_n, 4)`` long xyxy boxes, truncated to int and clamped at 0; empty
+    ``(0, 0, 0, 0)`` boxes pad the images with fewer boxes."""
+    max_n = max([len(b) for b in boxes], default=0)
+    packed = torch.zeros(len(boxes), max_n, 4, dtype=torch.long, device=device)
+    for i, b in enumerate(boxes):
+        if len(b):
+            packed[i, :len(b)] = b.detach().to(device).long()  # truncation, like .long()
+    return packed.clamp(min=0)
+
+
+def _spans(lo: Tensor, hi: Tensor, size: int) -> Tensor:
+    """``(B, n, size)`` bool: ``lo <= k < hi`` for ``k in range(size)``."""
+    k = torch.arange(size, device=lo.device)
+    return (k >= lo[..., None]) & (k < hi[..., None])
+
+
 def rasterize_boxes(boxes: Sequence[Tensor], shape: Tuple[int, int],
                     device: Optional[Union[str, torch.device]] = None) -> Tensor:
     """Paint the boxes of each image with 1 on a zero canvas.
@@ -61,21 +83,44 @@ def rasterize_boxes(boxes: Sequence[Tensor], shape: Tuple[int, int],
     B = len(boxes)
     if device is None:
         device = boxes[0].device if B else 'cpu'
-    max_n = max([len(b) for b in boxes], default=0)
-    if max_n == 0:
+    packed = _packed_boxes(boxes, device)
+    if packed.shape[1] == 0:
         return torch.zeros(B, H, W, dtype=torch.bool, device=device)
-    # (B, max_n, 4) with empty (0, 0, 0, 0) boxes as padding
-    packed = torch.zeros(B, max_n, 4, dtype=torch.long, device=device)
-    for i, b in enumerate(boxes):
-        if len(b):
-            packed[i, :len(b)] = b.detach().to(device).long()  # truncation, like .long()
-    packed = packed.clamp(min=0)
     x1, y1, x2, y2 = packed.unbind(-1)  # each (B, max_n)
-    ys = torch.arange(H, device=device)
-    xs = torch.arange(W, device=device)
-    rows = (ys >= y1[..., None]) & (ys < y2[..., None])  # (B, max_n, H)
-    cols = (xs >= x1[..., None]) & (xs < x2[..., None])  # (B, max_n, W)
+    rows, cols = _spans(y1, y2, H), _spans(x1, x2, W)
     return torch.bmm(rows.transpose(1, 2).float(), cols.float()) > 0
+
+
+def _level_support(spans: Tensor, size: int) -> Tensor:
+    """``(B, n, size)`` bool: output positions of a 1-D ``align_corners`` linear resize of each
+    box's indicator ``spans (B, n, S)`` that receive a non-zero weight from the box."""
+    if spans.shape[-1] == size:
+        return spans
+    return F.interpolate(spans.float(), size=size, mode='linear', align_corners=True) > 0
+
+
+def level_masks(boxes: Sequence[Tensor], shape: Tuple[int, int],
+                level_shapes: Sequence[Tuple[int, int]],
+                device: Optional[Union[str, torch.device]] = None) -> List[Tensor]:
+    """Per level the ``(B, h, w)`` bool mask ``interpolate(canvas, (h, w), 'bilinear',
+    align_corners=True) > 0`` of the :func:`rasterize_boxes` canvas of ``shape``, without
+    building the canvas (see the module doc)."""
+    H, W = int(shape[0]), int(shape[1])
+    B = len(boxes)
+    if device is None:
+        device = boxes[0].device if B else 'cpu'
+    packed = _packed_boxes(boxes, device)
+    if packed.shape[1] == 0:
+        return [torch.zeros(B, int(h), int(w), dtype=torch.bool, device=device)
+                for h, w in level_shapes]
+    x1, y1, x2, y2 = packed.unbind(-1)
+    rows, cols = _spans(y1, y2, H), _spans(x1, x2, W)  # (B, n, H), (B, n, W)
+    out = []
+    for h, w in level_shapes:
+        r = _level_support(rows, int(h)).transpose(1, 2).float()  # (B, h, n)
+        c = _level_support(cols, int(w)).float()  # (B, n, w)
+        out.append(torch.bmm(r, c) > 0)
+    return out
 
 
 def gt_foreground_token_mask(batch_data_samples,
@@ -99,12 +144,9 @@ def gt_foreground_token_mask(batch_data_samples,
         boxes = gt_boxes_of(batch_data_samples)
     device = padding_mask.device if padding_mask is not None else (
         boxes[0].device if len(boxes) else 'cpu')
-    canvas = rasterize_boxes(boxes, batch_data_samples[0].batch_input_shape, device)
-    canvas = canvas[:, None].float()  # (B, 1, H, W)
-    levels = []
-    for h, w in (spatial_shapes.tolist() if torch.is_tensor(spatial_shapes) else spatial_shapes):
-        lvl = F.interpolate(canvas, size=(int(h), int(w)), mode='bilinear', align_corners=True)
-        levels.append(lvl.flatten(1) > 0)
+    shapes = spatial_shapes.tolist() if torch.is_tensor(spatial_shapes) else spatial_shapes
+    levels = [m.flatten(1) for m in level_masks(
+        boxes, batch_data_samples[0].batch_input_shape, shapes, device)]
     mask = torch.cat(levels, 1)
     if padding_mask is not None:
         if padding_mask.shape != mask.shape:

@@ -135,36 +135,41 @@ class KSMultiheadTripleAttention(MultiheadAttention):
         def heads(t):  # (B, N, E) -> (B, h, N, d)
             return t.view(B, N, h, d).transpose(1, 2)
 
+        def flat(t):  # (B, h, N, d) -> (B*h, N, d)
+            return t.reshape(B * h, N, d)
+
+        scale = 1.0 / math.sqrt(d)
         w, b = self.attn.in_proj_weight, self.attn.in_proj_bias
-        q = heads(F.linear(add(x, query_pos), w[:E], b[:E]))
-        k = heads(F.linear(add(x, key_pos), w[E:2 * E], b[E:2 * E]))
-        v = heads(F.linear(x, w[2 * E:], b[2 * E:]))
+        # q is scaled before the product (N*d instead of N*N multiplications)
+        q = flat(heads(F.linear(add(x, query_pos), w[:E], b[:E]) * scale))
+        k = flat(heads(F.linear(add(x, key_pos), w[E:2 * E], b[E:2 * E])))
+        v = flat(heads(F.linear(x, w[2 * E:], b[2 * E:])))
         tw, tb = self.teacher_in_proj_weight, self.teacher_in_proj_bias
 
         mask = _additive_mask(attn_mask, key_padding_mask, x.dtype)
-        scale = 1.0 / math.sqrt(d)
+        if mask is not None:  # (B or 1, 1 or h, Nq or 1, N) -> (B*h, Nq or 1, N)
+            mask = mask.expand(B, h, mask.shape[-2], N).reshape(B * h, -1, N)
         p_drop = self.attn.dropout
 
-        def attention_map(qh, kh):
-            logits = torch.matmul(qh, kh.transpose(-2, -1)) * scale
-            if mask is not None:
-                logits = logits + mask
+        def attention_map(qh, kh):  # (B*h, N, N); the mask is added inside the product
+            kt = kh.transpose(1, 2)
+            logits = torch.bmm(qh, kt) if mask is None else torch.baddbmm(mask, qh, kt)
             return F.dropout(logits.softmax(-1), p=p_drop, training=self.training)
 
         a = attention_map(q, k)
         outs = {}
         if 'share_a' in self.teacher_streams:
-            v_t = heads(F.linear(x_t, tw[-E:], tb[-E:]))
-            both = torch.matmul(a, torch.cat([v, v_t], -1))  # A [V, V^t] in one product
+            v_t = flat(heads(F.linear(x_t, tw[-E:], tb[-E:])))
+            both = torch.bmm(a, torch.cat([v, v_t], -1))  # A [V, V^t] in one product
             outs['student'], outs['share_a'] = both.split(d, -1)
         else:
-            outs['student'] = torch.matmul(a, v)
+            outs['student'] = torch.bmm(a, v)
         if 'share_v' in self.teacher_streams:
-            q_t = heads(F.linear(add(x_t, query_pos), tw[:E], tb[:E]))
-            k_t = heads(F.linear(add(x_t, key_pos), tw[E:2 * E], tb[E:2 * E]))
-            outs['share_v'] = torch.matmul(attention_map(q_t, k_t), v)
+            q_t = flat(heads(F.linear(add(x_t, query_pos), tw[:E], tb[:E]) * scale))
+            k_t = flat(heads(F.linear(add(x_t, key_pos), tw[E:2 * E], tb[E:2 * E])))
+            outs['share_v'] = torch.bmm(attention_map(q_t, k_t), v)
         names = ('student', ) + self.teacher_streams
-        o = torch.cat([outs[n] for n in names], 0)  # (S*B, h, N, d)
-        o = o.transpose(1, 2).reshape(len(names) * B, N, E)
+        o = torch.stack([outs[n] for n in names], 0)  # (S, B*h, N, d)
+        o = o.view(len(names) * B, h, N, d).transpose(1, 2).reshape(len(names) * B, N, E)
         o = self.dropout_layer(self.proj_drop(self.attn.out_proj(o)))
         return list((o + identity.repeat(len(names), 1, 1)).split(B, 0))
