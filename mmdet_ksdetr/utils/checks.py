@@ -4,6 +4,7 @@ import errno
 import os
 import os.path as osp
 import pickle
+import re
 import zipfile
 
 import torch
@@ -84,21 +85,49 @@ def is_url(path) -> bool:
     return str(path).startswith(('http://', 'https://'))
 
 
-def download_checkpoint(url: str) -> str:
-    """The local copy of ``url`` in torch.hub's checkpoint folder, downloaded when missing
-    (torch writes a temporary file and renames it, so a broken download leaves no file)."""
+_URL_HASH = re.compile(r'-([0-9a-f]{8,64})\.[A-Za-z0-9]+$')
+
+
+def url_hash_prefix(url: str):
+    """The sha256 prefix an OpenMMLab-style URL names (``..._20221202_182705-55b2bba2.pth``:
+    the first hex digits of the file's sha256), or None."""
+    from urllib.parse import urlparse
+    match = _URL_HASH.search(osp.basename(urlparse(url).path))
+    return match.group(1) if match else None
+
+
+def url_cache_path(url: str) -> str:
+    """Where ``url`` is cached: ``$TORCH_HOME/hub/checkpoints/<sha256(URL)[:16]>-<basename>``.
+    The prefix comes from the whole URL, so ``http://h/a/model.pth`` and
+    ``http://h/b/model.pth`` never share a file."""
+    import hashlib
     from urllib.parse import urlparse
 
     import torch.hub
-    folder = osp.join(torch.hub.get_dir(), 'checkpoints')
     name = osp.basename(urlparse(url).path) or 'checkpoint.pth'
-    local = osp.join(folder, name)
+    key = hashlib.sha256(url.encode('utf-8')).hexdigest()[:16]
+    return osp.join(torch.hub.get_dir(), 'checkpoints', f'{key}-{name}')
+
+
+def download_checkpoint(url: str) -> str:
+    """The local copy of ``url`` (see :func:`url_cache_path`), downloaded when missing. torch
+    writes a temporary file and renames it, so a broken download leaves no file; when the URL
+    names a hash (``-<8 hex>.pth``), a file whose sha256 does not start with it is refused and
+    not kept."""
+    import torch.hub
+    local = url_cache_path(url)
     if not osp.isfile(local):
-        os.makedirs(folder, exist_ok=True)
+        os.makedirs(osp.dirname(local), exist_ok=True)
+        expected = url_hash_prefix(url)
         try:
-            torch.hub.download_url_to_file(url, local, progress=False)
+            torch.hub.download_url_to_file(url, local, hash_prefix=expected, progress=False)
         except Exception as e:  # noqa: BLE001  (HTTP, DNS, TLS, disk: one line each)
-            raise InputError(f'cannot download checkpoint "{url}": {e}') from e
+            if expected and 'invalid hash value' in str(e):
+                raise InputError(f'checkpoint "{url}" is corrupt or not the published file: '
+                                 f'its sha256 does not start with {expected} (the hash in its '
+                                 f'name); nothing was cached') from e
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise InputError(f'cannot download checkpoint "{url}": {first}') from e
     return local
 
 
@@ -170,3 +199,20 @@ def check_data_paths(cfg, loaders=('train_dataloader', 'val_dataloader', 'test_d
                     raise InputError(f'{name}: annotation file "{ann_path}" does not exist. '
                                      f'{missing_data_hint(ds, root)}')
                 check_coco_annotations(name, ds, ann_path)
+
+
+def _load_for_mmengine(path):
+    """What mmengine's ``CheckpointLoader`` schemes load through (``PretrainedInit``,
+    ``load_checkpoint``, ``init_cfg`` of every backbone): :func:`load_checkpoint_safely`."""
+    return load_checkpoint_safely(path, mmap=False)
+
+
+def route_mmengine_checkpoint_loading():
+    """Route mmengine's checkpoint schemes (local files, URLs, model-zoo names) through
+    :func:`load_checkpoint_safely` (done when this module is imported)."""
+    from mmdet_ksdetr.compat import route_mmengine_checkpoint_loading as route
+    return route(_load_for_mmengine)
+
+
+route_mmengine_checkpoint_loading()
+
