@@ -177,10 +177,12 @@ def _iter_datasets(dataset):
         yield dataset
 
 
-def check_data_paths(cfg, loaders=('train_dataloader', 'val_dataloader', 'test_dataloader')):
+def check_data_paths(cfg, loaders=('train_dataloader', 'val_dataloader', 'test_dataloader'),
+                     check_images=True):
     """Check that each named dataloader's data root and annotation file exist, then (COCO
-    json) warn about annotations the config's classes drop and image files that are missing;
-    an annotation file none of whose annotations is in the classes is an error (see
+    json) warn about annotations the config's classes drop and boxes mmdet drops; missing
+    image files, images that do not decode (unless ``check_images`` is False), an annotation
+    file none of whose annotations is in the classes or with no valid box are errors (see
     :func:`~mmdet_ksdetr.utils.data_checks.check_coco_annotations`)."""
     from mmdet_ksdetr.utils.data_checks import check_coco_annotations, missing_data_hint
     for name in loaders:
@@ -198,7 +200,7 @@ def check_data_paths(cfg, loaders=('train_dataloader', 'val_dataloader', 'test_d
                 if not osp.isfile(ann_path):
                     raise InputError(f'{name}: annotation file "{ann_path}" does not exist. '
                                      f'{missing_data_hint(ds, root)}')
-                check_coco_annotations(name, ds, ann_path)
+                check_coco_annotations(name, ds, ann_path, check_images)
 
 
 def _load_for_mmengine(path):
@@ -216,3 +218,33 @@ def route_mmengine_checkpoint_loading():
 
 route_mmengine_checkpoint_loading()
 
+
+
+_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+_WRITE_ERRNOS = _FULL_ERRNOS + (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def _chain(exc):
+    seen = []
+    while exc is not None and exc not in seen:
+        seen.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return seen
+
+
+def describe_write_error(exc):
+    """One line for a run that stopped because a file could not be written (disk full, quota,
+    read-only or forbidden work dir), found anywhere in ``exc``'s chain of causes; None for any
+    other error (its traceback is then the useful answer)."""
+    from mmdet_ksdetr.utils.checkpoint_io import OutputPathError
+    for e in _chain(exc):
+        if isinstance(e, OutputPathError):  # already one line, naming the file
+            return str(e)
+    for e in _chain(exc):
+        if isinstance(e, OSError) and e.errno in _WRITE_ERRNOS:
+            where = f' "{e.filename}"' if e.filename else ''
+            if e.errno in _FULL_ERRNOS:
+                return (f'cannot write{where}: disk full / quota exceeded ({e.strerror}); free '
+                        f'space or give another --work-dir')
+            return f'cannot write{where}: {e.strerror}; give a writable --work-dir'
+    return None
