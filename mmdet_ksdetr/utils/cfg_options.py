@@ -96,16 +96,18 @@ def _nearest(wanted, candidates):
 def unknown_option_key(cfg, key):
     """Why ``--cfg-options key=...`` matches nothing in ``cfg`` (one line), or None when it
     does. A key is fine when it exists, when it adds an argument the ``type`` of its dict
-    accepts (by signature, e.g. ``train_dataloader.dataset.indices``), when it lies under a
-    ``None`` value (an optional dict such as ``init_cfg``) or under a top-level key the runner
-    reads (:data:`RUNNER_KEYS`, e.g. ``randomness.seed``)."""
+    accepts (by signature, e.g. ``train_dataloader.dataset.indices``) or lies under a
+    top-level key the runner reads (:data:`RUNNER_KEYS`, e.g. ``randomness.seed``). A key
+    under a ``None`` value (e.g. ``model.backbone.init_cfg.type`` where ``init_cfg=None``) is
+    refused whatever ``allow_new`` says: mmengine cannot merge it."""
     parts = key.split('.')
     cfg = node = getattr(cfg, '_cfg_dict', cfg)  # a Config: its ConfigDict
     for i, part in enumerate(parts):
         here = '.'.join(parts[:i + 1])
         parent = '.'.join(parts[:i]) or 'the config'
-        if node is None:
-            return None  # an optional dict (None) that the option fills in
+        if node is None:  # mmengine cannot merge keys into a None value (TypeError)
+            return (f'{here}: {parent} is None in the config, so its keys cannot be set one '
+                    f'by one; set {parent} = dict(...) in a config that inherits this one')
         if isinstance(node, (list, tuple)):
             if part.isdigit() and int(part) < len(node):
                 node = node[int(part)]
@@ -137,12 +139,14 @@ def check_cfg_option_keys(cfg, options, allow_new=False):
     ``--cfg-options`` key that matches nothing in ``cfg`` (see :func:`unknown_option_key`),
     naming the nearest existing key; ``allow_new`` (``--cfg-options-allow-new``) lets new
     keys through, as mmengine does."""
-    if not options or allow_new:
+    if not options:
         return
     from mmdet_ksdetr.utils.errors import InputError
     for key in options:
         problem = unknown_option_key(cfg, key)
-        if problem:
+        if problem and ' is None in the config' in problem:
+            raise InputError(f'--cfg-options {problem}')
+        if problem and not allow_new:
             raise InputError(f'--cfg-options {problem} (to add a new key anyway: '
                              f'{ALLOW_NEW_FLAG})')
 

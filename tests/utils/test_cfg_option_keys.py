@@ -35,11 +35,18 @@ def test_typos_name_the_nearest_key(cfg, key, expected):
 @pytest.mark.parametrize('key', [
     'train_cfg.max_epochs', 'train_dataloader.dataset.indices',  # an argument the type takes
     'randomness.seed',  # a runner key the config lacks
-    'model.backbone.init_cfg.type',  # under an optional dict that is None
     'train_dataloader.dataset.pipeline.2.scale', 'data_root', 'optim_wrapper.clip_grad.max_norm',
     'default_hooks.checkpoint.save_best', 'model.test_cfg.max_per_img'])
 def test_existing_and_accepted_keys_pass(cfg, key):
     assert unknown_option_key(cfg, key) is None
+
+
+def test_keys_under_none_are_refused_even_with_allow_new(cfg):
+    # mmengine's merge would raise "init_cfg is a dict in the child config but ... NoneType"
+    with pytest.raises(InputError, match=r'model.backbone.init_cfg.type: model.backbone.'
+                                         r'init_cfg is None in the config.*inherits this one$'):
+        check_cfg_option_keys(cfg, {'model.backbone.init_cfg.type': 'Pretrained'},
+                              allow_new=True)
 
 
 def test_list_index_out_of_range(cfg):

@@ -73,16 +73,21 @@ def test_route_is_idempotent():
 
 
 def test_train_tool_refuses_hostile_backbone_init_cfg(hostile, toy_data_root, tmp_path):
+    """The fault-injection case: a config whose backbone init_cfg names a hostile file, run with
+    TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1, used to run the pickle and train with exit 0."""
     path, marker = hostile
+    cfg = tmp_path / 'hostile_init.py'
+    cfg.write_text(f"_base_ = '{TOY}'\nmodel = dict(backbone=dict(init_cfg=dict("
+                   f"_delete_=True, type='Pretrained', checkpoint='{path}')))\n")
     env = dict(os.environ, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD='1')
-    res = run_tool(['python', 'tools/train.py', TOY, '--work-dir', str(tmp_path / 'w'),
-                    '--skip-image-check', '--cfg-options', 'train_cfg.max_epochs=1',
-                    'model.backbone.init_cfg.type=Pretrained',
-                    f'model.backbone.init_cfg.checkpoint={path}'] +
+    res = run_tool(['python', 'tools/train.py', str(cfg), '--work-dir', str(tmp_path / 'w'),
+                    '--skip-image-check', '--cfg-options', 'train_cfg.max_epochs=1'] +
                    toy_data_cfg_options(toy_data_root), env=env)
     assert res.returncode != 0
     last = res.stderr.strip().splitlines()[-1]
-    assert last.startswith('train.py: error: checkpoint "') and 'posix.system' in last, \
+    assert last == (f'train.py: error: checkpoint "{path}" refused: the file would run code '
+                    f'(posix.system). Only tensors, plain containers and mmengine checkpoint '
+                    f'data are loaded; do not use a file from a source you do not trust'), \
         res.stderr[-2000:]
     assert 'Traceback' not in res.stderr
-    assert not marker.exists()
+    assert not marker.exists() and not (tmp_path / 'w' / 'epoch_1.pth').exists()
