@@ -236,10 +236,9 @@ def describe_write_error(exc):
     """One line for a run that stopped because a file could not be written (disk full, quota,
     read-only or forbidden work dir), found anywhere in ``exc``'s chain of causes; None for any
     other error (its traceback is then the useful answer)."""
-    from mmdet_ksdetr.utils.checkpoint_io import OutputPathError
-    for e in _chain(exc):
-        if isinstance(e, OutputPathError):  # already one line, naming the file
-            return str(e)
+    for e in _chain(exc):  # checkpoint_io.OutputPathError (not imported: it imports us)
+        if any(c.__name__ == 'OutputPathError' for c in type(e).__mro__):
+            return str(e)  # already one line, naming the file
     for e in _chain(exc):
         if isinstance(e, OSError) and e.errno in _WRITE_ERRNOS:
             where = f' "{e.filename}"' if e.filename else ''
