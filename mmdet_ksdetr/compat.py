@@ -288,6 +288,101 @@ def register_config_package():
     config_module._get_external_cfg_base_path = get_external_cfg_base_path
 
 
+# ---------------------------------------------------------------------------------------------
+# 5. mmengine's own checkpoint loader (PretrainedInit, load_checkpoint, CheckpointLoader)
+# ---------------------------------------------------------------------------------------------
+# mmengine 0.10.7's ``CheckpointLoader`` schemes call ``torch.load`` without ``weights_only``
+# (mmengine#1655), so with ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` in the environment a
+# backbone's ``init_cfg=dict(type='Pretrained', checkpoint=...)`` unpickles - and runs - any
+# code in the file, and without it a hostile file ends in torch's UnpicklingError traceback.
+# The schemes that read a file (local, http(s), torchvision://, modelzoo://, open-mmlab://,
+# openmmlab://, mmcls://, s3:// / petrel://, pavi://) are re-registered (``force=True``) to go
+# through the library's one safe loader, which ``mmdet_ksdetr.utils.checks`` hands in (this
+# module sits below utils and cannot import it). Model-zoo names still resolve through
+# mmengine's own tables.
+_ROUTED_SCHEMES = {}
+
+
+def _scheme_loaders(safe_load):
+    """``{prefixes: loader}`` of the re-registered schemes; ``safe_load(path_or_url)`` is the
+    library's safe loader, ``safe_bytes(data, name)`` its twin for remote storage."""
+    import os.path as osp
+    import tempfile
+
+    from mmengine.runner import checkpoint as ckpt
+
+    def local(filename, map_location=None):
+        return safe_load(osp.expanduser(filename))
+
+    def http(filename, map_location=None, model_dir=None, progress=False):
+        from mmengine.dist import get_dist_info
+        rank, world_size = get_dist_info()
+        if world_size > 1 and rank > 0:  # rank 0 downloads, the others read its copy
+            torch.distributed.barrier()
+            return safe_load(filename)
+        checkpoint = safe_load(filename)
+        if world_size > 1:
+            torch.distributed.barrier()
+        return checkpoint
+
+    def torchvision(filename, map_location=None):
+        name = filename.split('://', 1)[1]
+        return http(ckpt.get_torchvision_models()[name])
+
+    def openmmlab(filename, map_location=None):
+        name = filename.split('://', 1)[1]
+        name = ckpt.get_deprecated_model_names().get(name, name)
+        url = ckpt.get_external_models()[name]
+        if url.startswith(('http://', 'https://')):
+            return http(url)
+        return safe_load(osp.join(ckpt._get_mmengine_home(), url))
+
+    def mmcls(filename, map_location=None):
+        url = ckpt.get_mmcls_models()[filename[len('mmcls://'):]]
+        return ckpt._process_mmcls_checkpoint(http(url))
+
+    def from_bytes(data, name):
+        with tempfile.TemporaryDirectory() as folder:
+            path = osp.join(folder, osp.basename(name) or 'checkpoint.pth')
+            with open(path, 'wb') as f:
+                f.write(data)
+            try:
+                return safe_load(path)
+            except ValueError as e:  # name the remote file, not the temporary copy
+                raise type(e)(str(e).replace(path, name)) from None
+
+    def ceph(filename, map_location=None, backend='petrel'):
+        from mmengine.fileio import get_file_backend
+        backend = get_file_backend(filename, backend_args={'backend': backend})
+        return from_bytes(backend.get(filename), filename)
+
+    def pavi(filename, map_location=None):
+        from pavi import modelcloud
+        model = modelcloud.get(filename[len('pavi://'):])
+        with tempfile.TemporaryDirectory() as folder:
+            path = osp.join(folder, model.name)
+            model.download(path)
+            with open(path, 'rb') as f:
+                return from_bytes(f.read(), filename)
+
+    return {('', ): local, ('http://', 'https://'): http,
+            ('modelzoo://', 'torchvision://'): torchvision,
+            ('open-mmlab://', 'openmmlab://'): openmmlab, ('mmcls://', ): mmcls,
+            (r'(\S+\:)?s3://', r'(\S+\:)?petrel://'): ceph, ('pavi://', ): pavi}
+
+
+def route_mmengine_checkpoint_loading(safe_load):
+    """Make every file-reading scheme of mmengine's ``CheckpointLoader`` load through
+    ``safe_load(path_or_url) -> checkpoint`` (idempotent; returns the prefixes routed)."""
+    from mmengine.runner.checkpoint import CheckpointLoader
+    for prefixes, loader in _scheme_loaders(safe_load).items():
+        loader.__mmdet_ksdetr_patched__ = True
+        CheckpointLoader.register_scheme(list(prefixes), loader, force=True)
+        for prefix in prefixes:
+            _ROUTED_SCHEMES[prefix] = loader
+    return sorted(_ROUTED_SCHEMES)
+
+
 def apply_all():
     """Apply every shim; safe to call more than once."""
     patch_mmrazor_quantization_import()

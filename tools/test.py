@@ -19,7 +19,7 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
 import mmdet_ksdetr  # noqa: E402,F401  (compat shims + registration)
-from mmdet_ksdetr.utils.cfg_options import CfgOptionsAction  # noqa: E402
+from mmdet_ksdetr.utils.cfg_options import CfgOptionsAction, add_input_check_arguments  # noqa: E402,E501
 
 from mmdet_ksdetr.engine.build_runner import (build_runner_or_exit, set_cpu_threads,  # noqa: E402
                                               shutdown_distributed)
@@ -43,6 +43,7 @@ def parse_args(argv=None):
     parser.add_argument('--wait-time', type=float, default=2, help='the interval of show (s)')
     parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction,
                         help='override config settings, key=value pairs (xxx=yyy)')
+    add_input_check_arguments(parser)  # --cfg-options-allow-new, --skip-image-check
     parser.add_argument(
         '--non-strict', action='store_true',
         help='load a checkpoint that does not fit the model (missing / unexpected / mis-shaped '
@@ -78,7 +79,9 @@ def build_config(args):
     cfg = Config.fromfile(check_config_path(args.config))
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
+        from mmdet_ksdetr.utils.cfg_options import check_cfg_option_keys
         from mmdet_ksdetr.utils.data_root import merge_cfg_options
+        check_cfg_option_keys(cfg, args.cfg_options, args.cfg_options_allow_new)
         merge_cfg_options(cfg, args.cfg_options)  # data_root=PATH moves all the data
     if args.non_strict:
         cfg.strict_load = False
@@ -110,7 +113,7 @@ def build_config(args):
         while 'dataset' in test_data_cfg:
             test_data_cfg = test_data_cfg['dataset']
         test_data_cfg.pipeline = cfg.tta_pipeline
-    check_data_paths(cfg, ('test_dataloader', ))
+    check_data_paths(cfg, ('test_dataloader', ), check_images=not args.skip_image_check)
     return cfg
 
 

@@ -22,7 +22,7 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
 import mmdet_ksdetr  # noqa: E402,F401  (compat shims + registration)
-from mmdet_ksdetr.utils.cfg_options import CfgOptionsAction  # noqa: E402
+from mmdet_ksdetr.utils.cfg_options import CfgOptionsAction, add_input_check_arguments  # noqa: E402,E501
 
 from mmdet_ksdetr.engine.auto_resume import newest_checkpoint  # noqa: E402
 from mmdet_ksdetr.engine.hooks import describe_divergence  # noqa: E402
@@ -30,6 +30,7 @@ from mmdet_ksdetr.engine.build_runner import (build_runner_or_exit, set_cpu_thre
                                               shutdown_distributed)
 from mmdet_ksdetr.utils import (InputError, TrainingDivergedError,  # noqa: E402
                                 check_config_path, check_data_paths)
+from mmdet_ksdetr.utils.checks import describe_write_error  # noqa: E402
 from mmdet_ksdetr.utils.checkpoint_io import CheckpointMismatchError  # noqa: E402
 
 
@@ -47,6 +48,7 @@ def parse_args(argv=None):
         'no path is given')
     parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction,
                         help='override config settings, key=value pairs (xxx=yyy)')
+    add_input_check_arguments(parser)  # --cfg-options-allow-new, --skip-image-check
     parser.add_argument(
         '--non-strict', action='store_true',
         help='load a checkpoint that does not fit the model (missing / unexpected / mis-shaped '
@@ -69,7 +71,9 @@ def build_config(args):
     cfg = Config.fromfile(check_config_path(args.config))
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
+        from mmdet_ksdetr.utils.cfg_options import check_cfg_option_keys
         from mmdet_ksdetr.utils.data_root import merge_cfg_options
+        check_cfg_option_keys(cfg, args.cfg_options, args.cfg_options_allow_new)
         merge_cfg_options(cfg, args.cfg_options)  # data_root=PATH moves all the data
     if args.non_strict:
         cfg.strict_load = False
@@ -103,7 +107,8 @@ def build_config(args):
         from mmdet_ksdetr.utils import check_checkpoint
         cfg.resume = True
         cfg.load_from = check_checkpoint(args.resume)
-    check_data_paths(cfg, ('train_dataloader', 'val_dataloader'))
+    check_data_paths(cfg, ('train_dataloader', 'val_dataloader'),
+                     check_images=not args.skip_image_check)
     return cfg
 
 
@@ -156,6 +161,11 @@ def train(cfg):
         sys.exit(f'train.py: error: {e}')
     except (TrainingDivergedError, ValueError) as e:  # NaN/inf loss, weights or matching cost
         message = describe_divergence(runner, e) if runner is not None else None
+        if message is None:
+            raise
+        sys.exit(f'train.py: error: {message}')
+    except (OSError, RuntimeError) as e:  # disk full / unwritable work dir while saving
+        message = describe_write_error(e)
         if message is None:
             raise
         sys.exit(f'train.py: error: {message}')

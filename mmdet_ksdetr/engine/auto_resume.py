@@ -19,15 +19,37 @@ class NoUsableCheckpointError(InputError):
     """Auto-resume found checkpoints but none of them loads; the message lists why."""
 
 
+def last_checkpoint_text(work_dir: str, checkpoint: str) -> str:
+    """What ``last_checkpoint`` holds for ``checkpoint``: its path relative to ``work_dir``
+    when it lies inside (a copied or moved work dir then resumes from its own files), else
+    the absolute path."""
+    rel = osp.relpath(osp.abspath(checkpoint), osp.abspath(work_dir))
+    return rel if not rel.startswith(os.pardir) else osp.abspath(checkpoint)
+
+
+def resolve_last_checkpoint(work_dir: str, text: str) -> str:
+    """The checkpoint a ``last_checkpoint`` text names: a relative path is taken from
+    ``work_dir``; an absolute one (older runs, mmengine) that points into another folder is
+    replaced by the file of the same name in ``work_dir`` when there is one (a copied work
+    dir resumes from its own copy, not from the original folder)."""
+    if not osp.isabs(text):
+        return osp.join(work_dir, text)
+    local = osp.join(work_dir, osp.basename(text))
+    if osp.realpath(osp.dirname(text)) != osp.realpath(work_dir) and osp.isfile(local):
+        return local
+    return text
+
+
 def _last_checkpoint_target(work_dir: str, notes: List[str]) -> Optional[str]:
     marker = osp.join(work_dir, 'last_checkpoint')
     if not osp.isfile(marker):
         return None
     with open(marker) as f:
-        target = f.read().strip()
-    if not target:
+        text = f.read().strip()
+    if not text:
         notes.append(f'"{marker}" is empty')
         return None
+    target = resolve_last_checkpoint(work_dir, text)
     if not osp.isfile(target):
         notes.append(f'"{marker}" names "{target}", which does not exist')
         return None

@@ -25,7 +25,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from mmdet_ksdetr.utils.checkpoint_io import (CheckpointMismatchError, atomic_output,
+from mmdet_ksdetr.utils.checkpoint_io import (CheckpointMismatchError, atomic_output, atomic_write,
                                               check_state_dict_fits, describe_mismatch)
 from mmdet_ksdetr.utils.checks import InputError, load_checkpoint_safely
 from mmdet_ksdetr.engine.checkpoint_fit import (distillation_checkpoint_problem,
@@ -112,6 +112,12 @@ class CrashSafeRunner(Runner):
             Runner.save_checkpoint.__wrapped__(  # mmengine's writer, into the temporary file
                 self, osp.dirname(tmp), osp.basename(tmp), file_client_args, save_optimizer,
                 save_param_scheduler, meta, by_epoch, backend_args)
+
+    def dump_config(self) -> None:
+        """mmengine's config dump into the work dir, written atomically."""
+        name = osp.basename(self.cfg.filename) if self.cfg.filename else f'{self.timestamp}.py'
+        text = self.cfg.pretty_text if name.endswith('.py') else self.cfg.dump()
+        atomic_write(osp.join(self.work_dir, name), lambda f: f.write(text), mode='w')
 
     # --- loading ------------------------------------------------------------------------------
     def load_checkpoint(self, filename, map_location='cpu', strict=False,

@@ -4,6 +4,7 @@ import errno
 import os
 import os.path as osp
 import pickle
+import re
 import zipfile
 
 import torch
@@ -84,21 +85,49 @@ def is_url(path) -> bool:
     return str(path).startswith(('http://', 'https://'))
 
 
-def download_checkpoint(url: str) -> str:
-    """The local copy of ``url`` in torch.hub's checkpoint folder, downloaded when missing
-    (torch writes a temporary file and renames it, so a broken download leaves no file)."""
+_URL_HASH = re.compile(r'-([0-9a-f]{8,64})\.[A-Za-z0-9]+$')
+
+
+def url_hash_prefix(url: str):
+    """The sha256 prefix an OpenMMLab-style URL names (``..._20221202_182705-55b2bba2.pth``:
+    the first hex digits of the file's sha256), or None."""
+    from urllib.parse import urlparse
+    match = _URL_HASH.search(osp.basename(urlparse(url).path))
+    return match.group(1) if match else None
+
+
+def url_cache_path(url: str) -> str:
+    """Where ``url`` is cached: ``$TORCH_HOME/hub/checkpoints/<sha256(URL)[:16]>-<basename>``.
+    The prefix comes from the whole URL, so ``http://h/a/model.pth`` and
+    ``http://h/b/model.pth`` never share a file."""
+    import hashlib
     from urllib.parse import urlparse
 
     import torch.hub
-    folder = osp.join(torch.hub.get_dir(), 'checkpoints')
     name = osp.basename(urlparse(url).path) or 'checkpoint.pth'
-    local = osp.join(folder, name)
+    key = hashlib.sha256(url.encode('utf-8')).hexdigest()[:16]
+    return osp.join(torch.hub.get_dir(), 'checkpoints', f'{key}-{name}')
+
+
+def download_checkpoint(url: str) -> str:
+    """The local copy of ``url`` (see :func:`url_cache_path`), downloaded when missing. torch
+    writes a temporary file and renames it, so a broken download leaves no file; when the URL
+    names a hash (``-<8 hex>.pth``), a file whose sha256 does not start with it is refused and
+    not kept."""
+    import torch.hub
+    local = url_cache_path(url)
     if not osp.isfile(local):
-        os.makedirs(folder, exist_ok=True)
+        os.makedirs(osp.dirname(local), exist_ok=True)
+        expected = url_hash_prefix(url)
         try:
-            torch.hub.download_url_to_file(url, local, progress=False)
+            torch.hub.download_url_to_file(url, local, hash_prefix=expected, progress=False)
         except Exception as e:  # noqa: BLE001  (HTTP, DNS, TLS, disk: one line each)
-            raise InputError(f'cannot download checkpoint "{url}": {e}') from e
+            if expected and 'invalid hash value' in str(e):
+                raise InputError(f'checkpoint "{url}" is corrupt or not the published file: '
+                                 f'its sha256 does not start with {expected} (the hash in its '
+                                 f'name); nothing was cached') from e
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise InputError(f'cannot download checkpoint "{url}": {first}') from e
     return local
 
 
@@ -148,10 +177,12 @@ def _iter_datasets(dataset):
         yield dataset
 
 
-def check_data_paths(cfg, loaders=('train_dataloader', 'val_dataloader', 'test_dataloader')):
+def check_data_paths(cfg, loaders=('train_dataloader', 'val_dataloader', 'test_dataloader'),
+                     check_images=True):
     """Check that each named dataloader's data root and annotation file exist, then (COCO
-    json) warn about annotations the config's classes drop and image files that are missing;
-    an annotation file none of whose annotations is in the classes is an error (see
+    json) warn about annotations the config's classes drop and boxes mmdet drops; missing
+    image files, images that do not decode (unless ``check_images`` is False), an annotation
+    file none of whose annotations is in the classes or with no valid box are errors (see
     :func:`~mmdet_ksdetr.utils.data_checks.check_coco_annotations`)."""
     from mmdet_ksdetr.utils.data_checks import check_coco_annotations, missing_data_hint
     for name in loaders:
@@ -169,4 +200,50 @@ def check_data_paths(cfg, loaders=('train_dataloader', 'val_dataloader', 'test_d
                 if not osp.isfile(ann_path):
                     raise InputError(f'{name}: annotation file "{ann_path}" does not exist. '
                                      f'{missing_data_hint(ds, root)}')
-                check_coco_annotations(name, ds, ann_path)
+                check_coco_annotations(name, ds, ann_path, check_images)
+
+
+def _load_for_mmengine(path):
+    """What mmengine's ``CheckpointLoader`` schemes load through (``PretrainedInit``,
+    ``load_checkpoint``, ``init_cfg`` of every backbone): :func:`load_checkpoint_safely`."""
+    return load_checkpoint_safely(path, mmap=False)
+
+
+def route_mmengine_checkpoint_loading():
+    """Route mmengine's checkpoint schemes (local files, URLs, model-zoo names) through
+    :func:`load_checkpoint_safely` (done when this module is imported)."""
+    from mmdet_ksdetr.compat import route_mmengine_checkpoint_loading as route
+    return route(_load_for_mmengine)
+
+
+route_mmengine_checkpoint_loading()
+
+
+
+_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+_WRITE_ERRNOS = _FULL_ERRNOS + (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def _chain(exc):
+    seen = []
+    while exc is not None and exc not in seen:
+        seen.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return seen
+
+
+def describe_write_error(exc):
+    """One line for a run that stopped because a file could not be written (disk full, quota,
+    read-only or forbidden work dir), found anywhere in ``exc``'s chain of causes; None for any
+    other error (its traceback is then the useful answer)."""
+    for e in _chain(exc):  # checkpoint_io.OutputPathError (not imported: it imports us)
+        if any(c.__name__ == 'OutputPathError' for c in type(e).__mro__):
+            return str(e)  # already one line, naming the file
+    for e in _chain(exc):
+        if isinstance(e, OSError) and e.errno in _WRITE_ERRNOS:
+            where = f' "{e.filename}"' if e.filename else ''
+            if e.errno in _FULL_ERRNOS:
+                return (f'cannot write{where}: disk full / quota exceeded ({e.strerror}); free '
+                        f'space or give another --work-dir')
+            return f'cannot write{where}: {e.strerror}; give a writable --work-dir'
+    return None

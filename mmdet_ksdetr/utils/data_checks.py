@@ -10,6 +10,7 @@ where *no* annotation survives is an :class:`~mmdet_ksdetr.utils.checks.InputErr
 """
 import json
 import logging
+import math
 import os
 import os.path as osp
 from collections import Counter
@@ -126,6 +127,84 @@ def missing_images(coco, img_dir):
     return missing
 
 
+def _box_problem(ann, sizes):
+    """Why mmdet's CocoDataset drops the box of ``ann`` ('non-finite' / 'degenerate'), or None
+    when it keeps it (mmdet keeps a box of width and height >= 1 px, positive area, that
+    overlaps its image)."""
+    box = ann.get('bbox')
+    if not isinstance(box, (list, tuple)) or len(box) != 4 or not all(
+            isinstance(v, (int, float)) and math.isfinite(v) for v in box):
+        return 'non-finite'
+    x, y, w, h = box
+    area = ann.get('area', w * h)
+    if not isinstance(area, (int, float)) or not math.isfinite(area):
+        return 'non-finite'
+    width, height = sizes.get(ann.get('image_id'), (math.inf, math.inf))
+    inside = (min(x + w, width) - max(x, 0)) > 0 and (min(y + h, height) - max(y, 0)) > 0
+    if w < 1 or h < 1 or area <= 0 or not inside:
+        return 'degenerate'
+    return None
+
+
+def box_problems(coco, classes=None):
+    """``(valid, problems)`` over the annotations whose category is in ``classes`` (all when
+    None): the number of boxes mmdet keeps, and ``{kind: [image ids]}`` of the boxes it drops
+    without a word (kind 'non-finite': NaN/inf or not 4 numbers; 'degenerate': width or height
+    < 1 px, area <= 0, or outside its image)."""
+    names = {c.get('id'): c.get('name') for c in coco.get('categories') or []}
+    keep = None if classes is None else set(classes)
+    sizes = {img.get('id'): (img.get('width', math.inf), img.get('height', math.inf))
+             for img in coco.get('images') or []}
+    valid, problems = 0, {}
+    for ann in coco.get('annotations') or []:
+        if keep is not None and names.get(ann.get('category_id')) not in keep:
+            continue
+        problem = _box_problem(ann, sizes)
+        if problem is None:
+            valid += 1
+        else:
+            problems.setdefault(problem, []).append(ann.get('image_id'))
+    return valid, problems
+
+
+def _describe_box_problems(problems):
+    parts = []
+    for kind, what in (('degenerate', 'degenerate (width or height < 1 px, zero area or '
+                                      'outside the image)'),
+                       ('non-finite', 'non-finite (NaN/inf or not 4 numbers)')):
+        ids = problems.get(kind)
+        if ids:
+            firsts = list(dict.fromkeys(ids))
+            parts.append(f'{len(ids)} {what}, first image ids: '
+                         f'{_shown(str(i) for i in firsts)}')
+    return '; '.join(parts)
+
+
+def unreadable_images(coco, img_dir, skip=()):
+    """``[(file name, why)]`` of the images listed in ``coco`` (but not in ``skip``) that are
+    empty or that OpenCV cannot decode (JPEGs are decoded at 1/8 scale: all of the file is
+    read, little is computed)."""
+    import cv2
+    import numpy as np
+    bad = []
+    skip = set(skip)
+    for img in coco.get('images') or []:
+        name = img.get('file_name', '')
+        if name in skip:
+            continue
+        path = osp.join(img_dir, name)
+        try:
+            data = np.fromfile(path, dtype=np.uint8)
+        except OSError as e:
+            bad.append((name, e.strerror or 'unreadable'))
+            continue
+        if data.size == 0:
+            bad.append((name, '0 bytes'))
+        elif cv2.imdecode(data, cv2.IMREAD_REDUCED_GRAYSCALE_8) is None:
+            bad.append((name, 'not a decodable image'))
+    return bad
+
+
 def _image_dir(ds, root):
     prefix = (ds.get('data_prefix') or {}).get('img', '')
     if root and not osp.isabs(prefix):
@@ -142,10 +221,12 @@ def _warn(message):
     print_log(message, logger='current', level=logging.WARNING)
 
 
-def check_coco_annotations(name, ds, ann_path):
-    """Warn about annotations of ``ann_path`` that ``ds``'s classes drop and about image files
-    that are missing; raise ``InputError`` when no annotation's category is in the classes.
-    Returns the warning lines (also logged). Does nothing for a dataset type other than
+def check_coco_annotations(name, ds, ann_path, check_images=True):
+    """Check ``ann_path`` against ``ds`` before a run. Warns (one line each, also returned)
+    about annotations that ``ds``'s classes drop and boxes mmdet drops (degenerate or
+    non-finite, with counts and the first image ids); raises ``InputError`` when no annotation's
+    category is in the classes, when no valid box is left, or when image files are missing or
+    (``check_images``) empty / not decodable. Does nothing for a dataset type other than
     CocoDataset (or a subclass) or a json that is not COCO-style."""
     from mmdet_ksdetr.utils.errors import InputError
     if not ann_path.endswith('.json') or not _is_local(ds, ann_path) or not is_coco_style(ds):
@@ -173,14 +254,41 @@ def check_coco_annotations(name, ds, ann_path):
                 f'{name}: {sum(dropped.values())} of {len(anns)} annotations in "{ann_path}" '
                 f'are dropped because their category is not in the config\'s classes: '
                 f'{listing}. Add the names to {name}.dataset.metainfo.classes to keep them')
+    if anns:
+        valid, problems = box_problems(coco, classes)
+        if problems:
+            total = valid + sum(len(v) for v in problems.values())
+            detail = _describe_box_problems(problems)
+            if valid == 0:
+                raise InputError(
+                    f'{name}: none of the {total} boxes in "{ann_path}" is valid ({detail}): '
+                    f'training would see no object; fix the bboxes (COCO [x, y, width, '
+                    f'height] in pixels)')
+            warnings.append(
+                f'{name}: {total - valid} of {total} boxes in "{ann_path}" are dropped by '
+                f'mmdet: {detail}. Fix or remove those annotations')
     root = ds.get('data_root') or ''
     img_dir = _image_dir(ds, root)
     if _is_local(ds, img_dir):
-        missing = missing_images(coco, img_dir)
-        if missing:
-            warnings.append(
-                f'{name}: {len(missing)} of {len(coco["images"])} images listed in '
-                f'"{ann_path}" are missing under "{img_dir}": {_shown(missing)}')
+        _check_image_files(name, coco, ann_path, img_dir, check_images)
     for line in warnings:
         _warn(line)
     return warnings
+
+
+def _check_image_files(name, coco, ann_path, img_dir, decode):
+    """InputError naming the missing and (``decode``) unusable image files, if any."""
+    from mmdet_ksdetr.utils.errors import InputError
+    missing = missing_images(coco, img_dir)
+    bad = unreadable_images(coco, img_dir, skip=missing) if decode else []
+    if not missing and not bad:
+        return
+    parts = []
+    if missing:
+        parts.append(f'missing: {_shown(missing)}')
+    if bad:
+        parts.append(f'unreadable: {_shown(f"{n} ({why})" for n, why in bad)}')
+    raise InputError(
+        f'{name}: {len(missing) + len(bad)} of {len(coco["images"])} images listed in '
+        f'"{ann_path}" cannot be read under "{img_dir}" ({"; ".join(parts)}); restore them or '
+        f'remove them from the json')

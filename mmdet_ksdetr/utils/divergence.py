@@ -6,12 +6,15 @@ becomes NaN/inf; :func:`check_finite_cost` guards every Hungarian matching (scip
 "matrix contains invalid numeric entries". ``DivergenceHook``
 (:mod:`mmdet_ksdetr.engine.hooks.divergence_hook`) watches the losses and parameters of a run.
 """
+import statistics
+from collections import deque
 from typing import Optional, Tuple
 
 import numpy as np
 import torch
 
-__all__ = ['TrainingDivergedError', 'check_finite_cost', 'format_divergence', 'CLIP_GRAD_HINT']
+__all__ = ['TrainingDivergedError', 'check_finite_cost', 'format_divergence', 'CLIP_GRAD_HINT',
+           'LossBlowUpDetector']
 
 CLIP_GRAD_HINT = 'optim_wrapper.clip_grad=dict(max_norm=0.1, norm_type=2)'
 
@@ -60,3 +63,51 @@ def check_finite_cost(cost, matching: str):
         raise TrainingDivergedError(f'the {matching} cost has NaN/inf entries (the model '
                                     'predicts non-finite values)')
     return cost
+
+
+class LossBlowUpDetector:
+    """Finds a finite blow-up: the total loss staying above ``factor`` times its running median
+    for ``patience`` consecutive iterations (e.g. lr=1000: 14 -> 4e9, finite for epochs).
+
+    The running median is taken over the last ``window`` losses that were *not* above the
+    threshold, so a blow-up does not raise its own reference; the first ``warmup`` losses
+    always enter it (they set the scale). A reference median <= 0 flags nothing. Feed one
+    scalar per iteration to :meth:`update`.
+
+    Args:
+        factor (float): how many times the running median counts as a blow-up. Default 1e3.
+        patience (int): consecutive iterations above it before :meth:`update` reports.
+            Default 20.
+        warmup (int): first iterations that always enter the reference. Default 1.
+        window (int): how many accepted losses the median is taken over. Default 100.
+    """
+
+    def __init__(self, factor: float = 1e3, patience: int = 20, warmup: int = 1,
+                 window: int = 100):
+        if factor <= 1 or patience < 1 or warmup < 1 or window < 1:
+            raise ValueError(f'LossBlowUpDetector: factor > 1, patience, warmup and window '
+                             f'>= 1 expected, got {factor}, {patience}, {warmup}, {window}')
+        self.factor, self.patience, self.warmup = factor, patience, warmup
+        self.accepted = deque(maxlen=window)
+        self.seen = 0
+        self.streak = 0
+        self.since: Optional[int] = None  # 1-based iteration where the current streak began
+
+    def update(self, value: float, iteration: Optional[int] = None) -> Optional[str]:
+        """Record one finite loss value; a one-line description of the blow-up when the loss
+        has now been above ``factor`` x the running median for ``patience`` iterations in a
+        row, else None."""
+        self.seen += 1
+        iteration = self.seen if iteration is None else iteration
+        median = statistics.median(self.accepted) if self.accepted else None
+        if self.seen <= self.warmup or median is None or median <= 0 or \
+                value <= self.factor * median:
+            self.accepted.append(value)
+            self.streak, self.since = 0, None
+            return None
+        self.streak += 1
+        self.since = self.since or iteration
+        if self.streak < self.patience:
+            return None
+        return (f'loss = {value:.4g} has stayed above {self.factor:g} x its running median '
+                f'({median:.4g}) for {self.streak} iterations (since iteration {self.since})')

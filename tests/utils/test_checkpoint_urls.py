@@ -45,8 +45,8 @@ def test_url_is_downloaded_once_and_loaded_safely(served, tmp_path):
     torch.save(dict(state_dict=dict(w=torch.arange(3.))), root / 'good.pth')
     ckpt = load_checkpoint_safely(f'{base}/good.pth')
     assert torch.equal(ckpt['state_dict']['w'], torch.arange(3.))
-    cached = tmp_path / 'torch_home' / 'hub' / 'checkpoints' / 'good.pth'
-    assert cached.is_file()
+    cached = [p.name for p in (tmp_path / 'torch_home' / 'hub' / 'checkpoints').iterdir()]
+    assert len(cached) == 1 and cached[0].endswith('-good.pth')
     (root / 'good.pth').unlink()  # the second load uses the cache
     assert torch.equal(load_checkpoint_safely(f'{base}/good.pth')['state_dict']['w'],
                        torch.arange(3.))
@@ -74,3 +74,32 @@ def test_test_tool_accepts_a_url(served, tmp_path, toy_data_root):
                    env={'TORCH_HOME': os.environ['TORCH_HOME']})
     assert out.returncode == 0, out.stderr[-3000:]
     assert 'coco/bbox_mAP' in out.stdout + out.stderr
+
+
+def test_same_file_name_in_two_folders_gives_two_checkpoints(served):
+    """The cache is keyed by the whole URL: b/model.pth is downloaded, not a's copy reused."""
+    root, base = served
+    for folder, value in (('a', 1.), ('b', 2.)):
+        (root / folder).mkdir()
+        torch.save(dict(state_dict=dict(w=torch.full((2, ), value))), root / folder / 'model.pth')
+    a = load_checkpoint_safely(f'{base}/a/model.pth')['state_dict']['w']
+    b = load_checkpoint_safely(f'{base}/b/model.pth')['state_dict']['w']
+    assert torch.equal(a, torch.full((2, ), 1.)) and torch.equal(b, torch.full((2, ), 2.))
+
+
+def test_url_hash_is_verified_and_a_bad_file_is_not_cached(served, tmp_path):
+    import hashlib
+    root, base = served
+    torch.save(dict(state_dict=dict(w=torch.arange(4.))), root / 'tmp.pth')
+    data = (root / 'tmp.pth').read_bytes()
+    good = hashlib.sha256(data).hexdigest()[:8]
+    bad = 'deadbeef' if good != 'deadbeef' else '00000000'
+    (root / f'model_20221202-{good}.pth').write_bytes(data)
+    (root / f'model_20221202-{bad}.pth').write_bytes(data)
+    ckpt = load_checkpoint_safely(f'{base}/model_20221202-{good}.pth')
+    assert torch.equal(ckpt['state_dict']['w'], torch.arange(4.))
+    with pytest.raises(InputError, match=rf'its sha256 does not start with {bad} .*nothing was '
+                                         rf'cached'):
+        load_checkpoint_safely(f'{base}/model_20221202-{bad}.pth')
+    cache = tmp_path / 'torch_home' / 'hub' / 'checkpoints'
+    assert [p.name for p in cache.iterdir() if bad in p.name] == []

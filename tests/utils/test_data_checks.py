@@ -116,10 +116,13 @@ def test_missing_images_are_named(data_copy):
         images = [img['file_name'] for img in json.load(f)['images']]
     for name in images[:2]:
         os.remove(os.path.join(data_copy, 'val', name))
-    lines = _check(data_copy)
-    assert lines == [f'val_dataloader: 2 of {len(images)} images listed in '
-                     f'"{data_copy}annotations/instances_val.json" are missing under '
-                     f'"{data_copy}val/": {images[0]}, {images[1]}']
+    with pytest.raises(InputError) as e:
+        _check(data_copy)  # the loader would crash on them: stop before the run
+    assert str(e.value) == (
+        f'val_dataloader: 2 of {len(images)} images listed in '
+        f'"{data_copy}annotations/instances_val.json" cannot be read under '
+        f'"{data_copy}val/" (missing: {images[0]}, {images[1]}); restore them or remove them '
+        f'from the json')
 
 
 def test_long_lists_are_cut(tmp_path):
@@ -131,16 +134,18 @@ def test_long_lists_are_cut(tmp_path):
     (tmp_path / 'img').mkdir()
     ds = dict(type='CocoDataset', data_root=str(tmp_path), metainfo=dict(classes=('a', )),
               data_prefix=dict(img='img/'))
-    (line, ) = check_coco_annotations('test_dataloader', ds, str(ann))
-    assert line.endswith(': 000000.jpg, 000001.jpg, 000002.jpg, 000003.jpg, 000004.jpg, '
-                         '... (15 more)'), line
+    with pytest.raises(InputError) as e:
+        check_coco_annotations('test_dataloader', ds, str(ann))
+    line = str(e.value)
+    assert '(missing: 000000.jpg, 000001.jpg, 000002.jpg, 000003.jpg, 000004.jpg, ... (15 '\
+        'more));' in line, line
     assert '20 of 20 images' in line
 
 
 def test_stock_coco_classes_are_the_default(tmp_path):
     """A dataset config without metainfo keeps the dataset type's classes (COCO's 80)."""
-    coco = dict(images=[], annotations=[dict(id=1, image_id=0, category_id=1),
-                                        dict(id=2, image_id=0, category_id=2)],
+    coco = dict(images=[], annotations=[dict(id=1, image_id=0, category_id=1, bbox=[0, 0, 2, 2]),
+                                        dict(id=2, image_id=0, category_id=2, bbox=[0, 0, 2, 2])],
                 categories=[dict(id=1, name='person'), dict(id=2, name='rectangle')])
     ann = tmp_path / 'a.json'
     ann.write_text(json.dumps(coco))

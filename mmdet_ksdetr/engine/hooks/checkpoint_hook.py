@@ -21,6 +21,7 @@ from mmengine.hooks import CheckpointHook
 from mmengine.registry import HOOKS
 
 from mmdet_ksdetr.utils.checkpoint_io import atomic_write
+from mmdet_ksdetr.engine.auto_resume import last_checkpoint_text
 from mmdet_ksdetr.engine.rng_state import capture_rng_state, restore_rng_state
 
 
@@ -100,8 +101,9 @@ class CrashSafeCheckpointHook(CheckpointHook):
             backend_args=self.backend_args, **self.args)
         if not is_main_process():
             return
-        atomic_write(osp.join(runner.work_dir, 'last_checkpoint'),
-                     lambda f: f.write(self.last_ckpt), mode='w')
+        text = last_checkpoint_text(runner.work_dir, self.last_ckpt)  # relative: copyable dir
+        atomic_write(osp.join(runner.work_dir, 'last_checkpoint'), lambda f: f.write(text),
+                     mode='w')
         for path in outdated:
             if self.file_backend.isfile(path):
                 self.file_backend.remove(path)

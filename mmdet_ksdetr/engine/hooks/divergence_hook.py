@@ -15,7 +15,8 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
-from mmdet_ksdetr.utils.divergence import TrainingDivergedError, format_divergence
+from mmdet_ksdetr.utils.divergence import (LossBlowUpDetector, TrainingDivergedError,
+                                           format_divergence)
 
 __all__ = ['DivergenceHook', 'describe_divergence']
 
@@ -38,22 +39,42 @@ class DivergenceHook(Hook):
       weights often give NaN only in the next forward pass; this stops the run there instead
       of inside scipy.
 
+    * A finite blow-up: the total ``loss`` staying above ``blowup_factor`` x its running
+      median for ``blowup_patience`` consecutive iterations (see
+      :class:`~mmdet_ksdetr.utils.divergence.LossBlowUpDetector`). The run stops before the
+      checkpoint hook runs, so the last checkpoint written stays as it was.
+
     Args:
         check_params (bool): check the trained parameters after the update. Defaults to True.
         check_head_outputs (bool): check the DETR heads' predictions. Defaults to True.
+        blowup_factor (float | None): multiple of the running median of the total loss that
+            counts as a blow-up; None switches the check off. Defaults to 1e3.
+        blowup_patience (int): consecutive iterations above it that stop the run.
+            Defaults to 20.
+        blowup_warmup (int): first iterations whose loss always enters the median.
+            Defaults to 1.
+        blowup_window (int): number of recent (not blown-up) losses the median is taken over.
+            Defaults to 100.
     """
 
     priority = 'VERY_HIGH'  # before EMA / checkpoint hooks see the broken weights
 
-    def __init__(self, check_params: bool = True, check_head_outputs: bool = True) -> None:
+    def __init__(self, check_params: bool = True, check_head_outputs: bool = True,
+                 blowup_factor: Optional[float] = 1e3, blowup_patience: int = 20,
+                 blowup_warmup: int = 1, blowup_window: int = 100) -> None:
         self.check_params = check_params
         self.check_head_outputs = check_head_outputs
+        self.blowup_args = None if blowup_factor is None else dict(
+            factor=blowup_factor, patience=blowup_patience, warmup=blowup_warmup,
+            window=blowup_window)
+        self.blowup = LossBlowUpDetector(**self.blowup_args) if self.blowup_args else None
         self.last_finite: Dict[str, Tuple[float, int]] = {}
         self._params, self._handles, self._head_names = [], [], {}
         self._iteration = None
 
     def before_train(self, runner) -> None:
         self.last_finite = {}
+        self.blowup = LossBlowUpDetector(**self.blowup_args) if self.blowup_args else None
         self._params = [(n, p) for n, p in runner.model.named_parameters() if p.requires_grad]
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         if self.check_head_outputs:
@@ -99,6 +120,12 @@ class DivergenceHook(Hook):
                                         iteration, (name, *last) if last else None)
         for k, x in zip(losses, host):
             self.last_finite[k] = (x, iteration)
+        if self.blowup is not None and losses:
+            total = host[list(losses).index('loss')] if 'loss' in losses else \
+                sum(host[:len(losses)])
+            blown = self.blowup.update(total, iteration)
+            if blown:
+                raise TrainingDivergedError(blown, iteration)
         if len(host) > len(losses) and not math.isfinite(host[-1]):
             broken = [n for n, p in self._params if not torch.isfinite(p).all()]
             raise TrainingDivergedError(
