@@ -5,12 +5,13 @@ modern torch (:mod:`mmdet_ksdetr.compat`) and registers every model, layer, loss
 distillation algorithm in the mmdet / mmrazor registries. Configs load it with
 ``custom_imports = dict(imports=['mmdet_ksdetr'], allow_failed_imports=False)``.
 """
+# isort: skip_file  (order matters: warnings filtered, then compat applied, then registration)
 from mmdet_ksdetr import quiet
 
 quiet.filter_third_party_warnings()  # before torch / mmengine are imported
 
 from mmdet_ksdetr.version import __version__  # noqa: E402
-from mmdet_ksdetr import compat
+from mmdet_ksdetr import compat  # noqa: E402
 
 compat.apply_all()
 

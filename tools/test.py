@@ -117,7 +117,6 @@ def build_config(args):
     return cfg
 
 
-
 def drawings_folder(runner, show_dir):
     """The absolute folder ``--show-dir`` drawings went to: mmdet's visualization hook puts a
     relative ``--show-dir`` under ``<work_dir>/<timestamp>/``."""

@@ -112,7 +112,6 @@ def build_config(args):
     return cfg
 
 
-
 def _is_main_rank():
     return os.environ.get('RANK', '0') == '0'
 

@@ -25,15 +25,16 @@ from mmengine.model import is_model_wrapper
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from mmdet_ksdetr.engine.auto_resume import (NoUsableCheckpointError, find_resumable_checkpoint,
+                                             partial_checkpoint_files)
+from mmdet_ksdetr.engine.checkpoint_fit import (distillation_checkpoint_problem,
+                                                mostly_missing_problem)
+from mmdet_ksdetr.engine.rng_state import (gather_rng_states, restore_rng_state,
+                                           seed_worker_from_loader)
+from mmdet_ksdetr.quiet import dumps_to_file_only, quiet_logger
 from mmdet_ksdetr.utils.checkpoint_io import (CheckpointMismatchError, atomic_output, atomic_write,
                                               check_state_dict_fits, describe_mismatch)
 from mmdet_ksdetr.utils.checks import InputError, load_checkpoint_safely
-from mmdet_ksdetr.engine.checkpoint_fit import (distillation_checkpoint_problem,
-                                                mostly_missing_problem)
-from mmdet_ksdetr.engine.auto_resume import (NoUsableCheckpointError, find_resumable_checkpoint,
-                          partial_checkpoint_files)
-from mmdet_ksdetr.engine.rng_state import gather_rng_states, restore_rng_state, seed_worker_from_loader
-from mmdet_ksdetr.quiet import dumps_to_file_only, quiet_logger
 
 _STRICT_HINT = ('(to load it anyway: --non-strict on tools/train.py / tools/test.py, or '
                 'strict_load=False in the config)')
@@ -72,8 +73,8 @@ class CrashSafeRunner(Runner):
         :class:`~.checkpoint_hook.CrashSafeCheckpointHook` (same arguments)."""
         hooks = dict(hooks or {})
         ckpt = hooks.get('checkpoint', dict(type='CheckpointHook', interval=1))
-        if isinstance(ckpt, dict) and ckpt.get('type') in ('CheckpointHook',
-                                                            'mmengine.CheckpointHook'):
+        if isinstance(ckpt, dict) and \
+                ckpt.get('type') in ('CheckpointHook', 'mmengine.CheckpointHook'):
             hooks['checkpoint'] = dict(ckpt, type='CrashSafeCheckpointHook')
         super().register_default_hooks(hooks)
 

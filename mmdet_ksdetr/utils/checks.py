@@ -9,11 +9,8 @@ import zipfile
 
 import torch
 
+from mmdet_ksdetr.utils.errors import InputError  # noqa: F401  (imported from here by tools)
 from mmdet_ksdetr.utils.pickle_globals import refused_global
-
-from mmdet_ksdetr.utils.errors import InputError  # noqa: F401  (raised here, imported from here by tools)
-
-
 
 
 def resolve_config_path(path):
@@ -217,7 +214,6 @@ def route_mmengine_checkpoint_loading():
 
 
 route_mmengine_checkpoint_loading()
-
 
 
 _FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)

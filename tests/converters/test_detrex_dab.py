@@ -77,7 +77,8 @@ def test_full_r50_key_set_loads_strictly():
     assert report.architecture == 'DAB-DETR'
     assert torch.equal(new['query_embedding.weight'], state['anchor_box_embed.weight'])
     assert torch.equal(new['decoder.layers.3.cross_attn.qpos_sine_proj.weight'],
-                       state['transformer.decoder.layers.3.attentions.1.query_pos_sine_proj.weight'])
+                       state['transformer.decoder.layers.3.attentions.1.'
+                             'query_pos_sine_proj.weight'])
     assert torch.equal(new['neck.convs.0.conv.bias'], state['input_proj.bias'])
     # only exact duplicates are dropped
     assert all(k.startswith('transformer.decoder.bbox_embed.') or

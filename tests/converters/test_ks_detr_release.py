@@ -59,7 +59,8 @@ def test_wrong_inputs_are_one_line():
     state = release_state(FIXTURE)
     cfg = Config.fromfile(CONFIG)
     cfg.model.type = 'DINO'
-    with pytest.raises(ReleaseConversionError, match='KS-DAB-DETR checkpoint, but the config builds DINO'):
+    with pytest.raises(ReleaseConversionError,
+                       match='KS-DAB-DETR checkpoint, but the config builds DINO'):
         convert_ks_detr(state, cfg)
     cfg = Config.fromfile(CONFIG)
     cfg.model.bbox_head.num_classes = 91

@@ -378,7 +378,7 @@ def main(argv=None):
         panels[m.label] = entries
         if k == 0:
             img = canvas_image(batch, tuple(res['samples'][0].batch_input_shape))
-            fig_res, fig_batch = res, batch
+            fig_res = res
     files = dict(mask='ks_attention_mask.png', attention='ks_attention_maps.png',
                  accuracy='ks_attention_accuracy.png')
     draw_mask_figure(img, fig_res, osp.join(out, files['mask']))

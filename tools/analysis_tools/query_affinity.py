@@ -131,9 +131,9 @@ def plot_closest(records, bins, path, dpi):
     from mmdet_ksdetr.analysis.common import save_figure
     num_layers = max(r['num_layers'] for r in records.values())
     fig, axes = plt.subplots(2, num_layers, figsize=(3.2 * num_layers, 5), squeeze=False)
-    for row, (key, mean, name) in enumerate((('best_iou_hist', 'mean_best_iou', 'IoU'),
-                                              ('best_score_hist', 'mean_best_score',
-                                               'score of GT class'))):
+    rows = (('best_iou_hist', 'mean_best_iou', 'IoU'),
+            ('best_score_hist', 'mean_best_score', 'score of GT class'))
+    for row, (key, mean, name) in enumerate(rows):
         for layer in range(num_layers):
             ax = axes[row][layer]
             for color, (label, rec) in zip(COLORS, records.items()):

@@ -35,9 +35,9 @@ class DivergenceHook(Hook):
       each loss's last finite value is remembered for the message.
     * After the forward of every DETR head in training mode (a module forward hook, so the
       frozen teacher and validation are skipped): its outputs, in one host sync per head call,
-      right before the head's Hungarian assigner (which copies its cost to the CPU anyway). Huge but finite
-      weights often give NaN only in the next forward pass; this stops the run there instead
-      of inside scipy.
+      right before the head's Hungarian assigner (which copies its cost to the CPU anyway).
+      Huge but finite weights often give NaN only in the next forward pass; this stops the
+      run there instead of inside scipy.
 
     * A finite blow-up: the total ``loss`` staying above ``blowup_factor`` x its running
       median for ``blowup_patience`` consecutive iterations (see

@@ -7,11 +7,10 @@ import torch
 import torch.nn.functional as F
 from mmrazor.models.losses import DKDLoss
 from mmrazor.registry import MODELS
-
 from toy_helpers import ROOT
 
 from mmdet_ksdetr.distill.tprd.decoupled_kd_loss import (DecoupledKDLoss, decoupled_kd_loss,
-                                                            kd_kl_loss)
+                                                         kd_kl_loss)
 
 sys.path.insert(0, osp.join(ROOT, 'tools', 'analysis_tools'))
 from decoupled_kd_speed import all_pairs_decoupled_kd, main, make_inputs  # noqa: E402

@@ -6,7 +6,7 @@ from mmdet.structures import DetDataSample
 from mmengine.structures import InstanceData
 
 from mmdet_ksdetr.models.ks_detr.ks_gt_mask import (gt_boxes_of, gt_foreground_token_mask,
-                                                   rasterize_boxes)
+                                                    rasterize_boxes)
 
 
 def _sample(img_shape, boxes, batch_input_shape=(8, 8)):

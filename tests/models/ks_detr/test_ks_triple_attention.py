@@ -10,7 +10,7 @@ from mmdet.models.layers.transformer import DetrTransformerEncoderLayer
 from mmdet_ksdetr.models.ks_detr.ks_deformable_triple_attention import \
     KSMultiScaleDeformableTripleAttention
 from mmdet_ksdetr.models.ks_detr.ks_encoder_layers import (KSDetrTransformerEncoderLayer,
-                                                          build_ks_cfg)
+                                                           build_ks_cfg)
 from mmdet_ksdetr.models.ks_detr.ks_smlp import KSSMLP, KSMarkFg
 from mmdet_ksdetr.models.ks_detr.ks_triple_attention import KSMultiheadTripleAttention
 
