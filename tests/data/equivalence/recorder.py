@@ -33,7 +33,8 @@ the parameters themselves differ by a float32 ulp (a model built in float32 and 
 D3ETR toy configs then moved by about 1e-3 between default and avx2 (Hungarian matching was not
 involved: same indices, cost margins >= 4e-3). In float64 most differences shrink to about
 1e-15, but not all: mmdet's sine positional encodings and some distillation losses compute in
-float32 on purpose, which leaves differences of up to about 1e-8 of the magnitude.
+float32 on purpose, which leaves small differences (D3ETR toy configs, default vs avx2: at most
+7e-9 of ``sum(|g|)``, against 6.7e-4 with parameters drawn in float32).
 
 A gradient ``g`` (n elements) is fingerprinted by five numbers: ``sum(g)``, ``sum(|g|)``,
 ``|g|_2``, ``g . p`` and ``sum(|g * p|)``, with ``p`` a fixed N(0, 1) vector seeded by the
