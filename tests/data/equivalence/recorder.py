@@ -9,24 +9,32 @@ Record (writes ``reference.json`` beside this file; run from the repository root
 compares them with the recorded ones to float32 round-off. Re-record only when a change of
 behaviour is intended, and say so in the commit.
 
-Each model is built with seed 0, ``init_weights()`` as the Runner does, then every parameter is
-moved by seeded N(0, 0.02) noise (mmdet zero-inits the last box layer; exact zeros would put L1
-terms at their kink, where round-off flips the sign of the gradient). Distillers get a random
+Each model is built with seed 0 in float64 (default dtype float64 while it is built and
+``init_weights()`` runs as the Runner does, then ``.double()`` for the tensors that an
+``init_weights`` assigns as float32 itself), then every parameter is moved by seeded
+N(0, 0.02) float64 noise (mmdet zero-inits the last box layer; exact zeros would put L1 terms at
+their kink, where round-off flips the sign of the gradient). Float64 from the first draw is what
+makes the model the same on every x86-64 CPU: ATen draws float32 ``normal_`` / ``randn`` with
+another algorithm under AVX2 than without, so float32 draws differ by one ulp in about half the
+parameters between ATEN_CPU_CAPABILITY=default and avx2, while float64 draws agree (to one
+ulp of float64 at most). Distillers get a random
 teacher (``teacher_ckpt=None``). The batch is the first two training images of the toy set
-(``make_toy_coco(seed=0)``) through the train pipeline after ``set_random_seed(0)``, and ``torch.manual_seed(1)`` runs right before the loss so that
-denoising noise and random distillation queries are the same draw.
+(``make_toy_coco(seed=0)``) through the train pipeline after ``set_random_seed(0)``, normalised
+in float64, and ``torch.manual_seed(1)`` runs right before the loss so that denoising noise and
+random distillation queries are the same draw.
 
-The loss and its backward run in float64 (the model is built and noised in float32, as
-the Runner builds it, then cast with ``.double()``; tensors created in the forward default to
-float64). In float32 the reference would not be portable: the toy models have about 10^6 kinks
-(ReLU inputs, bilinear sampling at integer pixel positions, L1 at zero) and their float32 inputs
-differ by about 1e-6 (relative) between CPU kernels (ATEN_CPU_CAPABILITY, thread counts), so one
-of them usually changes side somewhere and moves a gradient by 1e-4 to 1e-3. In float64 most
-differences shrink to about 1e-15, but not all: mmdet's sine positional encodings and some
-distillation losses compute in float32 on purpose, which leaves differences of up to about 2e-6
-(measured between ATEN_CPU_CAPABILITY=default and avx2). Known open case: the two D3ETR toy
-configs still jump by about 1e-3 between default and avx2 in float64 (a kink or a tie in their
-path that is not located yet).
+The loss and its backward run in float64 (tensors created in the forward default to float64;
+module outputs that a module makes float32 on purpose are handed on as float64). In float32 the
+reference would not be portable: the toy models have about 10^6 kinks (ReLU inputs, bilinear
+sampling at integer pixel positions, L1 at zero) and their float32 values differ by about 1e-7
+(relative) between CPU kernels (ATEN_CPU_CAPABILITY, thread counts), so one of them usually
+changes side somewhere and moves a gradient by 1e-4 to 1e-3. The same happens in float64 when
+the parameters themselves differ by a float32 ulp (a model built in float32 and cast): the two
+D3ETR toy configs then moved by about 1e-3 between default and avx2 (Hungarian matching was not
+involved: same indices, cost margins >= 4e-3). In float64 most differences shrink to about
+1e-15, but not all: mmdet's sine positional encodings and some distillation losses compute in
+float32 on purpose, which leaves small differences (D3ETR toy configs, default vs avx2: at most
+7e-9 of ``sum(|g|)``, against 6.7e-4 with parameters drawn in float32).
 
 A gradient ``g`` (n elements) is fingerprinted by five numbers: ``sum(g)``, ``sum(|g|)``,
 ``|g|_2``, ``g . p`` and ``sum(|g * p|)``, with ``p`` a fixed N(0, 1) vector seeded by the
@@ -64,7 +72,7 @@ def _noise_all_parameters(model, seed=7, std=0.02):
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for _, p in sorted(model.named_parameters(), key=lambda kv: kv[0]):
-            p.add_(torch.randn(p.shape, generator=g) * std)
+            p.add_(torch.randn(p.shape, generator=g, dtype=p.dtype) * std)
 
 
 def _fingerprint(name, grad):
@@ -97,16 +105,27 @@ def build_model(cfg):
     model_cfg = copy.deepcopy(cfg.model)
     if 'teacher_ckpt' in model_cfg:
         model_cfg['teacher_ckpt'] = None
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        if model_cfg.get('_scope_') == 'mmrazor':
-            from mmrazor.registry import MODELS
-        else:
-            from mmdet.registry import MODELS
-        model = MODELS.build(model_cfg)
-    MMLogger.get_current_instance().setLevel('WARNING')
-    model.init_weights()
-    _noise_all_parameters(model)
+    # float64 from the first draw: ATen's float32 normal_ / randn take another code path with
+    # AVX2 than without, so float32 draws differ by 1 ulp in about half the parameters between
+    # CPUs (see the module docstring)
+    default_dtype = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            if model_cfg.get('_scope_') == 'mmrazor':
+                from mmrazor.registry import MODELS
+            else:
+                from mmdet.registry import MODELS
+            model = MODELS.build(model_cfg)
+        MMLogger.get_current_instance().setLevel('WARNING')
+        model.init_weights()
+        # init_weights of some modules assigns float32 tensors it builds itself (mmcv's
+        # deformable attention: the sampling-offset grid)
+        model.double()
+        _noise_all_parameters(model)
+    finally:
+        torch.set_default_dtype(default_dtype)
     return model
 
 
