@@ -383,9 +383,32 @@ def route_mmengine_checkpoint_loading(safe_load):
     return sorted(_ROUTED_SCHEMES)
 
 
+@_once('mmcv_mha_dropout_default')
+def fix_mmcv_attention_dropout_default():
+    """mmcv 2.1.0's ``MultiheadAttention.__init__`` turns the deprecated ``dropout=`` argument
+    into ``dropout_layer['drop_prob'] = kwargs.pop('dropout')`` on its *default* argument dict,
+    so once one attention is built with ``dropout=0.1`` (mmdet's Conditional / DAB-DETR configs
+    do, and so do the detrex-release configs) every later ``MultiheadAttention`` built without
+    ``dropout_layer`` in the same process silently gets that dropout: e.g. a distillation
+    student built after its teacher. Give each call its own default dict (the default value is
+    unchanged)."""
+    from mmcv.cnn.bricks.transformer import MultiheadAttention
+    init = MultiheadAttention.__init__
+    position = 4  # (embed_dims, num_heads, attn_drop, proj_drop, dropout_layer, ...)
+
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs):
+        if len(args) <= position and 'dropout_layer' not in kwargs:
+            kwargs['dropout_layer'] = dict(type='Dropout', drop_prob=0.)
+        init(self, *args, **kwargs)
+
+    MultiheadAttention.__init__ = __init__
+
+
 def apply_all():
     """Apply every shim; safe to call more than once."""
     patch_mmrazor_quantization_import()
     allow_mmengine_checkpoint_types()
     patch_cpu_distributed()
     register_config_package()
+    fix_mmcv_attention_dropout_default()

@@ -177,3 +177,15 @@ def test_apply_all_is_idempotent():
     compat.apply_all()
     assert dist_utils._init_dist_pytorch is before
     assert getattr(before, '__mmdet_ksdetr_patched__', False)
+
+
+def test_attention_dropout_argument_does_not_leak_into_later_attentions():
+    """mmcv 2.1.0 writes ``dropout=`` into MultiheadAttention's shared default
+    ``dropout_layer`` dict; after the shim a later attention built without it has no dropout."""
+    from mmcv.cnn.bricks.transformer import MultiheadAttention
+    with_dropout = MultiheadAttention(16, 2, dropout=0.1)
+    later = MultiheadAttention(16, 2)
+    assert with_dropout.dropout_layer.p == 0.1
+    assert later.dropout_layer.p == 0.0
+    given = MultiheadAttention(16, 2, 0.0, 0.0, dict(type='Dropout', drop_prob=0.2))
+    assert given.dropout_layer.p == 0.2

@@ -182,6 +182,21 @@ _LABEL_ENCODER = ('denoising_generator.label_encoder.weight', 'label_enc.weight'
 
 
 # ------------------------------------------------------------------------------ DAB-DETR
+def _checked(state: Dict[str, torch.Tensor], cfg, source: str, arch: str,
+             types: Sequence[str], report: Optional[ConversionReport],
+             stock: Optional[Tuple[str, str]] = None) -> ConversionReport:
+    """The report of a single-scale conversion after the checks every architecture makes: the
+    config builds one of ``types``, same class count and layer counts; with ``stock`` =
+    (stock type, detrex-exact type), a note when the config uses the stock one."""
+    report = report or ConversionReport(source=source, architecture=arch)
+    model = expect_model(cfg, types, arch, source)
+    check_classes(state, 'class_embed.weight', model, arch, source)
+    check_layers(state, model, arch, source)
+    if stock is not None:
+        _note_stock(model, *stock, report)
+    return report
+
+
 def detect_dab_detr(state: Dict[str, torch.Tensor]) -> bool:
     """detrex DAB-DETR: learnt 4-d anchors and the encoder query-scale MLP, no label encoder."""
     return ('anchor_box_embed.weight' in state and
@@ -194,11 +209,7 @@ def convert_dab_detr(state: Dict[str, torch.Tensor], cfg=None, source: str = 'de
                      report: Optional[ConversionReport] = None
                      ) -> Tuple[Dict[str, torch.Tensor], ConversionReport]:
     """detrex DAB-DETR -> mmdet ``DABDETR`` (``anchor_box_embed`` -> ``query_embedding``)."""
-    report = report or ConversionReport(source=source, architecture=arch)
-    model = expect_model(cfg, types, arch, source)
-    check_classes(state, 'class_embed.weight', model, arch, source)
-    check_layers(state, model, arch, source)
-    _note_stock(model, 'DABDETR', 'DetrexDABDETR', report)
+    report = _checked(state, cfg, source, arch, types, report, ('DABDETR', 'DetrexDABDETR'))
     rules = _SINGLE_SCALE_RULES + [(r'^anchor_box_embed\.weight$', 'query_embedding.weight')]
     return map_keys(state, rules, report, _TWINS), report
 
@@ -216,11 +227,7 @@ def convert_dn_detr(state: Dict[str, torch.Tensor], cfg=None, source: str = 'det
                     ) -> Tuple[Dict[str, torch.Tensor], ConversionReport]:
     """detrex DN-DETR -> our ``DNDETR`` (``label_enc`` -> the denoising label embedding,
     ``num_classes + 1`` rows of ``embed_dim - 1`` plus the indicator)."""
-    report = report or ConversionReport(source=source, architecture=arch)
-    model = expect_model(cfg, types, arch, source)
-    check_classes(state, 'class_embed.weight', model, arch, source)
-    check_layers(state, model, arch, source)
-    _note_stock(model, 'DNDETR', 'DetrexDNDETR', report)
+    report = _checked(state, cfg, source, arch, types, report, ('DNDETR', 'DetrexDNDETR'))
     rules = _SINGLE_SCALE_RULES + [
         (r'^anchor_box_embed\.weight$', 'query_embedding.weight'),
         (r'^(label_enc|denoising_generator\.label_encoder)\.weight$',
@@ -243,10 +250,7 @@ def convert_conditional_detr(state: Dict[str, torch.Tensor], cfg=None, source: s
                              report: Optional[ConversionReport] = None
                              ) -> Tuple[Dict[str, torch.Tensor], ConversionReport]:
     """detrex Conditional-DETR -> mmdet ``ConditionalDETR``."""
-    report = report or ConversionReport(source=source, architecture=arch)
-    model = expect_model(cfg, types, arch, source)
-    check_classes(state, 'class_embed.weight', model, arch, source)
-    check_layers(state, model, arch, source)
+    report = _checked(state, cfg, source, arch, types, report)
     # mmdet's ConditionalDETRHead: reg_ffn (Linear, ReLU, Linear), ReLU, fc_reg (Linear)
     rules = [(r'^bbox_embed\.layers\.0\.(weight|bias)$', r'bbox_head.reg_ffn.layers.0.0.\1'),
              (r'^bbox_embed\.layers\.1\.(weight|bias)$', r'bbox_head.reg_ffn.layers.1.\1'),

@@ -66,6 +66,16 @@ def _spans(lo: Tensor, hi: Tensor, size: int) -> Tensor:
     return (k >= lo[..., None]) & (k < hi[..., None])
 
 
+def _canvas_inputs(boxes: Sequence[Tensor], shape, device):
+    """``(H, W, B, device, packed boxes (B, max_n, 4))`` for a canvas of ``shape``; the device
+    defaults to that of the boxes."""
+    H, W = int(shape[0]), int(shape[1])
+    B = len(boxes)
+    if device is None:
+        device = boxes[0].device if B else 'cpu'
+    return H, W, B, device, _packed_boxes(boxes, device)
+
+
 def rasterize_boxes(boxes: Sequence[Tensor], shape: Tuple[int, int],
                     device: Optional[Union[str, torch.device]] = None) -> Tensor:
     """Paint the boxes of each image with 1 on a zero canvas.
@@ -79,11 +89,7 @@ def rasterize_boxes(boxes: Sequence[Tensor], shape: Tuple[int, int],
     Returns:
         Tensor: ``(B, H, W)`` bool, True inside at least one box (``canvas[y1:y2, x1:x2]``).
     """
-    H, W = int(shape[0]), int(shape[1])
-    B = len(boxes)
-    if device is None:
-        device = boxes[0].device if B else 'cpu'
-    packed = _packed_boxes(boxes, device)
+    H, W, B, device, packed = _canvas_inputs(boxes, shape, device)
     if packed.shape[1] == 0:
         return torch.zeros(B, H, W, dtype=torch.bool, device=device)
     x1, y1, x2, y2 = packed.unbind(-1)  # each (B, max_n)
@@ -105,11 +111,7 @@ def level_masks(boxes: Sequence[Tensor], shape: Tuple[int, int],
     """Per level the ``(B, h, w)`` bool mask ``interpolate(canvas, (h, w), 'bilinear',
     align_corners=True) > 0`` of the :func:`rasterize_boxes` canvas of ``shape``, without
     building the canvas (see the module doc)."""
-    H, W = int(shape[0]), int(shape[1])
-    B = len(boxes)
-    if device is None:
-        device = boxes[0].device if B else 'cpu'
-    packed = _packed_boxes(boxes, device)
+    H, W, B, device, packed = _canvas_inputs(boxes, shape, device)
     if packed.shape[1] == 0:
         return [torch.zeros(B, int(h), int(w), dtype=torch.bool, device=device)
                 for h, w in level_shapes]
