@@ -220,7 +220,7 @@ def teacher_of(model):
         return model, TeacherPredictionRefiner().assigner, 'detector'
     teacher = getattr(model, 'teacher', None)
     if isinstance(teacher, BaseDetector):
-        assigner = getattr(getattr(model, 'refiner', None), 'assigner', None)
+        assigner = getattr(getattr(model, 'tprd_targets', None), 'assigner', None)
         return (teacher, assigner or TeacherPredictionRefiner().assigner,
                 'distiller teacher')
     raise InputError(f'{type(model).__name__} is neither an mmdet detector nor a distiller '
