@@ -221,3 +221,11 @@ def save_toy_mmdet2_release(path, seed=0):
     state = {to_mmdet2_name(k): v.clone() for k, v in model.state_dict().items()}
     torch.save(dict(meta=dict(epoch=50, mmdet_version='2.19.0'), state_dict=state), str(path))
     return str(path), model
+
+
+def work_dir_log(work_dir):
+    """The text of every mmengine log file under ``work_dir`` (the environment and config dumps
+    go there; the console shows them only with ``--verbose``)."""
+    import glob
+    return ''.join(open(p).read() for p in sorted(glob.glob(
+        osp.join(str(work_dir), '**', '*.log'), recursive=True)))

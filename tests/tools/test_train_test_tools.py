@@ -6,7 +6,8 @@ import sys
 
 import pytest
 import torch
-from toy_helpers import CONFIGS, ROOT, TOOLS, free_port, run_tool, toy_data_cfg_options
+from toy_helpers import (CONFIGS, ROOT, TOOLS, free_port, run_tool, toy_data_cfg_options,
+                         work_dir_log)
 
 sys.path.insert(0, TOOLS)
 import test as test_tool  # noqa: E402
@@ -25,7 +26,7 @@ def test_dist_train_resume_and_test(toy_data_root, tmp_path):
                     *opts], env=env)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     log = out.stdout + out.stderr
-    assert 'Distributed training: True' in log
+    assert 'Distributed training: True' in work_dir_log(work)  # the environment dump
     assert log.count('UserWarning: CUDA is not available') == 2  # one per CPU process
     assert osp.isfile(osp.join(work, 'epoch_1.pth'))
 
