@@ -48,6 +48,7 @@ from mmdet_ksdetr.distill.core.teacher_checkpoint import (TeacherCheckpointError
                                                           load_teacher_checkpoint)
 from mmdet_ksdetr.distill.tprd.refinement import RefinedTeacher
 from mmdet_ksdetr.distill.tprd.tprd_switch import TPRD, TeacherTargets
+from mmdet_ksdetr.utils.checks import is_url
 from mmdet_ksdetr.utils.loss_keys import layer_prefix
 
 __all__ = ['DETRDistillBase', 'TeacherCheckpointError', 'load_teacher_checkpoint',
@@ -76,10 +77,6 @@ def layer_losses(parts: Dict, layer: int, num_layers: int, suffix: str = '') -> 
     """``parts`` of student layer ``layer`` keyed ``{prefix}{name}{suffix}``."""
     prefix = layer_prefix(layer, num_layers)
     return {f'{prefix}{name}{suffix}': value for name, value in parts.items()}
-
-
-def _is_url(path: str) -> bool:
-    return path.startswith(('http://', 'https://'))
 
 
 class DETRDistillBase(SingleTeacherDistill):
@@ -153,7 +150,7 @@ class DETRDistillBase(SingleTeacherDistill):
         # a teacher file that is gone (its work dir cleaned up) is loaded in init_weights(), which
         # training runs and testing does not: a distillation checkpoint brings teacher.* itself
         self._deferred_teacher_ckpt = None
-        if teacher_ckpt and not _is_url(teacher_ckpt) and not osp.isfile(teacher_ckpt):
+        if teacher_ckpt and not is_url(teacher_ckpt) and not osp.isfile(teacher_ckpt):
             self._deferred_teacher_ckpt = (teacher_ckpt, teacher_strict, teacher_cfg)
             warnings.warn(f'teacher checkpoint "{teacher_ckpt}" does not exist: the teacher '
                           f'weights must come from the checkpoint loaded into this model '
