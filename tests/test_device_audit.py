@@ -51,7 +51,8 @@ TOY = ['configs/toy/ks_detr/ks-dn-deformable-detr_tiny-r18_1xb2-12e_toy.py',
 def test_toy_training_step_places_tensors_and_syncs_only_where_allowed(rel_cfg, toy_data_root):
     import recorder  # tests/data/equivalence (on sys.path through test_equivalence_reference)
     cfg = set_toy_data_root(Config.fromfile(rel_cfg), toy_data_root)
-    model = recorder.build_model(cfg)
+    # the recorder builds in float64 (CPU-independent draws); the audit runs the float32 a user runs
+    model = recorder.build_model(cfg).float()
     disable_dropout(model).train()
     data = model.data_preprocessor(toy_batch(cfg, toy_data_root, 'train', 2), True)
     with FactoryDeviceAudit() as factories, HostSyncCounter() as syncs:
