@@ -2,7 +2,7 @@
 # DETRDistill for Conditional DETR: R101 (teacher) -> R50 (student), 50 epochs, 8 GPUs x 2.
 # Paper (via third-party slides, unverified): teacher 42.4, student 40.7 -> 42.9 AP.
 #
-#   bash tools/dist_train.sh configs/detectors/conditional-detr_r101_8xb2-50e_coco.py 8
+#   bash tools/dist_train.sh configs/detectors/conditional-detr-mmdet_r101_8xb2-50e_coco.py 8
 #   bash tools/dist_train.sh configs/detr_distill/<this file> 8
 #   python tools/pth_transfer.py --ckpt_path work_dirs/<this>/epoch_50.pth --output_path r50.pth
 #   bash tools/dist_test.sh mmdet::conditional_detr/conditional-detr_r50_8xb2-50e_coco.py r50.pth 8

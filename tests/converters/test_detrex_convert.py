@@ -1,6 +1,6 @@
 """detrex model-zoo checkpoints -> mmdet: the release's full R50 key sets (names and shapes as
 detrex's own code builds them, stored in tests/data/releases/detrex_*.json) filled with seeded
-random values convert and load strictly into the models of configs/released/detrex/; wrong
+random values convert and load strictly into the models of configs/detrex/; wrong
 inputs stop with one line naming what was found and what was expected."""
 import copy
 import json
@@ -18,12 +18,12 @@ from toy_helpers import CONFIGS
 
 DATA = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'data', 'releases')
 RELEASES = {  # fixture -> (config, architecture the converter must recognise)
-    'dino-4scale_r50': ('dino-4scale_r50_8xb2-12e_coco.py', 'DINO-4scale'),
-    'deformable-detr_r50': ('deformable-detr_r50_8xb2-50e_coco.py', 'Deformable-DETR'),
-    'deformable-detr-refine_r50': ('deformable-detr-refine_r50_8xb2-50e_coco.py',
+    'dino-4scale_r50': ('dino-4scale-detrex_r50_8xb2-12e_coco.py', 'DINO-4scale'),
+    'deformable-detr_r50': ('deformable-detr-detrex_r50_8xb2-50e_coco.py', 'Deformable-DETR'),
+    'deformable-detr-refine_r50': ('deformable-detr-refine-detrex_r50_8xb2-50e_coco.py',
                                    'Deformable-DETR-refine'),
     'deformable-detr-refine-twostage_r50': (
-        'deformable-detr-refine-twostage_r50_8xb2-50e_coco.py',
+        'deformable-detr-refine-twostage-detrex_r50_8xb2-50e_coco.py',
         'Deformable-DETR-refine-twostage'),
 }
 
@@ -55,7 +55,7 @@ def random_release(name, seed=0, fill=torch.randn):
 
 
 def released_config(file):
-    return Config.fromfile(osp.join(CONFIGS, 'released', 'detrex', file))
+    return Config.fromfile(osp.join(CONFIGS, 'detrex', file))
 
 
 @pytest.mark.parametrize('name', list(RELEASES))
@@ -117,7 +117,7 @@ def test_other_architecture_with_the_dino_config_names_both():
            'transformer.encoder.query_scale.layers.0.weight': torch.zeros(256, 256),
            'transformer.decoder.query_scale.layers.0.weight': torch.zeros(256, 256),
            'class_embed.weight': torch.zeros(80, 256)}
-    cfg = released_config('dino-4scale_r50_8xb2-12e_coco.py')
+    cfg = released_config('dino-4scale-detrex_r50_8xb2-12e_coco.py')
     with pytest.raises(ReleaseConversionError) as e:
         convert_checkpoint({'model': dab}, cfg=cfg)
     msg = _one_line(e)
@@ -134,7 +134,7 @@ def test_other_architecture_with_the_dino_config_names_both():
         convert_checkpoint({'model': _zeros('deformable-detr-refine_r50')}, cfg=cfg)
     assert 'found a detrex Deformable-DETR-refine checkpoint, but the config builds DINO' \
         in _one_line(e)
-    two_stage_cfg = released_config('deformable-detr-refine-twostage_r50_8xb2-50e_coco.py')
+    two_stage_cfg = released_config('deformable-detr-refine-twostage-detrex_r50_8xb2-50e_coco.py')
     with pytest.raises(ReleaseConversionError) as e:
         convert_checkpoint({'model': _zeros('deformable-detr_r50')}, cfg=two_stage_cfg)
     assert 'found a detrex Deformable-DETR checkpoint, but the config builds ' \
@@ -142,7 +142,7 @@ def test_other_architecture_with_the_dino_config_names_both():
 
 
 def test_other_class_count_is_refused():
-    cfg = released_config('dino-4scale_r50_8xb2-12e_coco.py')
+    cfg = released_config('dino-4scale-detrex_r50_8xb2-12e_coco.py')
     cfg.model.bbox_head.num_classes = 20
     with pytest.raises(ReleaseConversionError) as e:
         convert_checkpoint({'model': _zeros('dino-4scale_r50')}, cfg=cfg)
@@ -163,7 +163,7 @@ def test_unmapped_key_and_broken_head_link_are_named():
 
 
 def test_config_that_computes_differently_is_reported(recwarn):
-    cfg = released_config('dino-4scale_r50_8xb2-12e_coco.py')
+    cfg = released_config('dino-4scale-detrex_r50_8xb2-12e_coco.py')
     cfg.model.positional_encoding.temperature = 20  # mmdet's DINO default
     cfg.model.bbox_head.type = 'DINOHead'
     report = []

@@ -16,7 +16,7 @@ from mmdet_ksdetr.converters.release.detrex_dab import (convert_dab_detr, detect
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 FIXTURE = osp.join(ROOT, 'tests/data/releases/detrex_dab-detr_r50.json')
-CONFIG = osp.join(ROOT, 'configs/released/detrex/dab-detr_r50_8xb2-50e_coco.py')
+CONFIG = osp.join(ROOT, 'configs/detrex/dab-detr-detrex_r50_8xb2-50e_coco.py')
 
 
 def release_state(fixture, seed=0, layers=None, queries=None):

@@ -25,9 +25,9 @@ from toy_helpers import CONFIGS
 DATA = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'data', 'releases')
 SHRUNK = dict(enc=1, dec=2, nq=20, ffn=64)
 CASES = {  # shrunken release -> its config
-    'dino-4scale_r50': 'dino-4scale_r50_8xb2-12e_coco.py',
-    'deformable-detr_r50': 'deformable-detr_r50_8xb2-50e_coco.py',
-    'deformable-detr-refine-twostage_r50': 'deformable-detr-refine-twostage_r50_8xb2-50e_coco.py',
+    'dino-4scale_r50': 'dino-4scale-detrex_r50_8xb2-12e_coco.py',
+    'deformable-detr_r50': 'deformable-detr-detrex_r50_8xb2-50e_coco.py',
+    'deformable-detr-refine-twostage_r50': 'deformable-detr-refine-twostage-detrex_r50_8xb2-50e_coco.py',
 }
 
 
@@ -150,7 +150,7 @@ def shrunk_release(name, seed=0):
 
 
 def shrunk_config(name):
-    cfg = Config.fromfile(osp.join(CONFIGS, 'released', 'detrex', CASES[name]))
+    cfg = Config.fromfile(osp.join(CONFIGS, 'detrex', CASES[name]))
     m = cfg.model
     m.num_queries = SHRUNK['nq']
     m.test_cfg.max_per_img = SHRUNK['nq']

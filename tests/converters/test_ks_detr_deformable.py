@@ -17,13 +17,13 @@ from mmdet_ksdetr.converters.release import (ReleaseConversionError, convert_che
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 FIXTURE = osp.join(ROOT, 'tests/data/releases/ks_detr_ks-deformable-detr_r50.json')
 DN_FIXTURE = osp.join(ROOT, 'tests/data/releases/ks_detr_ks-dn-deformable-detr_r50.json')
-CONFIGS = osp.join(ROOT, 'configs/released/ks_detr/')
+CONFIGS = osp.join(ROOT, 'configs/ks_detr/release/')
 TEACHER = re.compile(r'^transformer\.encoder\.layers\.5\.attentions\.0\.'
                      r'(attention_weights|value_proj)_teacher\.')
 
 
-@pytest.mark.parametrize('name', ['ks-deformable-detr_r50_8xb2-12e_coco',
-                                  'ks-deformable-detr_r50_8xb2-50e_coco'])
+@pytest.mark.parametrize('name', ['ks-deformable-detr-release_r50_8xb2-12e_coco',
+                                  'ks-deformable-detr-release_r50_8xb2-50e_coco'])
 def test_full_r50_key_set_loads_strictly(name):
     state = release_state(FIXTURE)
     assert detect_format(state) == 'ks-detr'
@@ -48,7 +48,7 @@ def test_r101_config_takes_an_r101_release():
         for k in [k for k in list(state) if k.startswith('backbone.res4.5.')]:
             state[k.replace('res4.5.', f'res4.{i}.')] = torch.rand(state[k].shape,
                                                                    generator=g) + 0.5
-    name = 'ks-deformable-detr_r101_8xb2-12e_coco.py'
+    name = 'ks-deformable-detr-release_r101_8xb2-12e_coco.py'
     out = convert_checkpoint(dict(model=state), cfg=CONFIGS + name)
     model, _ = build(CONFIGS + name)
     model.load_state_dict(out['state_dict'], strict=True)
@@ -65,7 +65,7 @@ def test_shrunken_variant_predicts():
     state = {k: v for k, v in state.items()
              if not heads.match(k) or int(heads.match(k).group(2)) < 2}
     state['query_embedding.weight'] = state['query_embedding.weight'][:16]
-    name = CONFIGS + 'ks-deformable-detr_r50_8xb2-12e_coco.py'
+    name = CONFIGS + 'ks-deformable-detr-release_r50_8xb2-12e_coco.py'
     small = {'model.num_queries': 16, 'model.encoder.num_layers': 2,
              'model.decoder.num_layers': 2}
     cfg = Config.fromfile(name)

@@ -16,7 +16,7 @@ from mmdet_ksdetr.converters.release.ks_detr import convert_ks_detr, detect_ks_d
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 FIXTURE = osp.join(ROOT, 'tests/data/releases/ks_detr_ks-dab-detr_r50.json')
 DAB_FIXTURE = osp.join(ROOT, 'tests/data/releases/detrex_dab-detr_r50.json')
-CONFIG = osp.join(ROOT, 'configs/released/ks_detr/ks-dab-detr_r50_8xb2-50e_coco.py')
+CONFIG = osp.join(ROOT, 'configs/ks_detr/release/ks-dab-detr-release_r50_8xb2-50e_coco.py')
 IN_PROJ = 'transformer.encoder.layers.5.attentions.0.attn.in_proj_weight'
 
 

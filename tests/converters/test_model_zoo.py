@@ -17,8 +17,8 @@ DOC = osp.join(ROOT, 'docs', 'released_models.md')
 CLI = 'tools/model_converters/release_to_mmdet.py'
 RELEASE_CONFIGS = sorted(
     osp.relpath(p, ROOT) for p in
-    glob.glob(osp.join(ROOT, 'configs', 'released', '**', '*.py'), recursive=True) +
-    glob.glob(osp.join(ROOT, 'configs', 'dac_detr', 'release', '*.py')))
+    glob.glob(osp.join(ROOT, 'configs', 'detrex', '*.py')) +
+    glob.glob(osp.join(ROOT, 'configs', '*', 'release', '*.py')))
 
 
 def _read(path):
@@ -65,8 +65,7 @@ def test_every_release_row_names_its_download_ap_and_command():
             str(m.get('Metadata', '')), where  # says the AP is the release's
 
 
-@pytest.mark.parametrize('row', [(mf, m) for mf, m in RELEASE_ROWS
-                                 if not mf.startswith(osp.join('configs', 'released'))],
+@pytest.mark.parametrize('row', RELEASE_ROWS,
                          ids=lambda row: row[1]['Name'])
 def test_release_row_command_is_accepted_by_the_converter(row):
     mf, m = row

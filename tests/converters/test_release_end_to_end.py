@@ -20,7 +20,7 @@ from toy_helpers import (CONFIGS, ROOT, assert_same_detections, build_toy_model,
                          run_tool, set_toy_data_root, toy_batch, toy_data_cfg_options)
 
 DATA = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'data', 'releases')
-RELEASED_CFG = osp.join(CONFIGS, 'released', 'detrex', 'dino-4scale_r50_8xb2-12e_coco.py')
+RELEASED_CFG = osp.join(CONFIGS, 'detrex', 'dino-4scale-detrex_r50_8xb2-12e_coco.py')
 KD_TOY_CFG = osp.join(CONFIGS, 'toy', 'kd_detr', 'kd-detr_dino-4scale_tiny-r18_1xb2-12e_toy.py')
 CLI = osp.join(ROOT, 'tools', 'model_converters', 'release_to_mmdet.py')
 NUM_CLASSES = 3  # the toy set's

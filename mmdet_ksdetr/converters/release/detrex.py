@@ -15,7 +15,7 @@ it. The multi-scale rows (DINO, Deformable-DETR) are written here from the share
 are dropped. To add an architecture, add its row and its entry in
 :func:`_expected_architecture` (the config check).
 
-The configs that compute what the release computes are in ``configs/released/detrex/``.
+The configs that compute what the release computes are in ``configs/detrex/``.
 """
 import copy
 import re
@@ -235,7 +235,7 @@ def _check_architecture(found: str, state, model_cfg, source: str = 'detrex',
         builds = expected or f'a {model_cfg["type"]} model (no {source} mapping)'
         raise ReleaseConversionError(
             f'found a {source} {arch or _display_name(found, state)} checkpoint, but the '
-            f'config builds {builds}: use the config of that release (configs/released/)')
+            f'config builds {builds}: use the config of that release (configs/detrex/)')
 
 
 def _check_config(state, model_cfg, source: str, arch: str) -> None:
@@ -354,7 +354,7 @@ def _convert_multiscale(name: str, state: Dict[str, torch.Tensor], cfg, source: 
         diffs = _release_differences(name, model_cfg)
         if diffs:
             msg = (f'the config computes differently from the {source} release: ' +
-                   '; '.join(diffs) + ' (configs/released/ matches it)')
+                   '; '.join(diffs) + ' (configs/detrex/ matches it)')
             report.notes.append(msg)
             warnings.warn(msg)
     report.mapped = len(state) - aliases

@@ -87,7 +87,7 @@ def expect_model(cfg, types: Sequence[str], arch: str, source: str) -> Optional[
     if found not in types:
         raise ReleaseConversionError(
             f'{source} checkpoint is {arch}, but the config builds a {found} model: use a '
-            f'{" / ".join(types)} config (configs/released/)')
+            f'{" / ".join(types)} config (configs/detrex/)')
     return model
 
 
@@ -95,7 +95,7 @@ def _note_stock(model: Optional[dict], stock: str, exact: str,
                 report: ConversionReport) -> None:
     if model is not None and model.get('type') == stock:
         report.notes.append(f'{stock} differs from detrex where an anchor coordinate is within '
-                            f'1e-3 of 0 or 1 (inverse_sigmoid eps); {exact} (configs/released/) '
+                            f'1e-3 of 0 or 1 (inverse_sigmoid eps); {exact} (configs/detrex/) '
                             f'computes what the release computes')
 
 

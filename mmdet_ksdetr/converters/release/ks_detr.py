@@ -13,7 +13,7 @@ Deformable-DETR or DN-Deformable-DETR) plus teacher-stream tensors that only tra
 
 The student part is converted by the baseline's row of the ``detrex`` format's architecture
 table (:data:`~.detrex.ARCHITECTURES`) and loads strictly into the stock
-config (``configs/released/ks_detr/``); the report lists every dropped tensor with its reason.
+config (``configs/ks_detr/release/``); the report lists every dropped tensor with its reason.
 Detected by those KS-only keys; it is tried before ``detrex``.
 """
 import re

@@ -6,7 +6,7 @@
 # -> DetrexDNDETR (DN-DETR = DAB-DETR plus the denoising label encoder, 81 x 255 + indicator).
 #   python tools/model_converters/release_to_mmdet.py dn_detr_r50_50ep.pth \
 #       dn-detr_r50_8xb2-50e_coco_detrex.pth --source detrex \
-#       --config configs/released/detrex/dn-detr_r50_8xb2-50e_coco.py
-_base_ = '../../ks_detr/dn-detr_r50_8xb2-50e_coco.py'
+#       --config configs/detrex/dn-detr-detrex_r50_8xb2-50e_coco.py
+_base_ = '../ks_detr/dn-detr_r50_8xb2-50e_coco.py'
 
 model = dict(type='DetrexDNDETR')

@@ -7,9 +7,9 @@
 #   python tools/model_converters/release_to_mmdet.py \
 #       deformable_detr_r50_two_stage_50ep_new.pth \
 #       deformable-detr-refine-twostage_r50_8xb2-50e_coco_detrex.pth --source detrex \
-#       --config configs/released/detrex/deformable-detr-refine-twostage_r50_8xb2-50e_coco.py
+#       --config configs/detrex/deformable-detr-refine-twostage-detrex_r50_8xb2-50e_coco.py
 # The detrex settings of deformable-detr_r50_8xb2-50e_coco.py with mmdet's box refinement and
 # two-stage proposals (top 300 encoder proposals by their first-class score, as detrex).
-_base_ = './deformable-detr_r50_8xb2-50e_coco.py'
+_base_ = './deformable-detr-detrex_r50_8xb2-50e_coco.py'
 
 model = dict(with_box_refine=True, as_two_stage=True)

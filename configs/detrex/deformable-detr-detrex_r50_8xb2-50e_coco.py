@@ -6,7 +6,7 @@
 #   python tools/model_converters/release_to_mmdet.py \
 #       deformable_detr_r50_50ep_backbone_1e-5_class_weight_2.0.pth \
 #       deformable-detr_r50_8xb2-50e_coco_detrex.pth --source detrex \
-#       --config configs/released/detrex/deformable-detr_r50_8xb2-50e_coco.py
+#       --config configs/detrex/deformable-detr-detrex_r50_8xb2-50e_coco.py
 # Stock mmdet Deformable DETR plus the settings where detrex's model differs from mmdet's
 # defaults (the positional encoding, temperature 10000 and offset -0.5, is already the same).
 _base_ = 'mmdet::deformable_detr/deformable-detr_r50_16xb2-50e_coco.py'

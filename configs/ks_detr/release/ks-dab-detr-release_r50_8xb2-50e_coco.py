@@ -10,7 +10,7 @@
 # head shared with the anchor update; 300 queries; 80 classes in mmdet's order; top-300).
 #   python tools/model_converters/release_to_mmdet.py ks_dab_detr_r50.pth \
 #       ks-dab-detr_r50_8xb2-50e_coco.pth --source ks-detr \
-#       --config configs/released/ks_detr/ks-dab-detr_r50_8xb2-50e_coco.py
-_base_ = '../../ks_detr/dab-detr_r50_8xb2-50e_coco.py'
+#       --config configs/ks_detr/release/ks-dab-detr-release_r50_8xb2-50e_coco.py
+_base_ = '../dab-detr_r50_8xb2-50e_coco.py'
 
 model = dict(type='DetrexDABDETR')

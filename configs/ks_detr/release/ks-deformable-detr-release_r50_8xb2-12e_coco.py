@@ -8,10 +8,10 @@
 # value_proj_teacher) and the sMLP (ksgt.*) are training-only and dropped by the converter.
 #   python tools/model_converters/release_to_mmdet.py ks_deformable_detr_r50_12ep.pth \
 #       ks-deformable-detr_r50_8xb2-12e_coco.pth --source ks-detr \
-#       --config configs/released/ks_detr/ks-deformable-detr_r50_8xb2-12e_coco.py
-# Same model as configs/released/detrex/deformable-detr_r50_8xb2-50e_coco.py (detrex settings:
+#       --config configs/ks_detr/release/ks-deformable-detr-release_r50_8xb2-12e_coco.py
+# Same model as configs/detrex/deformable-detr-detrex_r50_8xb2-50e_coco.py (detrex settings:
 # FFN 1024, dropout 0.1, 300 queries, neck conv bias, inverse_sigmoid eps 1e-3, top-300 boxes).
-_base_ = './ks-deformable-detr_r50_8xb2-50e_coco.py'
+_base_ = './ks-deformable-detr-release_r50_8xb2-50e_coco.py'
 
 # detrex's 12-epoch schedule: lr x0.1 after epoch 11
 max_epochs = 12

@@ -6,8 +6,8 @@
 #   python tools/model_converters/release_to_mmdet.py \
 #       deformable_detr_with_box_refinement_50ep_new.pth \
 #       deformable-detr-refine_r50_8xb2-50e_coco_detrex.pth --source detrex \
-#       --config configs/released/detrex/deformable-detr-refine_r50_8xb2-50e_coco.py
+#       --config configs/detrex/deformable-detr-refine-detrex_r50_8xb2-50e_coco.py
 # The detrex settings of deformable-detr_r50_8xb2-50e_coco.py with mmdet's box refinement.
-_base_ = './deformable-detr_r50_8xb2-50e_coco.py'
+_base_ = './deformable-detr-detrex_r50_8xb2-50e_coco.py'
 
 model = dict(with_box_refine=True)

@@ -8,7 +8,7 @@
 # -> DetrexDABDETR; everything else is mmdet's DAB-DETR.
 #   python tools/model_converters/release_to_mmdet.py ks_dab_detr_r101.pth \
 #       ks-dab-detr_r101_8xb2-50e_coco.pth --source ks-detr \
-#       --config configs/released/ks_detr/ks-dab-detr_r101_8xb2-50e_coco.py
-_base_ = '../../ks_detr/dab-detr_r101_8xb2-50e_coco.py'
+#       --config configs/ks_detr/release/ks-dab-detr-release_r101_8xb2-50e_coco.py
+_base_ = '../dab-detr_r101_8xb2-50e_coco.py'
 
 model = dict(type='DetrexDABDETR')

@@ -7,7 +7,7 @@
 # mmdet's Conditional DETR (FFN 2048, ReLU, dropout 0.1, 300 queries, top-300 boxes).
 #   python tools/model_converters/release_to_mmdet.py conditional_detr_r50_50ep.pth \
 #       conditional-detr_r50_8xb2-50e_coco_detrex.pth --source detrex \
-#       --config configs/released/detrex/conditional-detr_r50_8xb2-50e_coco.py
-_base_ = '../../ks_detr/conditional-detr_r50_8xb2-50e_coco.py'
+#       --config configs/detrex/conditional-detr-detrex_r50_8xb2-50e_coco.py
+_base_ = '../ks_detr/conditional-detr_r50_8xb2-50e_coco.py'
 
 model = dict(bbox_head=dict(type='DetrexConditionalDETRHead'))

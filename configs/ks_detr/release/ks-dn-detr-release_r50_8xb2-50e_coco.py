@@ -8,5 +8,5 @@
 # -> DetrexDNDETR (DN-DETR = DAB-DETR plus the denoising label encoder, 81 x 255 + indicator).
 #   python tools/model_converters/release_to_mmdet.py ks_dn_detr_r50.pth \
 #       ks-dn-detr_r50_8xb2-50e_coco.pth --source ks-detr \
-#       --config configs/released/ks_detr/ks-dn-detr_r50_8xb2-50e_coco.py
-_base_ = '../detrex/dn-detr_r50_8xb2-50e_coco.py'
+#       --config configs/ks_detr/release/ks-dn-detr-release_r50_8xb2-50e_coco.py
+_base_ = '../../detrex/dn-detr-detrex_r50_8xb2-50e_coco.py'

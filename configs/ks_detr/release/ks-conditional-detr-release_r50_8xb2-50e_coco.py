@@ -9,5 +9,5 @@
 # mmdet's Conditional DETR (FFN 2048, ReLU, dropout 0.1, 300 queries, top-300 boxes).
 #   python tools/model_converters/release_to_mmdet.py ks_conditional_detr_r50.pth \
 #       ks-conditional-detr_r50_8xb2-50e_coco.pth --source ks-detr \
-#       --config configs/released/ks_detr/ks-conditional-detr_r50_8xb2-50e_coco.py
-_base_ = '../detrex/conditional-detr_r50_8xb2-50e_coco.py'
+#       --config configs/ks_detr/release/ks-conditional-detr-release_r50_8xb2-50e_coco.py
+_base_ = '../../detrex/conditional-detr-detrex_r50_8xb2-50e_coco.py'

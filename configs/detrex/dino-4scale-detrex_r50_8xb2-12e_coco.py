@@ -5,7 +5,7 @@
 # Convert, then test as any mmdet checkpoint:
 #   python tools/model_converters/release_to_mmdet.py dino_r50_4scale_12ep_49_2AP.pth \
 #       dino-4scale_r50_8xb2-12e_coco_detrex.pth --source detrex \
-#       --config configs/released/detrex/dino-4scale_r50_8xb2-12e_coco.py
+#       --config configs/detrex/dino-4scale-detrex_r50_8xb2-12e_coco.py
 # Stock mmdet DINO plus the settings where detrex's model differs from mmdet's defaults, so
 # that the converted weights compute what the release computes (80 COCO classes, same order).
 _base_ = 'mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py'

@@ -9,7 +9,7 @@
 # mmdet's Conditional DETR (FFN 2048, ReLU, dropout 0.1, 300 queries, top-300 boxes).
 #   python tools/model_converters/release_to_mmdet.py ks_conditional_detr_r101.pth \
 #       ks-conditional-detr_r101_8xb2-50e_coco.pth --source ks-detr \
-#       --config configs/released/ks_detr/ks-conditional-detr_r101_8xb2-50e_coco.py
-_base_ = '../../ks_detr/conditional-detr_r101_8xb2-50e_coco.py'
+#       --config configs/ks_detr/release/ks-conditional-detr-release_r101_8xb2-50e_coco.py
+_base_ = '../conditional-detr_r101_8xb2-50e_coco.py'
 
 model = dict(bbox_head=dict(type='DetrexConditionalDETRHead'))
