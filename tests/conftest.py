@@ -12,6 +12,19 @@ sys.path.insert(0, osp.join(osp.dirname(TESTS), 'tools', 'misc'))
 import mmdet_ksdetr  # noqa: E402,F401  (compat + registration before any test)
 
 
+def _share_cpus_between_workers():
+    """Under pytest-xdist each worker gets its share of the CPUs for torch's intra-op threads
+    (N workers x all CPUs each would oversubscribe the machine and slow every test down)."""
+    import os
+    workers = int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1'))
+    if workers > 1:
+        import torch
+        torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // workers))
+
+
+_share_cpus_between_workers()
+
+
 @pytest.fixture(scope='session')
 def toy_data_root(tmp_path_factory):
     """A small toy COCO set (16 train / 8 val images) shared by the whole test session."""

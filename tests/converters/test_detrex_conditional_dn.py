@@ -1,8 +1,8 @@
 """detrex / KS-DETR Conditional-DETR and DN-DETR releases: each R50 key set (built by the
 release's own code, tests/data/releases/) is recognised through the detrex architecture table
-and loads strictly into its config in configs/detrex/ and configs/ks_detr/release/; the R101 configs take an R101 release;
-a shrunken variant predicts; detrex's reference clamp is what DetrexConditionalDETRHead
-computes."""
+and loads strictly into its config in configs/detrex/ and configs/ks_detr/release/; the R101
+configs take an R101 release; a shrunken variant predicts; detrex's reference clamp is what
+DetrexConditionalDETRHead computes."""
 import os.path as osp
 
 import pytest
@@ -15,13 +15,16 @@ from mmdet_ksdetr.converters.release.detrex import detect_architecture
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DATA = osp.join(ROOT, 'tests/data/releases/')
 CFG = osp.join(ROOT, 'configs/')
+KS = 'ks_detr/release/'
+COND_CFG = CFG + 'detrex/conditional-detr-detrex_r50_8xb2-50e_coco.py'
 CASES = [  # fixture, config, format, architecture
     ('detrex_conditional-detr_r50', 'detrex/conditional-detr-detrex_r50_8xb2-50e_coco', 'detrex',
      'Conditional-DETR'),
     ('detrex_dn-detr_r50', 'detrex/dn-detr-detrex_r50_8xb2-50e_coco', 'detrex', 'DN-DETR'),
-    ('ks_detr_ks-conditional-detr_r50', 'ks_detr/release/ks-conditional-detr-release_r50_8xb2-50e_coco',
+    ('ks_detr_ks-conditional-detr_r50', KS + 'ks-conditional-detr-release_r50_8xb2-50e_coco',
      'ks-detr', 'KS-Conditional-DETR'),
-    ('ks_detr_ks-dn-detr_r50', 'ks_detr/release/ks-dn-detr-release_r50_8xb2-50e_coco', 'ks-detr', 'KS-DN-DETR'),
+    ('ks_detr_ks-dn-detr_r50', KS + 'ks-dn-detr-release_r50_8xb2-50e_coco', 'ks-detr',
+     'KS-DN-DETR'),
 ]
 
 
@@ -49,9 +52,9 @@ def test_full_r50_key_set_loads_strictly(fixture, config, source, arch):
 
 
 @pytest.mark.parametrize('fixture,config', [
-    ('ks_detr_ks-conditional-detr_r50', 'ks_detr/release/ks-conditional-detr-release_r101_8xb2-50e_coco'),
-    ('ks_detr_ks-dn-detr_r50', 'ks_detr/release/ks-dn-detr-release_r101_8xb2-50e_coco'),
-    ('ks_detr_ks-dab-detr_r50', 'ks_detr/release/ks-dab-detr-release_r101_8xb2-50e_coco')])
+    ('ks_detr_ks-conditional-detr_r50', KS + 'ks-conditional-detr-release_r101_8xb2-50e_coco'),
+    ('ks_detr_ks-dn-detr_r50', KS + 'ks-dn-detr-release_r101_8xb2-50e_coco'),
+    ('ks_detr_ks-dab-detr_r50', KS + 'ks-dab-detr-release_r101_8xb2-50e_coco')])
 def test_r101_configs_take_r101_releases(fixture, config):
     out = convert_checkpoint(dict(model=_r101(release_state(DATA + fixture + '.json'))),
                              cfg=CFG + config + '.py')
@@ -64,7 +67,7 @@ def test_detected_once_and_wrong_config_named():
     dn = release_state(DATA + 'detrex_dn-detr_r50.json')
     assert detect_architecture(cond) == 'Conditional-DETR' and detect_architecture(dn) == 'DN-DETR'
     with pytest.raises(ReleaseConversionError) as e:
-        convert_checkpoint(dict(model=dn), cfg=CFG + 'detrex/conditional-detr-detrex_r50_8xb2-50e_coco.py')
+        convert_checkpoint(dict(model=dn), cfg=COND_CFG)
     assert '\n' not in str(e.value) and \
         'found a detrex DN-DETR checkpoint, but the config builds Conditional-DETR' in str(e.value)
 
@@ -74,9 +77,9 @@ def test_shrunken_conditional_predicts():
     state['query_embed.weight'] = state['query_embed.weight'][:16]
     small = {'model.num_queries': 16, 'model.encoder.num_layers': 2,
              'model.decoder.num_layers': 2}
-    model, cfg = build(CFG + 'detrex/conditional-detr-detrex_r50_8xb2-50e_coco.py', **small)
+    model, cfg = build(COND_CFG, **small)
     from mmengine.config import Config
-    cfg = Config.fromfile(CFG + 'detrex/conditional-detr-detrex_r50_8xb2-50e_coco.py')
+    cfg = Config.fromfile(COND_CFG)
     cfg.merge_from_dict(small)
     out = convert_checkpoint(dict(model=state), cfg=cfg)
     model.load_state_dict(out['state_dict'], strict=True)

@@ -27,7 +27,8 @@ SHRUNK = dict(enc=1, dec=2, nq=20, ffn=64)
 CASES = {  # shrunken release -> its config
     'dino-4scale_r50': 'dino-4scale-detrex_r50_8xb2-12e_coco.py',
     'deformable-detr_r50': 'deformable-detr-detrex_r50_8xb2-50e_coco.py',
-    'deformable-detr-refine-twostage_r50': 'deformable-detr-refine-twostage-detrex_r50_8xb2-50e_coco.py',
+    'deformable-detr-refine-twostage_r50':
+        'deformable-detr-refine-twostage-detrex_r50_8xb2-50e_coco.py',
 }
 
 

@@ -1,8 +1,8 @@
 """The released detrex detectors, computed exactly as detrex (and the KS-DETR release built on it)
 computes them: mmdet's / this library's detectors with detrex's ``inverse_sigmoid`` clamp
 (eps 1e-3, mmdet 1e-5) where references are turned back into logits. They take the weights
-that ``mmdet_ksdetr.converters.release`` converts (``configs/detrex/``, ``configs/ks_detr/release/``); state-dict keys are
-the base detectors'.
+that ``mmdet_ksdetr.converters.release`` converts (``configs/detrex/``,
+``configs/ks_detr/release/``); state-dict keys are the base detectors'.
 
 =======================  ===============================================================
 ``heads.py``              ``DetrexDeformableDETRHead``, ``DetrexDINOHead``,
