@@ -361,7 +361,7 @@ def _compare(new: Dict[str, torch.Tensor], target: Dict[str, torch.Size]) -> Non
 def _convert_multiscale(name: str, state: Dict[str, torch.Tensor], cfg, source: str,
                         arch: str, report: Optional[ConversionReport]
                         ) -> Tuple[Dict[str, torch.Tensor], ConversionReport]:
-    """A DINO / Deformable-DETR row (``name``) of :data:`ARCHITECTURES`; ``arch`` is the name
+    """A DINO / (DN-)Deformable-DETR row (``name``) of :data:`ARCHITECTURES`; ``arch`` is the name
     reported (e.g. ``KS-Deformable-DETR``)."""
     model_cfg = _model_cfg(cfg)
     if report is None:
