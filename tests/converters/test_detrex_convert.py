@@ -127,8 +127,10 @@ def test_other_architecture_with_the_dino_config_names_both():
                      'refpoint_embed.weight': torch.zeros(300, 4),
                      'transformer.encoder.layers.0.attentions.0.sampling_offsets.weight':
                      torch.zeros(256, 256), 'class_embed.0.weight': torch.zeros(80, 256)}
-    with pytest.raises(ReleaseConversionError, match='DN-Deformable-DETR .*no mapping yet'):
-        convert_checkpoint({'model': dn_deformable})
+    with pytest.raises(ReleaseConversionError) as e:
+        convert_checkpoint({'model': dn_deformable}, cfg=cfg)
+    assert 'found a detrex DN-Deformable-DETR checkpoint, but the config builds DINO' \
+        in _one_line(e)
     # a Deformable-DETR release with the DINO config, and the other way round
     with pytest.raises(ReleaseConversionError) as e:
         convert_checkpoint({'model': _zeros('deformable-detr-refine_r50')}, cfg=cfg)

@@ -1,8 +1,8 @@
 """KS-Deformable-DETR release checkpoints (format ``ks-detr``): the release's full R50 key set
 (tests/data/releases/ks_detr_ks-deformable-detr_r50.json, built by KS-DETR's own code) drops
 the teacher stream of the last encoder layer and the sMLP and loads strictly into the detrex
-Deformable-DETR config (R50 and R101, 12 and 50 epochs); a shrunken variant predicts;
-KS-DN-Deformable-DETR is recognised and refused in one line."""
+Deformable-DETR config (R50 and R101, 12 and 50 epochs); a shrunken variant predicts
+(KS-DN-Deformable-DETR: test_ks_detr_dn_deformable.py)."""
 import os.path as osp
 import re
 
@@ -16,7 +16,6 @@ from mmdet_ksdetr.converters.release import (ReleaseConversionError, convert_che
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 FIXTURE = osp.join(ROOT, 'tests/data/releases/ks_detr_ks-deformable-detr_r50.json')
-DN_FIXTURE = osp.join(ROOT, 'tests/data/releases/ks_detr_ks-dn-deformable-detr_r50.json')
 CONFIGS = osp.join(ROOT, 'configs/ks_detr/release/')
 TEACHER = re.compile(r'^transformer\.encoder\.layers\.5\.attentions\.0\.'
                      r'(attention_weights|value_proj)_teacher\.')
@@ -75,12 +74,3 @@ def test_shrunken_variant_predicts():
     model.load_state_dict(out['state_dict'], strict=True)
     cls, box, res = run_predict_and_tensor(model)
     assert cls.shape == (2, 2, 16, 80) and box.shape == (2, 2, 16, 4) and len(res) == 2
-
-
-def test_ks_dn_deformable_is_refused_in_one_line():
-    state = release_state(DN_FIXTURE)
-    assert detect_format(state) == 'ks-detr'
-    with pytest.raises(ReleaseConversionError) as e:
-        convert_checkpoint(dict(model=state))
-    msg = str(e.value)
-    assert '\n' not in msg and 'KS-DN-Deformable-DETR checkpoint, which has no mapping' in msg

@@ -9,8 +9,8 @@ detrex saves ``{'model': state_dict, ...}`` with a detectron2 ResNet under ``bac
 One architecture is one row of :data:`ARCHITECTURES`: ``name -> (detect, convert)``, tried in
 order (most specific first). ``detect(state) -> bool`` recognises the architecture from its key
 names; ``convert(state, cfg, source=, arch=, report=) -> (mmdet state, ConversionReport)`` maps
-it. The multi-scale rows (DINO, Deformable-DETR) are written here from the shared
-:data:`_TRANSFORMER_RULES`; the single-scale ones (DAB-DETR, DN-DETR, Conditional-DETR) are
+it. The multi-scale rows (DINO, Deformable-DETR, DN-Deformable-DETR) are written here from the
+shared :data:`_TRANSFORMER_RULES`; the single-scale ones (DAB-DETR, DN-DETR, Conditional-DETR) are
 :mod:`.detrex_dab`'s. The ``ks-detr`` format uses the same table once the KS teacher streams
 are dropped. To add an architecture, add its row and its entry in
 :func:`_expected_architecture` (the config check).
@@ -62,6 +62,15 @@ _DINO_RULES: List[Rule] = _TRANSFORMER_RULES + _TWO_STAGE_RULES + [
     (r'transformer\.decoder\.norm\.', 'decoder.norm.'),
     (r'label_enc\.weight$', 'dn_query_generator.label_embedding.weight'),
 ]
+# detrex DN-Deformable-DETR: content queries tgt_embed (Q, C - 1; the indicator channel is added
+# in the forward), anchors refpoint_embed (Q, 4), the decoder's query_scale / ref_point_head MLPs
+_DN_DEFORMABLE_RULES: List[Rule] = _TRANSFORMER_RULES + [
+    (r'tgt_embed\.weight$', 'content_embedding.weight'),
+    (r'refpoint_embed\.weight$', 'query_embedding.weight'),
+    (r'transformer\.decoder\.(query_scale|ref_point_head)\.', r'decoder.\1.'),
+    (r'(denoising_generator\.label_encoder|label_enc)\.weight$',
+     'dn_query_generator.label_embedding.weight'),
+]
 _DEFORMABLE_RULES: List[Rule] = _TRANSFORMER_RULES + _TWO_STAGE_RULES + [
     (r'query_embedding\.weight$', 'query_embedding.weight'),  # (num_queries, 2 * dim)
     (r'transformer\.reference_points\.', 'reference_points_fc.'),
@@ -95,6 +104,15 @@ def _is_dino(state) -> bool:
                 'transformer.decoder.ref_point_head.layers.0.weight', 'transformer.level_embeds')
 
 
+def _is_dn_deformable(state) -> bool:
+    """Learnt content queries and anchors at the top level, a DN label encoder, deformable
+    attention (detrex's DAB-Deformable-DETR has no label encoder)."""
+    return _has(state, 'tgt_embed.weight', 'refpoint_embed.weight') and \
+        any(k in state for k in ('denoising_generator.label_encoder.weight',
+                                 'label_enc.weight')) and \
+        any(k.endswith('sampling_offsets.weight') for k in state)
+
+
 def _is_deformable_refine_twostage(state) -> bool:
     return _has(state, 'transformer.pos_trans.weight', 'transformer.enc_output.weight',
                 'transformer.decoder.bbox_embed.0.layers.0.weight') and \
@@ -123,6 +141,7 @@ def _multiscale(name: str) -> Callable:
 
 _MAPPERS: Dict[str, Callable[[str], str]] = {
     'DINO': _mapper(_DINO_RULES),
+    'DN-Deformable-DETR': _mapper(_DN_DEFORMABLE_RULES),
     'Deformable-DETR-refine-twostage': _mapper(_DEFORMABLE_RULES),
     'Deformable-DETR-refine': _mapper(_DEFORMABLE_RULES),
     'Deformable-DETR': _mapper(_DEFORMABLE_RULES),
@@ -132,6 +151,7 @@ _MAPPERS: Dict[str, Callable[[str], str]] = {
 #: tried in order
 ARCHITECTURES: Dict[str, Tuple[Callable, Callable]] = {
     'DINO': (_is_dino, _multiscale('DINO')),
+    'DN-Deformable-DETR': (_is_dn_deformable, _multiscale('DN-Deformable-DETR')),
     'Deformable-DETR-refine-twostage': (_is_deformable_refine_twostage,
                                         _multiscale('Deformable-DETR-refine-twostage')),
     'Deformable-DETR-refine': (_is_deformable_refine, _multiscale('Deformable-DETR-refine')),
@@ -143,10 +163,6 @@ ARCHITECTURES: Dict[str, Tuple[Callable, Callable]] = {
 
 # detrex architectures recognised (for a clear error) but not mapped yet
 _KNOWN_UNMAPPED: Dict[str, Callable] = {
-    # detrex DN-Deformable-DETR: content queries tgt_embed (Q, C - 1) + indicator, 4-d anchors
-    # refpoint_embed, decoder query_scale; not the layout of our DNDeformableDETR
-    'DN-Deformable-DETR': lambda s: 'refpoint_embed.weight' in s and 'tgt_embed.weight' in s and
-    any(k.endswith('sampling_offsets.weight') for k in s),
     'DAB-Deformable-DETR': lambda s: 'transformer.decoder.query_scale.layers.0.weight' in s and
     ('transformer.refpoint_embed.weight' in s or 'transformer.level_embeds' in s),
     'DETA': lambda s: 'transformer.pix_trans.weight' in s,
@@ -205,14 +221,17 @@ def _expected_architecture(model_cfg) -> Optional[str]:
     from mmdet.models.detectors import DINO, ConditionalDETR, DABDETR, DeformableDETR
     from mmdet.registry import MODELS
     import mmdet_ksdetr.models  # noqa: F401  (registers the Detrex* classes)
+    from mmdet_ksdetr.models.detrex import DetrexDNDeformableDETR
     from mmdet_ksdetr.models.dn_detr import DNDeformableDETR, DNDETR
     cls = MODELS.get(model_cfg['type'])
     if cls is None:
         return None
     if issubclass(cls, DINO):
         return 'DINO'
-    if issubclass(cls, DNDeformableDETR):
+    if issubclass(cls, DetrexDNDeformableDETR):
         return 'DN-Deformable-DETR'
+    if issubclass(cls, DNDeformableDETR):  # "no object" content queries, normed decoder
+        return 'DNDeformableDETR (the release\'s layout is DetrexDNDeformableDETR\'s)'
     if issubclass(cls, DeformableDETR):
         name = 'Deformable-DETR'
         if model_cfg.get('with_box_refine', False):
@@ -235,7 +254,8 @@ def _check_architecture(found: str, state, model_cfg, source: str = 'detrex',
         builds = expected or f'a {model_cfg["type"]} model (no {source} mapping)'
         raise ReleaseConversionError(
             f'found a {source} {arch or _display_name(found, state)} checkpoint, but the '
-            f'config builds {builds}: use the config of that release (configs/detrex/)')
+            f'config builds {builds}: use the config of that release (configs/detrex/, '
+            f'configs/ks_detr/release/)')
 
 
 def _check_config(state, model_cfg, source: str, arch: str) -> None:
@@ -266,10 +286,11 @@ def _release_differences(arch: str, model_cfg) -> List[str]:
     head = model_cfg.get('bbox_head', {}).get('type', '')
     if not str(head).startswith('Detrex'):
         out.append(f'bbox_head {head} (release clamps references at 1e-3: Detrex{head})')
+    exact = 'DetrexDNDeformableDETR' if arch == 'DN-Deformable-DETR' else 'DetrexDeformableDETR'
     if arch != 'DINO' and model_cfg.get('with_box_refine', False) and \
-            model_cfg.get('type') != 'DetrexDeformableDETR':
+            model_cfg.get('type') != exact:
         out.append(f'model {model_cfg.get("type")} (release clamps references at 1e-3 in the '
-                   f'decoder: DetrexDeformableDETR)')
+                   f'decoder: {exact})')
     if arch != 'DINO' and model_cfg.get('test_cfg', {}).get('max_per_img') != 300:
         out.append('test_cfg.max_per_img is not 300 (release keeps 300 boxes)')
     return out
@@ -340,7 +361,7 @@ def _compare(new: Dict[str, torch.Tensor], target: Dict[str, torch.Size]) -> Non
 def _convert_multiscale(name: str, state: Dict[str, torch.Tensor], cfg, source: str,
                         arch: str, report: Optional[ConversionReport]
                         ) -> Tuple[Dict[str, torch.Tensor], ConversionReport]:
-    """A DINO / Deformable-DETR row (``name``) of :data:`ARCHITECTURES`; ``arch`` is the name
+    """A DINO / (DN-)Deformable-DETR row (``name``) of :data:`ARCHITECTURES`; ``arch`` is the name
     reported (e.g. ``KS-Deformable-DETR``)."""
     model_cfg = _model_cfg(cfg)
     if report is None:

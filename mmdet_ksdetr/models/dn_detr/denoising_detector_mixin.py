@@ -53,11 +53,16 @@ class DenoisingDetectorMixin(DETRStagesMixin):
             num_classes=self.bbox_head.num_classes, embed_dims=self.embed_dims,
             num_matching_queries=self.num_queries, **dn_cfg)
 
+    def matching_content_queries(self, batch_size: int) -> Tensor:
+        """Content queries of the matching part, (batch_size, Q, C): DN-DETR's "no object"
+        label embedding (indicator 0). A detector with learnt content queries overrides it."""
+        return self.dn_query_generator.matching_label_query(batch_size)
+
     def add_denoising_queries(
             self, anchors: Tensor, batch_data_samples: OptSampleList
     ) -> Tuple[Tensor, Tensor, Optional[Tensor], Optional[dict]]:
-        """Content queries of the matching part, with the denoising queries in front in
-        training.
+        """Content queries of the matching part (:meth:`matching_content_queries`), with the
+        denoising queries in front in training.
 
         Args:
             anchors (Tensor): (B, Q, 4) unsigmoided anchor boxes of the matching queries.
@@ -68,7 +73,7 @@ class DenoisingDetectorMixin(DETRStagesMixin):
             unsigmoided, ``dn_mask`` (Q_dn + Q, Q_dn + Q) bool or None and ``dn_meta`` or None
             (Q_dn = 0 outside training).
         """
-        query = self.dn_query_generator.matching_label_query(anchors.size(0))
+        query = self.matching_content_queries(anchors.size(0))
         if not self.training:
             return query, anchors, None, None
         dn_label, dn_bbox, dn_mask, dn_meta = self.dn_query_generator(batch_data_samples)
