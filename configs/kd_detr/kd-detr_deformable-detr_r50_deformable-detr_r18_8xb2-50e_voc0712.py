@@ -1,28 +1,26 @@
 # Follows the TPRD release (xingyitong1/TPRD) for KD-DETR (weights, schedule, layer i <- layer i).
-# KD-DETR baseline on Pascal VOC: Deformable DETR R50 (VOC-trained teacher, see
-# configs/detectors/deformable-detr_r50_8xb2-50e_voc0712.py) -> Deformable DETR R18, 50 epochs
-# (lr drop at 40), lr 1e-4, 8 GPUs x 2 images. Same distillation settings as the COCO config.
+# KD-DETR baseline on Pascal VOC: the COCO config beside this file (same distillation settings)
+# with the VOC data of configs/_base_/datasets/voc0712_detr.py: Deformable DETR R50 (VOC-trained
+# teacher, see configs/detectors/deformable-detr_r50_8xb2-50e_voc0712.py) -> Deformable DETR R18,
+# 20 classes, 50 epochs (lr drop at 40), lr 1e-4, 8 GPUs x 2 images.
 #
 #   bash tools/dist_train.sh configs/kd_detr/<this file> 8 \
 #       --cfg-options model.teacher_ckpt=work_dirs/deformable-detr_r50_8xb2-50e_voc0712/epoch_50.pth
 #   python tools/pth_transfer.py --ckpt_path work_dirs/<this>/epoch_50.pth --output_path r18.pth
 #   bash tools/dist_test.sh configs/detectors/deformable-detr_r18_8xb2-50e_voc0712.py r18.pth 8
-_base_ = ['../detectors/deformable-detr_r18_8xb2-50e_voc0712.py', '../_base_/distill/kd_detr.py']
+_base_ = ['./kd-detr_deformable-detr_r50_deformable-detr_r18_8xb2-50e_coco.py',
+          '../_base_/datasets/voc0712_detr.py']
 
-teacher_ckpt = 'work_dirs/deformable-detr_r50_8xb2-50e_voc0712/epoch_50.pth'
-
-student = dict(_base_.model, _scope_='mmdet')
-teacher = dict(
-    _base_.model,
-    _scope_='mmdet',
-    backbone=dict(_base_.model['backbone'], depth=50, init_cfg=None),
-    neck=dict(_base_.model['neck'], in_channels=[512, 1024, 2048]))
-
-model = dict(
-    _base_.kd_detr,
-    architecture=student,
-    teacher=teacher,
-    teacher_ckpt=teacher_ckpt,
-    init_student_from_teacher=['level_embed'])
-
-find_unused_parameters = True
+teacher_ckpt = _base_.voc_teacher_ckpt
+student = teacher = dict(bbox_head=dict(num_classes=_base_.voc_num_classes))  # merged into both
+model = dict(architecture=student, teacher=teacher, teacher_ckpt=teacher_ckpt)
+data_root = _base_.voc_data_root  # --cfg-options data_root=PATH moves all the data
+train_dataloader = dict(dataset=dict(_base_.voc_trainval, datasets=[
+    dict(d, pipeline=_base_.train_pipeline) for d in _base_.voc_trainval.datasets]))
+val_dataloader = dict(dataset=dict(_base_.voc_test, pipeline=_base_.test_pipeline))
+test_dataloader = val_dataloader
+val_evaluator = test_evaluator = _base_.voc_evaluator
+optim_wrapper = _base_.voc_optim_wrapper
+train_cfg = _base_.voc_train_cfg
+param_scheduler = _base_.voc_param_scheduler
+auto_scale_lr = _base_.voc_auto_scale_lr
