@@ -4,7 +4,8 @@
   our code without ``device=``), and sync-free functions run on the ``meta`` device (a tensor
   created on the CPU and mixed with meta inputs raises);
 * host syncs: the syncs our code makes in those steps, and in the fixed functions, are the
-  allowed ones only (see also ``test_device_rules.py``);
+  allowed ones only (``STEP_SYNCS`` of ``host_sync_allowlist.py``, the list
+  ``test_device_rules.py`` reads too);
 * dtype: half / bfloat16 inputs keep their dtype, float32 costs stay float32 under autocast.
 """
 from types import SimpleNamespace
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from device_audit_helpers import FactoryDeviceAudit, HostSyncCounter
+from host_sync_allowlist import STEP_SYNCS
 from mmengine.config import Config
 from mmengine.structures import InstanceData
 from toy_helpers import disable_dropout, set_toy_data_root, toy_batch
@@ -29,19 +31,6 @@ from mmdet_ksdetr.models.ks_detr.ks_smlp import KSSMLP
 from mmdet_ksdetr.models.ks_detr.ks_triple_attention import KSMultiheadTripleAttention
 from mmdet_ksdetr.utils.device import to_device, to_host
 
-#: (file, function) of our code that may sync in a training step, and why
-RUNTIME_SYNCS = {
-    ('models/dac_detr/one_to_many_assigner.py', 'assign'):
-        'input checks in one sync; variable number of positives',
-    ('models/dn_detr/denoising_head_mixin.py', '_get_targets_single'):
-        'negative indices in the tuple format of mmdet',
-    ('models/ks_detr/ks_deformable_triple_attention.py', 'sample_value_levels'):
-        'CPU branch only',
-    ('distill/tprd/refinement.py', '_check_inputs'): 'TPRD input checks, one sync',
-    ('distill/tprd/decoupled_kd_loss.py', 'decoupled_kd_loss'): 'TPRD positive rows',
-    ('distill/qskd/qskd_feature_loss.py', 'splat_attention'): 'level sizes',
-    ('utils/device.py', 'to_host'): 'the one transfer of a Hungarian matching call',
-}
 TOY = ['configs/toy/ks_detr/ks-dn-deformable-detr_tiny-r18_1xb2-12e_toy.py',
        'configs/toy/dac_detr/dac-dino-cdn-ice-4scale_tiny-r18_1xb2-12e_toy.py',
        'configs/toy/qskd/qskd-tprd_deformable-detr_tiny-r18_1xb2-12e_toy.py']
@@ -59,7 +48,7 @@ def test_toy_training_step_places_tensors_and_syncs_only_where_allowed(rel_cfg, 
         losses = model.loss(data['inputs'], data['data_samples'])
     assert losses and not factories.missing, factories.missing
     sites = {(f, fn) for f, fn, _, _ in syncs.ours}
-    assert sites <= set(RUNTIME_SYNCS), sorted(sites - set(RUNTIME_SYNCS))
+    assert sites <= set(STEP_SYNCS), sorted(sites - set(STEP_SYNCS))
     assert not [s for s in syncs.ours if s[3] in ('__bool__', 'item')], syncs.ours
 
 

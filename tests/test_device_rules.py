@@ -2,51 +2,20 @@
 
 Every ``.item()``, ``.cpu()``, ``.numpy()``, ``.tolist()``, ``nonzero`` and ``print`` in the
 per-step code (models, distillers, training hooks) waits for the GPU. Each one left must be in
-:data:`ALLOWED` with the reason it stays, keyed by file and enclosing function, so a new sync
-fails this test until someone decides it is needed."""
+``SOURCE_SYNCS`` of ``host_sync_allowlist.py`` (the list ``test_device_audit.py`` reads too)
+with the reason it stays, keyed by file and enclosing function, so a new sync fails this test
+until someone decides it is needed."""
 import ast
 import os
 import os.path as osp
+
+from host_sync_allowlist import SOURCE_SYNCS as ALLOWED
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 HOT_PATH = ('mmdet_ksdetr/models', 'mmdet_ksdetr/distill', 'mmdet_ksdetr/engine/hooks',
             'mmdet_ksdetr/utils/device.py', 'mmdet_ksdetr/utils/divergence.py')
 SYNC_METHODS = {'item', 'cpu', 'numpy', 'tolist', 'nonzero'}
 SYNC_FUNCTIONS = {'print'}
-
-HUNGARIAN = 'scipy Hungarian solve: one device->host copy of all costs per call (to_host)'
-ALLOWED = {
-    # scipy matchings: the one transfer per call
-    ('mmdet_ksdetr/utils/device.py', 'to_host', 'cpu'): HUNGARIAN,
-    ('mmdet_ksdetr/utils/device.py', 'to_host', 'numpy'): HUNGARIAN,
-    ('mmdet_ksdetr/distill/qskd/qskd.py', 'QSKD._hard_negative_pairs', 'nonzero'):
-        'numpy nonzero on host copies (no device)',
-    ('mmdet_ksdetr/distill/qskd/qskd.py', 'QSKD._selected_pairs', 'nonzero'):
-        'numpy nonzero on host copies (no device)',
-    # input validation: one sync per call, raising a readable error instead of a device assert
-    ('mmdet_ksdetr/distill/tprd/refinement.py', '_check_inputs', 'tolist'):
-        'TPRD input checks (label range, GT index range) in one sync per call',
-    ('mmdet_ksdetr/models/dac_detr/one_to_many_assigner.py', 'OneToManyAssigner.assign',
-     'tolist'): 'label range and finite cost checked together: one sync per image',
-    ('mmdet_ksdetr/models/dac_detr/one_to_many_assigner.py',
-     'OneToManyAssigner._raise_bad_labels', 'tolist'): 'error message only',
-    # variable-size outputs: the size must reach the host
-    ('mmdet_ksdetr/models/dac_detr/one_to_many_assigner.py', 'OneToManyAssigner.assign',
-     'nonzero'): 'positives of one image; their count decides the random cap (randperm)',
-    ('mmdet_ksdetr/models/dn_detr/denoising_head_mixin.py',
-     'DenoisingHeadMixin._get_targets_single', 'nonzero'):
-        'negative indices, the tuple format of mmdet _get_targets_single (as the stock head)',
-    # static shapes held as device tensors (mmcv / mmdet read them on the host too)
-    ('mmdet_ksdetr/models/ks_detr/ks_gt_mask.py', 'gt_foreground_token_mask', 'tolist'):
-        'only for a tensor spatial_shapes; the KS detectors pass host shapes',
-    ('mmdet_ksdetr/models/ks_detr/ks_deformable_triple_attention.py', 'sample_value_levels',
-     'tolist'): 'CPU branch only (the CUDA branch calls the kernel)',
-    ('mmdet_ksdetr/distill/qskd/qskd_feature_loss.py', 'splat_attention', 'tolist'):
-        'level sizes of the recorded spatial_shapes tensor, as mmcv reads them',
-    # once per iteration by design
-    ('mmdet_ksdetr/engine/hooks/divergence_hook.py', 'DivergenceHook.after_train_iter',
-     'tolist'): 'all losses and the parameter norm in one sync per iteration',
-}
 
 
 def _python_files(folder):
@@ -109,7 +78,7 @@ def test_no_unexplained_host_sync_on_the_hot_path():
     bad = unexplained_syncs()
     assert not bad, ('host syncs on the training hot path; remove them (keep tensors on the '
                      'device, batch transfers with mmdet_ksdetr.utils.device.to_host) or add '
-                     'them to ALLOWED with a reason:\n' + '\n'.join(bad))
+                     'them to host_sync_allowlist.py with a reason:\n' + '\n'.join(bad))
 
 
 def test_every_allowed_entry_is_still_used():

@@ -59,31 +59,75 @@ def toy_batch(cfg, data_root, split='train', n=2, seed=None):
 TOY_CLASSES = ('square', 'disk', 'triangle')
 
 
-def build_toy_model(cfg, seed=0, quiet=True):
+def build_toy_model(cfg, seed=0, quiet=True, dtype=None, model=None):
     """Build ``cfg.model`` reproducibly, as mmengine's Runner does: mmdet as default scope,
     ``torch.manual_seed(seed)`` right before the build (so equal seeds give equal weights),
     mmrazor's registry for a distiller (``_scope_='mmrazor'``) else mmdet's, the current
     logger at WARNING (init_weights' long report), then ``init_weights()``. With ``quiet``
     build-time warnings (a distiller without ``teacher_ckpt``) are silenced; pass
-    ``quiet=False`` to see (or assert) them. Returns the model."""
+    ``quiet=False`` to see (or assert) them. With ``dtype`` (``torch.float64``) the build and
+    ``init_weights()`` run with it as the default dtype (every draw made in it) and the model
+    is then cast to it (some ``init_weights`` assign float32 tensors they make themselves).
+    ``model``: a model config to build instead of ``cfg.model`` (a distiller's teacher).
+    Returns the model."""
     import warnings
 
     import torch
     from mmengine.logging import MMLogger
     from mmengine.registry import init_default_scope
+    model_cfg = cfg.model if model is None else model
     init_default_scope('mmdet')
-    if cfg.model.get('_scope_') == 'mmrazor':
+    if model_cfg.get('_scope_') == 'mmrazor':
         from mmrazor.registry import MODELS
     else:
         from mmdet.registry import MODELS
     torch.manual_seed(seed)
-    with warnings.catch_warnings():
-        if quiet:
-            warnings.simplefilter('ignore')
-        model = MODELS.build(cfg.model)
-    MMLogger.get_current_instance().setLevel('WARNING')
-    model.init_weights()
-    return model
+    default_dtype = torch.get_default_dtype()
+    if dtype is not None:
+        torch.set_default_dtype(dtype)
+    try:
+        with warnings.catch_warnings():
+            if quiet:
+                warnings.simplefilter('ignore')
+            built = MODELS.build(model_cfg)
+        MMLogger.get_current_instance().setLevel('WARNING')
+        built.init_weights()
+        if dtype is not None:
+            built.to(dtype)
+    finally:
+        torch.set_default_dtype(default_dtype)
+    return built
+
+
+def toy_config(rel_path, data_root=None, same_student=False, replace=False, **model):
+    """:func:`load_toy_config` with keys of its ``model`` set. They merge into the config as
+    ``--cfg-options model.KEY=...`` does (``decoder=dict(num_layers=6)`` changes one key of the
+    decoder); with ``replace`` each value replaces the key whole (``cfg.model.update``). With
+    ``same_student`` a distiller's student (``architecture``) is first set to a copy of its
+    teacher. A distiller with a random teacher: ``teacher_ckpt=None``."""
+    import copy
+    cfg = load_toy_config(rel_path, data_root)
+    if same_student:
+        cfg.model.architecture = copy.deepcopy(cfg.model.teacher)
+    if replace:
+        cfg.model.update(model)
+    elif model:
+        cfg.merge_from_dict({f'model.{k}': v for k, v in model.items()})
+    return cfg
+
+
+def build_toy(rel_path, data_root=None, seed=0, quiet=True, same_student=False, replace=False,
+              **model):
+    """:func:`toy_config` then :func:`build_toy_model` (``seed``, ``quiet``): the toy model of
+    ``configs/<rel_path>`` with keys of its ``model`` set. Returns ``(cfg, model)``."""
+    cfg = toy_config(rel_path, data_root, same_student, replace, **model)
+    return cfg, build_toy_model(cfg, seed, quiet)
+
+
+def toy_inputs(model, cfg, data_root, split='train', n=2, seed=None):
+    """:func:`toy_batch` (``split``, ``n``, ``seed``) through ``model.data_preprocessor``, in
+    training mode for the train split: ``dict(inputs=..., data_samples=...)``."""
+    return model.data_preprocessor(toy_batch(cfg, data_root, split, n, seed), split == 'train')
 
 
 def save_random_checkpoint(rel_cfg, path, seed=0):

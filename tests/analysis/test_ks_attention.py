@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 from output_helpers import assert_one_line_error, run_analysis_tool_in_process
-from toy_helpers import CONFIGS, load_toy_config, run_tool, toy_batch, toy_data_cfg_options
+from toy_helpers import CONFIGS, build_toy, run_tool, toy_data_cfg_options, toy_inputs
 
 from mmdet_ksdetr.analysis import ks_attention as ksa
 from mmdet_ksdetr.utils.errors import InputError
@@ -69,13 +69,9 @@ def test_non_detr_model_is_refused():
 
 
 def _recorded_streams(rel_cfg, toy_data_root):
-    from mmdet.registry import MODELS
-    cfg = load_toy_config(rel_cfg, toy_data_root)
-    torch.manual_seed(0)
-    det = MODELS.build(cfg.model)
-    det.init_weights()
+    cfg, det = build_toy(rel_cfg, toy_data_root)
     det.eval()
-    data = det.data_preprocessor(toy_batch(cfg, toy_data_root, split='val', n=2), False)
+    data = toy_inputs(det, cfg, toy_data_root, split='val', n=2)
     with torch.no_grad(), ksa.record_last_encoder_attention(det) as record:
         feats = det.extract_feat(data['inputs'])
         enc_in, _ = det.pre_transformer(feats, data['data_samples'])

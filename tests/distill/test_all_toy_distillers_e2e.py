@@ -16,7 +16,7 @@ import re
 import pytest
 import torch
 from mmengine.config import Config
-from toy_helpers import CONFIGS, free_port, run_tool, toy_data_cfg_options
+from toy_helpers import CONFIGS, build_toy_model, free_port, run_tool, toy_data_cfg_options
 
 DISTILLER_TYPES = ('DETRDistill', 'KDDETR', 'D3ETR', 'QSKD', 'DETRFeatureKD', 'CrossKD')
 DISTILLER_PREFIXES = ('detr-distill', 'kd-detr', 'd3etr', 'qskd', 'fitnet', 'mgd', 'fgd',
@@ -44,13 +44,8 @@ def test_sweep_lists_every_toy_distiller():
 @slow
 @pytest.mark.parametrize('cfg_path', TOY_DISTILL_CONFIGS, ids=osp.basename)
 def test_toy_distiller_train_transfer_test(cfg_path, toy_data_root, tmp_path):
-    from mmdet.registry import MODELS
-    from mmengine.registry import init_default_scope
     cfg = Config.fromfile(cfg_path)
-    init_default_scope('mmdet')
-    torch.manual_seed(0)
-    teacher = MODELS.build(copy.deepcopy(cfg.model.teacher))
-    teacher.init_weights()
+    teacher = build_toy_model(cfg, model=copy.deepcopy(cfg.model.teacher))
     t_ckpt = str(tmp_path / 'teacher.pth')
     torch.save(dict(meta=dict(epoch=12), state_dict=teacher.state_dict()), t_ckpt)
 

@@ -3,8 +3,7 @@ runs one training step on the toy data (proves the mmrazor stack works through t
 import torch
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
-from mmengine.registry import init_default_scope
-from toy_helpers import CONFIGS, set_toy_data_root, toy_batch
+from toy_helpers import CONFIGS, build_toy_model, set_toy_data_root, toy_batch
 
 DISTILL_CFG = f'''
 _base_ = ['{CONFIGS}/toy/deformable-detr_tiny-r18_1xb2-12e_toy.py']
@@ -31,12 +30,9 @@ def test_single_teacher_distill_one_step(tmp_path, toy_data_root):
     path = tmp_path / 'distill_cfg.py'
     path.write_text(DISTILL_CFG)
     cfg = set_toy_data_root(Config.fromfile(str(path)), toy_data_root)
-    init_default_scope('mmdet')
-    from mmrazor.registry import MODELS
-    model = MODELS.build(cfg.model)
-    # As the Runner does: mmdet's DeformableDETR.level_embed is allocated with
+    # init_weights() as the Runner does: mmdet's DeformableDETR.level_embed is allocated with
     # torch.Tensor() and holds whatever memory it got until init_weights() runs.
-    model.init_weights()
+    model = build_toy_model(cfg)
     assert type(model).__name__ == 'SingleTeacherDistill'
     assert type(model.distiller).__name__ == 'ConfigurableDistiller'
     optim = build_optim_wrapper(model, cfg.optim_wrapper)

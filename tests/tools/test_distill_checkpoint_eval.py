@@ -8,7 +8,8 @@ import sys
 import warnings
 
 import torch
-from toy_helpers import CONFIGS, TOOLS, load_toy_config, run_tool, toy_data_cfg_options
+from toy_helpers import (CONFIGS, TOOLS, build_toy_model, load_toy_config, run_tool,
+                         toy_data_cfg_options)
 
 DISTILL = 'toy/detr_distill/detr-distill_deformable-detr_tiny-r18_1xb2-12e_toy.py'
 TEACHER = 'toy/deformable-detr_tiny-r18_1xb2-12e_toy.py'
@@ -16,17 +17,12 @@ TEACHER = 'toy/deformable-detr_tiny-r18_1xb2-12e_toy.py'
 
 def _checkpoints(folder):
     """A teacher checkpoint and a distillation checkpoint built with it (as training saves)."""
-    from mmdet.registry import MODELS as MMDET_MODELS
-    from mmengine.registry import init_default_scope
     from mmrazor.registry import MODELS as RAZOR_MODELS
-    init_default_scope('mmdet')
     teacher_path = str(folder / 'teacher.pth')
-    torch.manual_seed(0)
+    teacher = build_toy_model(load_toy_config(TEACHER))
+    torch.save(dict(meta={}, state_dict=teacher.state_dict()), teacher_path)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
-        teacher = MMDET_MODELS.build(load_toy_config(TEACHER).model)
-        teacher.init_weights()
-        torch.save(dict(meta={}, state_dict=teacher.state_dict()), teacher_path)
         cfg = load_toy_config(DISTILL)
         cfg.model.teacher_ckpt = teacher_path
         algo = RAZOR_MODELS.build(cfg.model)

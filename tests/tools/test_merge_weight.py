@@ -7,9 +7,8 @@ import re
 import pytest
 import torch
 from mmdet.registry import MODELS
-from mmengine.registry import init_default_scope
 from output_helpers import hostile_payloads
-from toy_helpers import ROOT, load_toy_config, run_tool
+from toy_helpers import ROOT, build_toy_model, load_toy_config, run_tool
 
 from merge_weight import MergeError, load_state, main, merge_weights
 
@@ -18,11 +17,8 @@ TOY = 'toy/deformable-detr_tiny-r18_1xb2-12e_toy.py'
 
 @pytest.fixture(scope='module')
 def teacher_and_backbone(tmp_path_factory):
-    init_default_scope('mmdet')
     cfg = load_toy_config(TOY)
-    torch.manual_seed(0)
-    teacher = MODELS.build(copy.deepcopy(cfg.model))
-    teacher.init_weights()
+    teacher = build_toy_model(cfg, model=copy.deepcopy(cfg.model))
     d = tmp_path_factory.mktemp('merge')
     t_path = str(d / 'teacher.pth')
     torch.save(dict(meta=dict(epoch=1), state_dict=teacher.state_dict()), t_path)

@@ -48,13 +48,13 @@ import os
 import os.path as osp
 import sys
 import tempfile
-import warnings
 import zlib
 
 HERE = osp.dirname(osp.abspath(__file__))
 ROOT = osp.dirname(osp.dirname(osp.dirname(HERE)))
 REFERENCE = osp.join(HERE, 'reference.json')
 TOY = osp.join(ROOT, 'configs', 'toy')
+TESTS = osp.join(ROOT, 'tests')
 
 
 def toy_configs():
@@ -97,35 +97,21 @@ def _float32_to_double(value):
 
 
 def build_model(cfg):
+    """The model of ``cfg`` as the module docstring says: ``build_toy_model`` (tests/toy_helpers)
+    with seed 0 in float64, a random teacher for a distiller, then the noise. ``cfg`` is left
+    as it is."""
     import torch
-    from mmengine.logging import MMLogger
-    from mmengine.registry import init_default_scope
-    init_default_scope('mmdet')
-    torch.manual_seed(0)
+    if TESTS not in sys.path:
+        sys.path.insert(0, TESTS)
+    from toy_helpers import build_toy_model
     model_cfg = copy.deepcopy(cfg.model)
     if 'teacher_ckpt' in model_cfg:
         model_cfg['teacher_ckpt'] = None
     # float64 from the first draw: ATen's float32 normal_ / randn take another code path with
     # AVX2 than without, so float32 draws differ by 1 ulp in about half the parameters between
     # CPUs (see the module docstring)
-    default_dtype = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore')
-            if model_cfg.get('_scope_') == 'mmrazor':
-                from mmrazor.registry import MODELS
-            else:
-                from mmdet.registry import MODELS
-            model = MODELS.build(model_cfg)
-        MMLogger.get_current_instance().setLevel('WARNING')
-        model.init_weights()
-        # init_weights of some modules assigns float32 tensors it builds itself (mmcv's
-        # deformable attention: the sampling-offset grid)
-        model.double()
-        _noise_all_parameters(model)
-    finally:
-        torch.set_default_dtype(default_dtype)
+    model = build_toy_model(cfg, seed=0, dtype=torch.float64, model=model_cfg)
+    _noise_all_parameters(model)
     return model
 
 
@@ -134,7 +120,7 @@ def record_one(rel_cfg, data_root):
     config, computed in float64 (see the module docstring)."""
     import torch
     from mmengine.config import Config
-    sys.path.insert(0, osp.join(ROOT, 'tests'))
+    sys.path.insert(0, TESTS)
     from toy_helpers import disable_dropout, set_toy_data_root, toy_batch
     cfg = set_toy_data_root(Config.fromfile(osp.join(ROOT, rel_cfg)), data_root)
     model = build_model(cfg)

@@ -4,7 +4,7 @@ change it and runs the head once, no hook is left behind, DINO denoising queries
 (or kept and counted), pipelines the capture cannot see are refused."""
 import pytest
 import torch
-from toy_helpers import TOY_DETRS, build_toy_model, disable_dropout, load_toy_config, toy_batch
+from toy_helpers import TOY_DETRS, build_toy, disable_dropout, toy_inputs
 
 from mmdet_ksdetr.distill.core import DETRInternals, capture_detr, get_detr_internals
 
@@ -12,20 +12,14 @@ TOY = TOY_DETRS
 REF_DIM = dict(detr=None, conditional=2, dab=4, deformable=2, dino=4)
 
 
-def _build(name, data_root):
-    cfg = load_toy_config(TOY[name], data_root)
-    return cfg, build_toy_model(cfg)
-
-
 def _data(cfg, model, data_root, training):
-    batch = toy_batch(cfg, data_root, 'train' if training else 'val', 2)
-    data = model.data_preprocessor(batch, training)
+    data = toy_inputs(model, cfg, data_root, 'train' if training else 'val')
     return data['inputs'], data['data_samples']
 
 
 @pytest.mark.parametrize('name', list(TOY))
 def test_internals_shapes_and_predict_equivalence(name, toy_data_root):
-    cfg, model = _build(name, toy_data_root)
+    cfg, model = build_toy(TOY[name], toy_data_root)
     model.eval()
     inputs, samples = _data(cfg, model, toy_data_root, training=False)
     with torch.no_grad():
@@ -81,7 +75,7 @@ def test_internals_shapes_and_predict_equivalence(name, toy_data_root):
 
 @pytest.mark.parametrize('name', ['deformable', 'dino'])
 def test_recording_loss_keeps_loss_and_gives_gradients(name, toy_data_root):
-    cfg, model = _build(name, toy_data_root)
+    cfg, model = build_toy(TOY[name], toy_data_root)
     model.train()
     inputs, samples = _data(cfg, model, toy_data_root, training=True)
     torch.manual_seed(1)
@@ -104,7 +98,7 @@ def test_captured_loss_reuses_the_head_pass(name, toy_data_root):
     """With the loss the head runs once: the internals' logits and boxes are the head's own
     loss-pass outputs (gradients through one head pass), equal to a fresh head call on the
     captured head inputs; the head's hooks are removed afterwards."""
-    cfg, model = _build(name, toy_data_root)
+    cfg, model = build_toy(TOY[name], toy_data_root)
     model.train()
     inputs, samples = _data(cfg, model, toy_data_root, training=True)
     calls = []
@@ -123,7 +117,7 @@ def test_captured_loss_reuses_the_head_pass(name, toy_data_root):
 def test_internals_without_loss_equal_the_loss_pass(toy_data_root):
     """get_detr_internals (no loss) runs the head itself on the same head inputs: the same
     logits and boxes as the capture of the loss pass (train mode, dropout off)."""
-    cfg, model = _build('deformable', toy_data_root)
+    cfg, model = build_toy(TOY['deformable'], toy_data_root)
     disable_dropout(model).train()
     inputs, samples = _data(cfg, model, toy_data_root, training=True)
     with torch.no_grad():
@@ -134,7 +128,7 @@ def test_internals_without_loss_equal_the_loss_pass(toy_data_root):
 
 
 def test_dino_denoising_queries_kept_or_sliced(toy_data_root):
-    cfg, model = _build('dino', toy_data_root)
+    cfg, model = build_toy(TOY['dino'], toy_data_root)
     model.train()
     inputs, samples = _data(cfg, model, toy_data_root, training=True)
     torch.manual_seed(3)
@@ -159,7 +153,7 @@ def test_dino_denoising_queries_kept_or_sliced(toy_data_root):
 
 
 def test_teacher_eval_is_deterministic_and_detach(toy_data_root):
-    cfg, model = _build('deformable', toy_data_root)
+    cfg, model = build_toy(TOY['deformable'], toy_data_root)
     model.eval()
     inputs, samples = _data(cfg, model, toy_data_root, training=True)
     with torch.no_grad():
@@ -180,7 +174,7 @@ def test_pipelines_the_capture_cannot_see_are_refused(toy_data_root):
     """A detector whose forward_transformer / loss add passes of their own (as KS-DETR does)
     is refused with a clear error instead of being run without them."""
     from mmdet.models.detectors import DeformableDETR
-    cfg, model = _build('deformable', toy_data_root)
+    cfg, model = build_toy(TOY['deformable'], toy_data_root)
 
     class ExtraTransformerPass(DeformableDETR):
 
@@ -213,8 +207,7 @@ def test_ks_and_dn_detectors_are_captured_as_student_and_teacher(rel_cfg, toy_da
     """KS-DETR and DN detectors run the one stage order: as a student the capture's GT losses
     are the detector's own ``loss()`` (KS teacher-stream losses and DN losses included), as a
     teacher its internals are what the detector's inference computes."""
-    cfg = load_toy_config(rel_cfg, toy_data_root)
-    model = build_toy_model(cfg)
+    cfg, model = build_toy(rel_cfg, toy_data_root)
     model.train()
     inputs, samples = _data(cfg, model, toy_data_root, training=True)
     torch.manual_seed(0)

@@ -4,7 +4,7 @@ a CrossKD-style cross pass (teacher decoder + head on the student's memory) is o
 gradients to the student; bad groups raise clear errors."""
 import pytest
 import torch
-from toy_helpers import TOY_DETRS, build_toy_model, load_toy_config, toy_batch
+from toy_helpers import TOY_DETRS, build_toy, toy_inputs
 
 from mmdet_ksdetr.distill.core import (QueryGroup, decode_query_group, decoder_inputs_for,
                                        get_detr_internals, own_queries_group, query_kind,
@@ -12,9 +12,8 @@ from mmdet_ksdetr.distill.core import (QueryGroup, decode_query_group, decoder_i
 
 
 def _model(name, data_root, seed=0):
-    cfg = load_toy_config(TOY_DETRS[name], data_root)
-    model = build_toy_model(cfg, seed)
-    data = model.data_preprocessor(toy_batch(cfg, data_root, 'val', 2), False)
+    cfg, model = build_toy(TOY_DETRS[name], data_root, seed)
+    data = toy_inputs(model, cfg, data_root, 'val')
     return model.eval(), data['inputs'], data['data_samples']
 
 

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from mmengine.optim import build_optim_wrapper
 from toy_helpers import (build_toy_model, disable_dropout, load_toy_config, perturb_parameters,
-                         toy_batch)
+                         toy_config, toy_inputs)
 
 from mmdet_ksdetr.distill.core import get_detr_internals
 
@@ -15,21 +15,12 @@ CFG = 'toy/crosskd/crosskd_deformable-detr_tiny-r18_1xb2-12e_toy.py'
 
 
 def _cfg(data_root, same_student=False, **algo):
-    cfg = load_toy_config(CFG, data_root)
-    cfg.model.teacher_ckpt = None
-    if same_student:
-        cfg.model.architecture = copy.deepcopy(cfg.model.teacher)
-    cfg.merge_from_dict({f'model.{k}': v for k, v in algo.items()})
-    return cfg
+    return toy_config(CFG, data_root, same_student, teacher_ckpt=None, **algo)
 
 
 def _build(cfg, seed=0):
     # noise off the L1 kinks of fresh DETR heads
     return perturb_parameters(build_toy_model(cfg, seed), seed=11)
-
-
-def _data(algo, cfg, data_root):
-    return algo.data_preprocessor(toy_batch(cfg, data_root, 'train', 2), True)
 
 
 def _grad_sum(module):
@@ -42,7 +33,7 @@ def test_gradients_reach_only_the_student_encoder_side(toy_data_root):
     cfg = _cfg(toy_data_root)
     algo = _build(cfg)
     disable_dropout(algo).train()
-    data = _data(algo, cfg, toy_data_root)
+    data = toy_inputs(algo, cfg, toy_data_root)
     losses = algo.loss(data['inputs'], data['data_samples'])
     L = cfg.model.architecture.decoder.num_layers
     for key in ('loss_cls_kd', 'loss_bbox_kd', 'loss_iou_kd'):
@@ -64,7 +55,7 @@ def test_teacher_bit_identical_after_optimizer_step(toy_data_root):
     before = {k: v.clone() for k, v in algo.teacher.state_dict().items()}
     s_before = algo.student.encoder.layers[0].ffn.layers[1].weight.detach().clone()
     optim = build_optim_wrapper(algo, cfg.optim_wrapper)
-    data = _data(algo, cfg, toy_data_root)
+    data = toy_inputs(algo, cfg, toy_data_root)
     losses = algo.loss(data['inputs'], data['data_samples'])
     optim.update_params(sum(v for k, v in losses.items() if 'loss' in k))
     for k, v in algo.teacher.state_dict().items():
@@ -80,7 +71,7 @@ def test_student_equal_to_teacher(toy_data_root):
     algo = _build(cfg)
     algo.student.load_state_dict(algo.teacher.state_dict())
     algo.eval()
-    data = _data(algo, cfg, toy_data_root)
+    data = toy_inputs(algo, cfg, toy_data_root)
     t = get_detr_internals(algo.teacher, data['inputs'], data['data_samples']).detach()
     s = get_detr_internals(algo.student, data['inputs'], data['data_samples'])
     losses = algo.compute_distill_losses(s, t, data['data_samples'])

@@ -6,7 +6,7 @@ import pytest
 import torch
 from mmengine.registry import init_default_scope
 from mmrazor.registry import MODELS
-from toy_helpers import build_toy_model, load_toy_config, perturb_parameters, toy_batch
+from toy_helpers import build_toy, load_toy_config, perturb_parameters, toy_inputs
 
 from mmdet_ksdetr.distill.d3etr.d3etr import _sub_matrix
 from mmdet_ksdetr.distill.core import DecoderAttentionRecorder, get_detr_internals
@@ -17,12 +17,8 @@ CFG_TPRD = 'toy/d3etr/d3etr-tprd_deformable-detr_tiny-r18_1xb2-12e_toy.py'
 
 
 def _build(path, data_root, seed=0, **algo):
-    cfg = load_toy_config(path, data_root)
-    cfg.model.teacher_ckpt = None
-    cfg.model.update(algo)
-    model = build_toy_model(cfg, seed)
-    data = model.data_preprocessor(toy_batch(cfg, data_root, 'train', 2), True)
-    return model, data
+    cfg, model = build_toy(path, data_root, seed, replace=True, teacher_ckpt=None, **algo)
+    return model, toy_inputs(model, cfg, data_root)
 
 
 def _perturb_and_copy(algo, seed=3):

@@ -7,7 +7,7 @@ import pytest
 import torch
 from mmengine.optim import build_optim_wrapper
 from mmrazor.registry import MODELS
-from toy_helpers import build_toy_model, load_toy_config, toy_batch
+from toy_helpers import build_toy_model, load_toy_config, toy_batch, toy_config, toy_inputs
 
 from mmdet_ksdetr.distill.detr_distill.detr_distill import DETRDistill, teacher_layer_map
 from mmdet_ksdetr.distill.core.detr_distill_base import TeacherCheckpointError
@@ -23,13 +23,11 @@ TOY = {
 
 
 def _cfg(data_root, student=None, teacher=None, **algo):
-    cfg = load_toy_config(CFG, data_root)
-    cfg.model.teacher_ckpt = None
+    cfg = toy_config(CFG, data_root, replace=True, teacher_ckpt=None, **algo)
     if student:
         cfg.model.architecture.update(student)
     if teacher:
         cfg.model.teacher.update(teacher)
-    cfg.model.update(algo)
     return cfg
 
 
@@ -38,11 +36,6 @@ def _build(cfg, seed=0):
     with pytest.warns(UserWarning, match='no teacher_ckpt') if not cfg.model.teacher_ckpt \
             else nullcontext():
         return build_toy_model(cfg, seed, quiet=False)
-
-
-def _data(algo, cfg, data_root, n=2):
-    batch = toy_batch(cfg, data_root, 'train', n)
-    return algo.data_preprocessor(batch, True)
 
 
 def _variant_cfg(data_root, name, **student_overrides):
@@ -112,7 +105,7 @@ def test_training_step_teacher_frozen_and_deterministic(toy_data_root):
     algo.train()
     assert not algo.teacher.training and not any(m.training for m in algo.teacher.modules())
     assert algo.student.training
-    data = _data(algo, cfg, toy_data_root)
+    data = toy_inputs(algo, cfg, toy_data_root)
     t1 = algo.teacher_forward(data['inputs'], data['data_samples'])
     t2 = algo.teacher_forward(data['inputs'], data['data_samples'])
     assert torch.equal(t1.cls_logits, t2.cls_logits) and torch.equal(t1.bbox_preds,
@@ -146,7 +139,7 @@ def test_training_step_teacher_frozen_and_deterministic(toy_data_root):
                for k, v in algo.student.state_dict().items())
     # predict / val runs the student only
     algo.eval()
-    val = algo.data_preprocessor(toy_batch(cfg, toy_data_root, 'val', 2), False)
+    val = toy_inputs(algo, cfg, toy_data_root, 'val')
     with torch.no_grad():
         out = algo(val['inputs'], val['data_samples'], mode='predict')
         ref = algo.student.predict(val['inputs'], val['data_samples'])
@@ -164,7 +157,7 @@ def test_different_query_and_layer_counts(toy_data_root, student, teacher, algo_
     cfg.model.distiller.distill_losses.loss_teacher_group.assignment = 'teacher'
     algo = _build(cfg)
     algo.train()
-    data = _data(algo, cfg, toy_data_root)
+    data = toy_inputs(algo, cfg, toy_data_root)
     losses = algo.loss(data['inputs'], data['data_samples'])
     ls = cfg.model.architecture.decoder.num_layers
     for l in range(ls - 1):
@@ -183,7 +176,7 @@ def test_teacher_group_with_identical_teacher_reproduces_student(toy_data_root):
     algo = _build(cfg)
     algo.teacher.load_state_dict(algo.student.state_dict())
     algo.eval()
-    data = _data(algo, cfg, toy_data_root)
+    data = toy_inputs(algo, cfg, toy_data_root)
     with torch.no_grad():
         s = get_detr_internals(algo.student, data['inputs'], data['data_samples'])
         t = algo.teacher_forward(data['inputs'], data['data_samples'])
@@ -200,7 +193,7 @@ def test_layer_batched_feature_and_contrast_losses_equal_per_layer_calls(toy_dat
     cfg = _cfg(toy_data_root, dict(num_queries=20), dict(decoder=dict(num_layers=3)))
     algo = _build(cfg)
     algo.train()
-    data = _data(algo, cfg, toy_data_root)
+    data = toy_inputs(algo, cfg, toy_data_root)
     samples = data['data_samples']
     t = algo.teacher_forward(data['inputs'], samples)
     _, s = algo.student_forward(data['inputs'], samples, t)
@@ -233,7 +226,7 @@ def test_other_detr_variants_one_step(toy_data_root, name):
     cfg = _variant_cfg(toy_data_root, name, num_queries=20)
     algo = _build(cfg)
     algo.train()
-    data = _data(algo, cfg, toy_data_root)
+    data = toy_inputs(algo, cfg, toy_data_root)
     losses = algo.loss(data['inputs'], data['data_samples'])
     for key in ('distill.loss_cls_kd', 'distill.loss_feat_kd', 'distill.loss_cl_kd',
                 'distill.teacher_group.loss_cls', 'student.loss_cls'):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from mmdet.structures.bbox import bbox_xyxy_to_cxcywh
-from toy_helpers import build_toy_model, load_toy_config, perturb_parameters, toy_batch
+from toy_helpers import build_toy, perturb_parameters, toy_inputs
 
 from mmdet_ksdetr.distill.tprd.decoupled_kd_loss import decoupled_kd_loss
 from mmdet_ksdetr.distill.core.hungarian_logit_kd_loss import gather_queries
@@ -16,14 +16,10 @@ CFG = 'toy/detr_distill/detr-distill-tprd_deformable-detr_tiny-r18_1xb2-12e_toy.
 
 
 def _build(data_root, **algo):
-    cfg = load_toy_config(CFG, data_root)
-    cfg.model.teacher_ckpt = None
-    cfg.merge_from_dict({f'model.{k}': v for k, v in algo.items()})
-    model = build_toy_model(cfg)
+    cfg, model = build_toy(CFG, data_root, teacher_ckpt=None, **algo)
     perturb_parameters(model.teacher, seed=2)
     np.random.seed(0)  # the same random flips for every build: runs are compared
-    data = model.data_preprocessor(toy_batch(cfg, data_root, 'train', 2), True)
-    return model, data
+    return model, toy_inputs(model, cfg, data_root)
 
 
 def test_tprd_switch_wiring(toy_data_root):

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from toy_helpers import build_toy_model, load_toy_config, toy_batch
+from toy_helpers import build_toy, toy_inputs
 
 from mmdet_ksdetr.distill.feature_kd.fgd_loss import FGDLoss
 
@@ -11,12 +11,8 @@ CFGS = {m: f'toy/feature_kd/{m}_deformable-detr_tiny-r18_1xb2-12e_toy.py'
 
 
 def _build(method, data_root, **algo):
-    cfg = load_toy_config(CFGS[method], data_root)
-    cfg.model.teacher_ckpt = None
-    cfg.model.update(algo)
-    model = build_toy_model(cfg)
-    data = model.data_preprocessor(toy_batch(cfg, data_root, 'train', 2), True)
-    return model, data
+    cfg, model = build_toy(CFGS[method], data_root, replace=True, teacher_ckpt=None, **algo)
+    return model, toy_inputs(model, cfg, data_root)
 
 
 @pytest.mark.parametrize('method', ['fitnet', 'mgd', 'fgd'])

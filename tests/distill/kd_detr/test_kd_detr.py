@@ -3,7 +3,7 @@ import copy
 
 import pytest
 import torch
-from toy_helpers import build_toy_model, load_toy_config, perturb_parameters, toy_batch
+from toy_helpers import build_toy_model, load_toy_config, perturb_parameters, toy_config, toy_inputs
 
 from mmdet_ksdetr.distill.kd_detr.kd_detr_loss import KDDETRLoss
 from mmdet_ksdetr.distill.core import (decode_query_group, get_detr_internals, own_queries_group,
@@ -20,16 +20,7 @@ CFG = {
 
 
 def _cfg(name, data_root, same_student=False, **algo):
-    cfg = load_toy_config(CFG[name], data_root)
-    cfg.model.teacher_ckpt = None
-    if same_student:
-        cfg.model.architecture = copy.deepcopy(cfg.model.teacher)
-    cfg.model.update(algo)
-    return cfg
-
-
-def _data(algo, cfg, data_root):
-    return algo.data_preprocessor(toy_batch(cfg, data_root, 'train', 2), True)
+    return toy_config(CFG[name], data_root, same_student, replace=True, teacher_ckpt=None, **algo)
 
 
 def _perturb_and_copy_teacher_to_student(algo, seed=3):
@@ -48,7 +39,7 @@ def test_identical_student_gets_zero_loss(name, toy_data_root):
     algo = build_toy_model(cfg)
     _perturb_and_copy_teacher_to_student(algo)
     algo.eval()
-    data = _data(algo, cfg, toy_data_root)
+    data = toy_inputs(algo, cfg, toy_data_root)
     with torch.no_grad():
         t = get_detr_internals(algo.teacher, data['inputs'], data['data_samples'])
         s = get_detr_internals(algo.student, data['inputs'], data['data_samples'],
@@ -70,7 +61,7 @@ def test_group_predictions_index_aligned_with_own_forward(toy_data_root):
     cfg = _cfg('dino', toy_data_root)
     algo = build_toy_model(cfg)
     algo.eval()
-    data = _data(algo, cfg, toy_data_root)
+    data = toy_inputs(algo, cfg, toy_data_root)
     with torch.no_grad():
         t = get_detr_internals(algo.teacher, data['inputs'], data['data_samples'])
         out = decode_query_group(algo.teacher, t.decoder_inputs, own_queries_group('own', t))
@@ -84,7 +75,7 @@ def test_training_step_gradients(name, toy_data_root):
     algo = build_toy_model(cfg)
     algo.train()
     assert not algo.teacher.training
-    data = _data(algo, cfg, toy_data_root)
+    data = toy_inputs(algo, cfg, toy_data_root)
     losses = algo.loss(data['inputs'], data['data_samples'])
     L = cfg.model.architecture.decoder.num_layers
     for group in ('general', 'specific'):
@@ -113,7 +104,7 @@ def test_tprd_switch_uses_refined_targets(toy_data_root):
         algo.eval()
         algo.distiller.distill_losses.pop('loss_general')
         algo.losses.pop('loss_general')
-        data = _data(algo, cfg, toy_data_root)
+        data = toy_inputs(algo, cfg, toy_data_root)
         with torch.no_grad():
             t = get_detr_internals(algo.teacher, data['inputs'], data['data_samples'])
             s = get_detr_internals(algo.student, data['inputs'], data['data_samples'],
@@ -164,7 +155,7 @@ def test_config_errors_and_init_from_teacher(toy_data_root):
     mixed = _cfg('deformable', toy_data_root, init_student_from_teacher=[])
     mixed.model.teacher = copy.deepcopy(load_toy_config(CFG['dab']).model.teacher)
     algo = build_toy_model(mixed)
-    data = _data(algo, mixed, toy_data_root)
+    data = toy_inputs(algo, mixed, toy_data_root)
     with pytest.raises(ValueError, match='same DETR variant'):
         algo.loss(data['inputs'], data['data_samples'])
 

@@ -2,24 +2,19 @@
 processes (gloo), the student is extracted with tools/pth_transfer.py and evaluated with
 tools/test.py on the student config. (The other distillers are checked the same way by hand,
 see docs/tprd.md; one distributed run keeps the suite fast.)"""
-import copy
 import os.path as osp
 import re
 
 import torch
-from mmdet.registry import MODELS
-from mmengine.registry import init_default_scope
-from toy_helpers import free_port, load_toy_config, run_tool, toy_data_cfg_options
+from toy_helpers import (build_toy_model, free_port, load_toy_config, run_tool,
+                         toy_data_cfg_options)
 
 CFG = 'configs/toy/kd_detr/kd-detr-tprd_deformable-detr_tiny-r18_1xb2-12e_toy.py'
 TEACHER = 'toy/deformable-detr_tiny-r18_1xb2-12e_toy.py'
 
 
 def test_dist_train_transfer_test(toy_data_root, tmp_path):
-    init_default_scope('mmdet')
-    torch.manual_seed(0)
-    teacher = MODELS.build(copy.deepcopy(load_toy_config(TEACHER).model))
-    teacher.init_weights()
+    teacher = build_toy_model(load_toy_config(TEACHER))
     t_ckpt = str(tmp_path / 'teacher.pth')
     torch.save(dict(meta=dict(epoch=12), state_dict=teacher.state_dict()), t_ckpt)
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from toy_helpers import build_toy_model, load_toy_config, perturb_parameters, toy_batch
+from toy_helpers import build_toy, perturb_parameters, toy_inputs
 
 from mmdet_ksdetr.distill.qskd.qskd import (_feature_query_weights, _giou_to_gt, _max_giou_to_gt,
                                             _query_of_gt)
@@ -15,14 +15,9 @@ CFG_TPRD = 'toy/qskd/qskd-tprd_deformable-detr_tiny-r18_1xb2-12e_toy.py'
 
 
 def _build(path, data_root, seed=0, same_student=False, batch_seed=None, **algo):
-    cfg = load_toy_config(path, data_root)
-    cfg.model.teacher_ckpt = None
-    if same_student:
-        cfg.model.architecture = cfg.model.teacher.copy()
-    cfg.model.update(algo)
-    model = build_toy_model(cfg, seed)
-    data = model.data_preprocessor(toy_batch(cfg, data_root, 'train', 2, seed=batch_seed), True)
-    return model, data
+    cfg, model = build_toy(path, data_root, seed, same_student=same_student, replace=True,
+                           teacher_ckpt=None, **algo)
+    return model, toy_inputs(model, cfg, data_root, seed=batch_seed)
 
 
 def test_selection_helpers():

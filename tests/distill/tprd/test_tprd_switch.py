@@ -3,7 +3,7 @@ teacher's predictions, decoupled-loss positives only when on; the base hands out
 
 import pytest
 import torch
-from toy_helpers import build_toy_model, load_toy_config, toy_batch
+from toy_helpers import build_toy, toy_inputs
 
 from mmdet_ksdetr.distill.core import get_detr_internals
 from mmdet_ksdetr.distill.tprd.tprd_switch import TPRD, TeacherTargets
@@ -17,11 +17,8 @@ CFGS = {
 
 
 def _build(path, data_root, **algo):
-    cfg = load_toy_config(path, data_root)
-    cfg.model.teacher_ckpt = None
-    cfg.model.update(algo)
-    model = build_toy_model(cfg)
-    return model, model.data_preprocessor(toy_batch(cfg, data_root, 'train', 2), True)
+    cfg, model = build_toy(path, data_root, replace=True, teacher_ckpt=None, **algo)
+    return model, toy_inputs(model, cfg, data_root)
 
 
 def test_switch_is_checked_once():

@@ -1,19 +1,19 @@
 """DACDeformableDETR (box refinement + two-stage): same parameters and predict() as stock
 DeformableDETR; the training step adds the C-stream losses and handles an image without GT."""
+from functools import partial
+
 import torch
 from mmdet.models.detectors import DeformableDETR
 from mmengine.runner import load_checkpoint
-from toy_helpers import (assert_same_detections, build_toy_model, load_toy_config, predict_both,
-                         toy_batch)
+from toy_helpers import (assert_same_detections, build_toy, disable_dropout, predict_both,
+                         toy_batch, toy_inputs)
 
 DAC_CFG = 'toy/dac_detr/dac-deformable-detr-refine-twostage_tiny-r18_1xb2-12e_toy.py'
 STOCK_CFG = 'toy/deformable-detr_tiny-r18_1xb2-12e_toy.py'
 
 
-def _build(rel, data_root, seed=0, **model_overrides):
-    cfg = load_toy_config(rel, data_root)
-    cfg.model.update(model_overrides)
-    return cfg, build_toy_model(cfg, seed, quiet=False)
+# (cfg, model); the keys replace the config's (cfg.model.update), the build-time warnings shown
+_build = partial(build_toy, quiet=False, replace=True)
 
 
 def test_checkpoint_loads_into_stock_and_predicts_the_same(toy_data_root, tmp_path):
@@ -38,16 +38,10 @@ def test_train_step_and_o_stream_equivalence(toy_data_root):
     cfg, model = _build(DAC_CFG, toy_data_root)
     _, stock = _build(STOCK_CFG, toy_data_root, with_box_refine=True, as_two_stage=True)
     stock.load_state_dict(model.state_dict())
-    batch = toy_batch(cfg, toy_data_root, 'train', 2)
-    data = model.data_preprocessor(batch, True)
+    data = toy_inputs(model, cfg, toy_data_root)
     # dropout 0.1 in the toy Deformable DETR: compare the streams with it off
     for m in (model, stock):
-        m.train()
-        for mod in m.modules():
-            if isinstance(mod, torch.nn.Dropout):
-                mod.p = 0.0
-            elif isinstance(mod, torch.nn.MultiheadAttention):
-                mod.dropout = 0.0
+        disable_dropout(m).train()
     with torch.no_grad():
         out = model.forward_transformer(model.extract_feat(data['inputs']),
                                         data['data_samples'])
@@ -75,8 +69,7 @@ def test_train_step_and_o_stream_equivalence(toy_data_root):
 
 def test_single_stage_without_refinement_trains(toy_data_root):
     cfg, model = _build(DAC_CFG, toy_data_root, with_box_refine=False, as_two_stage=False)
-    batch = toy_batch(cfg, toy_data_root, 'train', 2)
-    data = model.data_preprocessor(batch, True)
+    data = toy_inputs(model, cfg, toy_data_root)
     model.train()
     losses = model.loss(data['inputs'], data['data_samples'])
     assert 'enc_loss_cls' not in losses and 'loss_cls_c' in losses

@@ -3,25 +3,24 @@ O-stream and adds the C-stream losses; an image without GT trains."""
 import os.path as osp
 import re
 import sys
+from functools import partial
 
 import pytest
 import torch
 from mmdet.models.detectors import DINO
 from mmengine.registry import init_default_scope
 from mmengine.runner import load_checkpoint
-from toy_helpers import (CONFIGS, TOOLS, assert_same_detections, build_toy_model, free_port,
+from toy_helpers import (CONFIGS, TOOLS, assert_same_detections, build_toy, free_port,
                          load_toy_config, predict_both, run_tool, toy_batch,
-                         toy_data_cfg_options, work_dir_log)
+                         toy_data_cfg_options, toy_inputs, work_dir_log)
 
 DAC_CFG = 'toy/dac_detr/dac-dino-cdn-ice-4scale_tiny-r18_1xb2-12e_toy.py'
 STOCK_CFG = 'toy/dino-4scale_tiny-r18_1xb2-12e_toy.py'
 NUM_LAYERS = 2
 
 
-def _build(rel, data_root, seed=0, **model_overrides):
-    cfg = load_toy_config(rel, data_root)
-    cfg.model.update(model_overrides)
-    return cfg, build_toy_model(cfg, seed, quiet=False)
+# (cfg, model); the keys replace the config's (cfg.model.update), the build-time warnings shown
+_build = partial(build_toy, quiet=False, replace=True)
 
 
 @pytest.fixture(scope='module')
@@ -57,8 +56,7 @@ def test_training_forward_o_stream_is_dino_and_c_stream_is_extra(dac, toy_data_r
     stock.dn_query_generator.box_noise_scale = model.dn_query_generator.box_noise_scale
     model.train()
     stock.train()
-    batch = toy_batch(cfg, toy_data_root, 'train', 2)
-    data = model.data_preprocessor(batch, True)
+    data = toy_inputs(model, cfg, toy_data_root)
     with torch.no_grad():
         torch.manual_seed(5)
         out = model.forward_transformer(model.extract_feat(data['inputs']),
@@ -94,8 +92,7 @@ def _train_step(model, data):
 
 def test_train_step_with_an_image_without_gt(dac, toy_data_root):
     cfg, model = dac
-    batch = toy_batch(cfg, toy_data_root, 'train', 2)
-    data = model.data_preprocessor(batch, True)
+    data = toy_inputs(model, cfg, toy_data_root)
     sample = data['data_samples'][1]
     sample.gt_instances = sample.gt_instances[torch.zeros(0, dtype=torch.long)]
     assert len(data['data_samples'][0].gt_instances) > 0
@@ -128,8 +125,7 @@ def test_c_stream_losses_drive_only_through_shared_modules(toy_data_root):
         num_layers=NUM_LAYERS, return_intermediate=True, share_first_self_attn=False,
         layer_cfg=load_toy_config(DAC_CFG).model.decoder.layer_cfg))
     assert model.decoder.share_first_self_attn is False
-    batch = toy_batch(cfg, toy_data_root, 'train', 2)
-    data = model.data_preprocessor(batch, True)
+    data = toy_inputs(model, cfg, toy_data_root)
     model.train()
     losses = model.loss(data['inputs'], data['data_samples'])
     c_total = sum(v for k, v in losses.items() if k.endswith('_c'))
@@ -144,8 +140,7 @@ def test_c_stream_losses_drive_only_through_shared_modules(toy_data_root):
 
 def test_c_stream_can_be_switched_off(toy_data_root):
     cfg, model = _build(DAC_CFG, toy_data_root, with_c_stream=False)
-    batch = toy_batch(cfg, toy_data_root, 'train', 2)
-    data = model.data_preprocessor(batch, True)
+    data = toy_inputs(model, cfg, toy_data_root)
     model.train()
     losses = model.loss(data['inputs'], data['data_samples'])
     assert 'loss_cls' in losses and 'dn_loss_cls' in losses

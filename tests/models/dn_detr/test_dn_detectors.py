@@ -5,7 +5,7 @@ import copy
 
 import pytest
 import torch
-from toy_helpers import build_toy_model, load_toy_config, toy_batch
+from toy_helpers import build_toy, toy_inputs
 
 from mmdet_ksdetr.models.dn_detr.denoising_detector_mixin import DenoisingDetectorMixin
 from mmdet_ksdetr.models.dn_detr.dn_query_generator import DnQueryGenerator
@@ -14,19 +14,12 @@ CONFIGS = {'dn': 'toy/dn-detr_tiny-r18_1xb2-12e_toy.py',
            'dn_deformable': 'toy/dn-deformable-detr_tiny-r18_1xb2-12e_toy.py'}
 
 
-def _build(rel_path, data_root, **model_overrides):
-    cfg = load_toy_config(rel_path, data_root)
-    if model_overrides:
-        cfg.merge_from_dict({f'model.{k}': v for k, v in model_overrides.items()})
-    return cfg, build_toy_model(cfg, quiet=False)
-
-
 @pytest.mark.parametrize('name', sorted(CONFIGS))
 def test_denoising_queries_in_training_only(name, toy_data_root, monkeypatch):
-    cfg, model = _build(CONFIGS[name], toy_data_root)
+    cfg, model = build_toy(CONFIGS[name], toy_data_root, quiet=False)
     assert isinstance(model, DenoisingDetectorMixin)
     assert isinstance(model.dn_query_generator, DnQueryGenerator)
-    data = model.data_preprocessor(toy_batch(cfg, toy_data_root, 'train', 2), True)
+    data = toy_inputs(model, cfg, toy_data_root)
     samples = data['data_samples']
     max_gt = max(len(s.gt_instances) for s in samples)
     assert max_gt > 0
@@ -64,4 +57,4 @@ def test_denoising_queries_in_training_only(name, toy_data_root, monkeypatch):
 @pytest.mark.parametrize('name', sorted(CONFIGS))
 def test_dn_cfg_must_not_set_detector_values(name, toy_data_root):
     with pytest.raises(ValueError, match='taken from the detector'):
-        _build(CONFIGS[name], toy_data_root, dn_cfg=dict(num_classes=3))
+        build_toy(CONFIGS[name], toy_data_root, quiet=False, dn_cfg=dict(num_classes=3))

@@ -2,6 +2,7 @@
 teacher groups and loss keys, equivalence with the stock detector after dropping the teacher
 parameters, images without boxes, gradient flow into the student's projections, bad input."""
 import copy
+from functools import partial
 from types import SimpleNamespace
 
 import pytest
@@ -9,7 +10,7 @@ import torch
 from mmdet.registry import DATASETS
 from mmengine.registry import init_default_scope
 from mmengine.structures import InstanceData
-from toy_helpers import build_toy_model, load_toy_config, toy_batch
+from toy_helpers import build_toy, load_toy_config, toy_inputs
 
 from mmdet_ksdetr.models.common import detr_stages
 import mmdet_ksdetr.models.ks_detr.ks_detr_mixin as ks_mixin
@@ -32,15 +33,7 @@ DEFORMABLE = {'deformable', 'dn_deformable'}
 DN = {'dn', 'dn_deformable'}
 
 
-def _build(rel_path, data_root, seed=0, **model_overrides):
-    cfg = load_toy_config(rel_path, data_root)
-    if model_overrides:
-        cfg.merge_from_dict({f'model.{k}': v for k, v in model_overrides.items()})
-    return cfg, build_toy_model(cfg, seed, quiet=False)
-
-
-def _data(cfg, model, data_root, split='train', n=2):
-    return model.data_preprocessor(toy_batch(cfg, data_root, split, n), split == 'train')
+_build = partial(build_toy, quiet=False)  # (cfg, model), the build-time warnings shown
 
 
 def _total(losses, prefix=None):
@@ -64,7 +57,7 @@ def test_predict_equals_stock_detector_without_teacher_params(name, toy_data_roo
     assert type(base).__name__ == type(ks).__name__[2:]  # KSDABDETR -> DABDETR ...
     base.load_state_dict(ks_student_state_dict(state), strict=True)
 
-    data = _data(cfg, ks, toy_data_root, 'val', n=2)
+    data = toy_inputs(ks, cfg, toy_data_root, 'val', n=2)
     assert data['inputs'].shape[-2:] != tuple(data['data_samples'][0].img_shape) or \
         data['data_samples'][0].img_shape != data['data_samples'][1].img_shape  # padding
     for s in data['data_samples']:  # predict() must not need GT
@@ -90,7 +83,7 @@ def test_predict_equals_stock_detector_without_teacher_params(name, toy_data_roo
 def test_loss_has_one_group_per_student_layer_and_teacher(name, toy_data_root):
     cfg, model = _build(PAIRS[name][0], toy_data_root)
     model.train()
-    data = _data(cfg, model, toy_data_root)
+    data = toy_inputs(model, cfg, toy_data_root)
     losses = model.loss(data['inputs'], data['data_samples'])
     kinds = ['loss_cls', 'loss_bbox', 'loss_iou'] + (
         ['dn_loss_cls', 'dn_loss_bbox', 'dn_loss_iou'] if name in DN else [])
@@ -106,7 +99,7 @@ def test_loss_has_one_group_per_student_layer_and_teacher(name, toy_data_root):
 def test_six_decoder_layers_give_eight_groups(name, toy_data_root):
     cfg, model = _build(PAIRS[name][0], toy_data_root, decoder=dict(num_layers=6))
     model.train()
-    data = _data(cfg, model, toy_data_root)
+    data = toy_inputs(model, cfg, toy_data_root)
     head_in = detr_stages.forward_transformer(
         model, model.extract_feat(data['inputs']), data['data_samples'], for_loss=True)
     # 6 student layers + 2 teacher groups of one layer each
@@ -123,7 +116,7 @@ def test_six_decoder_layers_give_eight_groups(name, toy_data_root):
 def test_images_without_boxes_train(name, toy_data_root):
     cfg, model = _build(PAIRS[name][0], toy_data_root)
     model.train()
-    data = _data(cfg, model, toy_data_root)
+    data = toy_inputs(model, cfg, toy_data_root)
     for mixed in (True, False):  # one image without boxes, then none with boxes
         samples = copy.deepcopy(data['data_samples'])
         for s in samples[int(mixed):]:
@@ -154,7 +147,7 @@ def test_teacher_losses_train_the_student_projections(name, toy_data_root):
     A V^t stream alone -> the student's Q / K (deformable: attention weights) learn."""
     cfg, model = _build(PAIRS[name][0], toy_data_root)
     model.train()
-    data = _data(cfg, model, toy_data_root)
+    data = toy_inputs(model, cfg, toy_data_root)
     model.zero_grad()
     _total(model.loss(data['inputs'], data['data_samples']), 'ks_share_v.').backward()
     g = _student_projection_grads(model, name)
@@ -172,7 +165,7 @@ def test_dual_attention_modes(toy_data_root):
     for mode, streams in (('dual_share_v', ['ks_share_v.']), ('dual_share_a', ['ks_share_a.'])):
         cfg, model = _build(PAIRS['dab'][0], toy_data_root, ks_cfg=dict(mode=mode))
         model.train()
-        data = _data(cfg, model, toy_data_root)
+        data = toy_inputs(model, cfg, toy_data_root)
         losses = model.loss(data['inputs'], data['data_samples'])
         assert {k.rsplit('loss_', 1)[0] for k in losses} == {'', 'd0.', *streams}
     cfg, model = _build(PAIRS['dab'][0], toy_data_root,
@@ -214,7 +207,7 @@ def test_pipeline_without_gt_boxes_fails_before_training(toy_data_root):
         hook.before_train(SimpleNamespace(train_dataloader=SimpleNamespace(dataset=bad)))
     # and the detector itself refuses a batch without GT boxes
     _, model = _build(PAIRS['dab'][0], toy_data_root)
-    data = _data(cfg, model, toy_data_root)
+    data = toy_inputs(model, cfg, toy_data_root)
     for s in data['data_samples']:
         del s.gt_instances
     with pytest.raises(ValueError, match='LoadAnnotations'):
