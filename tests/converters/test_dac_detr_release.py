@@ -14,7 +14,8 @@ from toy_helpers import CONFIGS, load_toy_config
 
 from mmdet_ksdetr.converters.release import (ReleaseConversionError, convert_checkpoint,
                                              detect_format)
-from mmdet_ksdetr.converters.release.dac_detr import COCO_CATEGORY_IDS, _unfold_order
+from mmdet_ksdetr.converters.release.dac_detr import COCO_CATEGORY_IDS
+from mmdet_ksdetr.converters.release.swin import unfold_order as _unfold_order
 
 KEYS = osp.join(osp.dirname(osp.dirname(__file__)), 'data', 'releases', 'dac_detr_r50_keys.json')
 R50_CFG = 'dac_detr/release/dac-detr-cdn-ice-release_r50_8xb2-12e_coco.py'

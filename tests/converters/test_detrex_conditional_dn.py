@@ -107,10 +107,16 @@ def test_conditional_head_uses_detrex_clamp():
     assert not torch.allclose(boxes[:, :, 0], stock_boxes[:, :, 0])
 
 
-def test_swin_backbone_is_refused_in_one_line():
+def test_other_backbone_is_refused_in_one_line():
+    """ResNet and Swin are mapped (Swin: test_ks_detr_swin.py); another backbone stops."""
     state = release_state(DATA + 'ks_detr_ks-dab-detr_r50.json')
     state = {k: v for k, v in state.items() if not k.startswith('backbone.')}
-    state['backbone.patch_embed.proj.weight'] = torch.zeros(96, 3, 4, 4)
+    state['backbone.downsample_layers.0.0.weight'] = torch.zeros(96, 3, 4, 4)  # ConvNeXt
     with pytest.raises(ReleaseConversionError) as e:
         convert_checkpoint(dict(model=state))
-    assert '\n' not in str(e.value) and 'not a detectron2 ResNet' in str(e.value)
+    assert '\n' not in str(e.value)
+    assert 'neither a detectron2 ResNet nor a Swin Transformer' in str(e.value)
+    state['backbone.patch_embed.proj.weight'] = torch.zeros(96, 3, 4, 4)  # Swin, but not only
+    with pytest.raises(ReleaseConversionError, match='unknown Swin backbone tensor '
+                       'backbone.downsample_layers.0.0.weight'):
+        convert_checkpoint(dict(model=state))

@@ -4,7 +4,8 @@ dac_cdn_ice, R50 and Swin-L) -> :class:`~mmdet_ksdetr.models.dac_detr.ReleaseDAC
 The release is its own two-stage Deformable DETR (``backbone.0.body.*``, ``input_proj.*``,
 ``transformer.*``, ``class_embed.*``, ``bbox_embed.*``, ``query_embed``, ``label_enc``). The
 mapping renames every tensor, re-indexes the 91 class rows (indexed by COCO category id) to
-mmdet's 80 contiguous classes, reorders the Swin patch-merging channels, adds the BN
+mmdet's 80 contiguous classes, maps the Swin backbone (:mod:`.swin`, shared with the KS-DETR
+converter: names and the patch-merging channel order), adds the BN
 ``num_batches_tracked`` counters mmdet's ResNet keeps, and drops two kinds of keys with a
 reason: the CDN label encoder (training only) and the decoder's second names of the prediction
 heads. The C-stream has no parameters of its own. With a config, the result is checked against
@@ -18,6 +19,7 @@ import torch
 
 from mmdet_ksdetr.converters.release.api import (ConversionReport, ReleaseConversionError,
                                                  ReleaseFormat, register_format)
+from mmdet_ksdetr.converters.release.swin import convert_swin, is_swin
 
 __all__ = ['COCO_CATEGORY_IDS', 'detect', 'convert', 'DAC_DETR_FORMAT']
 
@@ -40,8 +42,7 @@ _DEC_LAYER = {'norm2': 'norms.0', 'norm1': 'norms.1', 'norm3': 'norms.2',
 _TRANSFORMER = {'level_embed': 'level_embed', 'enc_output': 'memory_trans_fc',
                 'enc_output_norm': 'memory_trans_norm', 'pos_trans': 'pos_trans_fc',
                 'pos_trans_norm': 'pos_trans_norm'}
-_SWIN_BLOCK = {'norm1': 'norm1', 'norm2': 'norm2', 'attn': 'attn.w_msa',
-               'mlp.fc1': 'ffn.layers.0.0', 'mlp.fc2': 'ffn.layers.1'}
+_BACKBONE = 'backbone.0.body.'
 
 
 def detect(state: Dict[str, torch.Tensor]) -> bool:
@@ -52,8 +53,8 @@ def detect(state: Dict[str, torch.Tensor]) -> bool:
 
 def _rename(key: str, levels_1x1: int) -> Optional[str]:
     """The mmdet name of a release tensor, or None where no rule applies."""
-    if key.startswith('backbone.0.body.'):
-        return 'backbone.' + _rename_backbone(key[len('backbone.0.body.'):])
+    if key.startswith(_BACKBONE):  # torchvision ResNet: mmdet's names (Swin: convert_swin)
+        return 'backbone.' + key[len(_BACKBONE):]
     m = re.fullmatch(r'input_proj\.(\d+)\.([01])\.(weight|bias)', key)
     if m:
         lvl, part = int(m.group(1)), ('conv', 'gn')[int(m.group(2))]
@@ -90,29 +91,6 @@ def _rename(key: str, levels_1x1: int) -> Optional[str]:
 
 def _sub(table: Dict[str, str], name: str, param: str) -> Optional[str]:
     return f'{table[name]}.{param}' if name in table else None
-
-
-def _rename_backbone(rest: str) -> str:
-    """torchvision ResNet names are mmdet's; Swin (official detection code) is renamed."""
-    m = re.fullmatch(r'layers\.(\d+)\.blocks\.(\d+)\.(norm1|norm2|attn|mlp\.fc1|mlp\.fc2)\.(.+)',
-                     rest)
-    if m:
-        return f'stages.{m.group(1)}.blocks.{m.group(2)}.{_SWIN_BLOCK[m.group(3)]}.{m.group(4)}'
-    m = re.fullmatch(r'layers\.(\d+)\.downsample\.(.+)', rest)
-    if m:
-        return f'stages.{m.group(1)}.downsample.{m.group(2)}'
-    if rest.startswith('patch_embed.proj.'):
-        return 'patch_embed.projection.' + rest[len('patch_embed.proj.'):]
-    return rest
-
-
-def _unfold_order(t: torch.Tensor) -> torch.Tensor:
-    """Swin patch merging: the release concatenates the 2x2 neighbours as (r0c0, r1c0, r0c1,
-    r1c1) blocks of C channels; mmdet's ``nn.Unfold`` gives per channel (r0c0, r0c1, r1c0,
-    r1c1). Reorders the last dimension (4C) of a reduction weight or norm parameter."""
-    lead, c4 = t.shape[:-1], t.shape[-1]
-    blocks = t.reshape(*lead, 4, c4 // 4)[..., [0, 2, 1, 3], :]
-    return blocks.transpose(-1, -2).reshape(*lead, c4)
 
 
 def _model_cfg(cfg):
@@ -156,7 +134,7 @@ def convert(state: Dict[str, torch.Tensor],
                 f'the config\'s bbox_head.num_classes is {head_classes}: DAC-DETR release '
                 f'checkpoints are COCO ({RELEASE_CLASS_ROWS} category-id rows -> {num_classes} '
                 f'classes); use a configs/dac_detr/release/ config')
-    swin = 'backbone.0.body.patch_embed.proj.weight' in state
+    swin = is_swin(state, _BACKBONE)
     levels_1x1 = sum(1 for k, v in state.items()
                      if re.fullmatch(r'input_proj\.\d+\.0\.weight', k) and v.shape[-1] == 1)
     num_heads = sum(1 for k in state if re.fullmatch(r'class_embed\.\d+\.weight', k))
@@ -164,9 +142,20 @@ def convert(state: Dict[str, torch.Tensor],
     enc_ids = torch.cat([ids.new_zeros(1), ids[1:]])  # proposals are ranked by row 0
 
     out: Dict[str, torch.Tensor] = {}
+    used = set()
+    if swin:
+        try:
+            out, used = convert_swin(state, _BACKBONE, 'backbone.')
+        except KeyError as e:
+            raise ReleaseConversionError(f'DAC-DETR release checkpoint: "{_BACKBONE}{e.args[0]}"'
+                                         f' is not a Swin Transformer tensor') from None
+        except ValueError as e:
+            raise ReleaseConversionError(f'DAC-DETR release checkpoint: {e}') from None
     dropped: Dict[str, str] = {}
     unmapped: List[str] = []
     for key, value in state.items():
+        if key in used:
+            continue
         if key == 'label_enc.weight':
             dropped[key] = 'CDN label encoder: builds the denoising queries in training only'
             continue
@@ -185,8 +174,6 @@ def convert(state: Dict[str, torch.Tensor],
         m = re.fullmatch(r'bbox_head\.cls_branches\.(\d+)\.(weight|bias)', new)
         if m:
             value = value[enc_ids if int(m.group(1)) == num_heads - 1 else ids]
-        elif swin and re.fullmatch(r'backbone\.stages\.\d+\.downsample\..+', new):
-            value = _unfold_order(value)
         out[new] = value
         if new.startswith('backbone.') and new.endswith('.running_mean') and not swin:
             out[new[:-len('running_mean')] + 'num_batches_tracked'] = torch.tensor(0)

@@ -9,7 +9,9 @@ detrex names the single-scale DETR transformer ``transformer.{encoder,decoder}.l
 with ``attentions.<j>`` / ``ffns.0`` / ``norms.<k>``; the decoder attentions spell their
 projections ``query_content_proj`` ... ``value_proj`` where mmdet writes ``qcontent_proj`` ...
 ``v_proj``. The input projection ``input_proj`` is mmdet's one-level ``ChannelMapper`` conv
-(with bias, no norm). Tensors that detrex stores twice are dropped with the name of their twin:
+(with bias, no norm). The backbone is detectron2's ResNet (:mod:`.detectron2_resnet`) or its
+Swin Transformer (:mod:`.swin`, the mapping the DAC-DETR converter uses too). Tensors that
+detrex stores twice are dropped with the name of their twin:
 ``transformer.decoder.bbox_embed.*`` is ``bbox_embed.*`` (the box head shared with the
 decoder's anchor update) and ``ffns.0.activation.weight`` is ``ffns.0.layers.0.1.weight``
 (the PReLU module registered twice). The class order is the same (80 contiguous COCO classes,
@@ -23,6 +25,8 @@ import torch
 from mmdet_ksdetr.converters.release.api import ConversionReport, ReleaseConversionError
 from mmdet_ksdetr.converters.release.detectron2_resnet import (convert_detectron2_resnet,
                                                                is_detectron2_resnet)
+from mmdet_ksdetr.converters.release.swin import (convert_swin, is_swin,
+                                                  swin_config_mismatch)
 
 __all__ = ['detect_dab_detr', 'convert_dab_detr', 'detect_dn_detr', 'convert_dn_detr',
            'detect_conditional_detr', 'convert_conditional_detr', 'model_cfg', 'expect_model',
@@ -134,7 +138,8 @@ def map_keys(state: Dict[str, torch.Tensor], rules: Iterable[Rule], report: Conv
              twins: Iterable[Tuple[str, str]] = (), skip: Iterable[str] = ()
              ) -> Dict[str, torch.Tensor]:
     """Apply ``rules`` to every key of ``state`` (the backbone goes through the detectron2
-    ResNet mapping); twins are dropped with their reason; ``skip`` are keys already handled.
+    ResNet or the Swin mapping); twins are dropped with their reason; ``skip`` are keys already
+    handled.
 
     Raises:
         ReleaseConversionError: a key no rule maps (its name).
@@ -143,20 +148,25 @@ def map_keys(state: Dict[str, torch.Tensor], rules: Iterable[Rule], report: Conv
     twins = [(re.compile(p), why) for p, why in twins]
     skip = set(skip)
     out: Dict[str, torch.Tensor] = {}
-    if is_detectron2_resnet(state):
+    if is_detectron2_resnet(state) or is_swin(state):
+        kind, convert = (('detectron2 ResNet', convert_detectron2_resnet)
+                         if is_detectron2_resnet(state) else ('Swin', convert_swin))
         try:
-            backbone, used = convert_detectron2_resnet(state)
+            backbone, used = convert(state)
         except KeyError as e:
             raise ReleaseConversionError(f'{report.source} {report.architecture} checkpoint: '
-                                         f'unknown backbone tensor backbone.{e.args[0]}')
+                                         f'unknown {kind} backbone tensor backbone.{e.args[0]}')
+        except ValueError as e:
+            raise ReleaseConversionError(f'{report.source} {report.architecture} checkpoint: '
+                                         f'{e}')
         out.update(backbone)
         skip |= used
     else:
         first = next((k for k in state if k.startswith('backbone.')), None)
         if first is not None:
             raise ReleaseConversionError(
-                f'{report.source} {report.architecture} checkpoint: the backbone ({first}) is not '
-                f'a detectron2 ResNet; only ResNet backbones are mapped (no Swin mapping)')
+                f'{report.source} {report.architecture} checkpoint: the backbone ({first}) is '
+                f'neither a detectron2 ResNet nor a Swin Transformer (the backbones mapped)')
     for key, value in state.items():
         if key in skip:
             continue
@@ -177,6 +187,36 @@ def map_keys(state: Dict[str, torch.Tensor], rules: Iterable[Rule], report: Conv
     return out
 
 
+def check_backbone(state: Dict[str, torch.Tensor], model: Optional[dict], arch: str,
+                   source: str) -> None:
+    """The checkpoint's backbone (ResNet or Swin, and the Swin settings) and input projection
+    width against the config's backbone and neck."""
+    if model is None:
+        return
+    backbone = model.get('backbone') or {}
+    found = 'SwinTransformer' if is_swin(state) else 'ResNet'
+    if backbone.get('type', found) != found:
+        raise ReleaseConversionError(
+            f'{source} {arch} checkpoint has a {found} backbone, the config\'s backbone is '
+            f'{backbone.get("type")}: use the config of that release (configs/detrex/, '
+            f'configs/ks_detr/release/)')
+    if found == 'SwinTransformer':
+        try:
+            why = swin_config_mismatch(state, backbone)
+        except KeyError as e:
+            raise ReleaseConversionError(f'{source} {arch} checkpoint: unreadable Swin '
+                                         f'backbone ({e.args[0]})') from None
+        if why:
+            raise ReleaseConversionError(f'{source} {arch} checkpoint does not fit the config: '
+                                         f'{why}')
+    proj = state.get('input_proj.weight')
+    in_channels = (model.get('neck') or {}).get('in_channels')
+    if proj is not None and in_channels is not None and list(in_channels) != [proj.shape[1]]:
+        raise ReleaseConversionError(
+            f'{source} {arch} checkpoint projects {proj.shape[1]} backbone channels '
+            f'(input_proj.weight), the config\'s neck.in_channels is {list(in_channels)}')
+
+
 #: the DN label encoder: detrex's DN-DETR names it denoising_generator.label_encoder
 _LABEL_ENCODER = ('denoising_generator.label_encoder.weight', 'label_enc.weight')
 
@@ -192,6 +232,7 @@ def _checked(state: Dict[str, torch.Tensor], cfg, source: str, arch: str,
     model = expect_model(cfg, types, arch, source)
     check_classes(state, 'class_embed.weight', model, arch, source)
     check_layers(state, model, arch, source)
+    check_backbone(state, model, arch, source)
     if stock is not None:
         _note_stock(model, *stock, report)
     return report
