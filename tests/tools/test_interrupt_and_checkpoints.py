@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 from toy_helpers import (CONFIGS, ROOT, TOOLS, load_toy_config, run_tool,
                          save_random_checkpoint, toy_data_cfg_options)
@@ -19,17 +20,31 @@ STUDENT = 'configs/toy/deformable-detr_tiny-r18-student_1xb2-12e_toy.py'
 
 
 def _train_cmd(work, data_root):
-    # many epochs of one iteration each: still running when interrupted
+    # epochs of one iteration each, more than any machine finishes before the test interrupts
+    # it (50 epochs ran to the end on a loaded machine before the test saw the first checkpoint)
     return [sys.executable, osp.join(TOOLS, 'train.py'), osp.join(CONFIGS, DEFORMABLE),
-            '--work-dir', str(work), '--cfg-options', 'train_cfg.max_epochs=50',
+            '--work-dir', str(work), '--cfg-options', 'train_cfg.max_epochs=100000',
             'train_cfg.val_interval=100', 'train_dataloader.dataset.indices=2',
             *toy_data_cfg_options(data_root)]
 
 
-def _start(cmd, stdout_path):
-    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=ROOT)
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=open(stdout_path, 'w'),
-                            stderr=subprocess.PIPE, text=True)
+@pytest.fixture
+def start():
+    """``start(cmd, stdout_path)``: a training process, killed at the end of the test if the
+    test failed before interrupting it (it would otherwise train on)."""
+    procs = []
+
+    def _start(cmd, stdout_path):
+        env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=ROOT)
+        procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=open(stdout_path, 'w'),
+                                      stderr=subprocess.PIPE, text=True))
+        return procs[-1]
+
+    yield _start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
 
 
 def _interrupt(proc):
@@ -38,10 +53,11 @@ def _interrupt(proc):
     return proc.returncode, err
 
 
-def test_ctrl_c_names_the_checkpoint_and_a_rerun_says_how_to_resume(toy_data_root, tmp_path):
+def test_ctrl_c_names_the_checkpoint_and_a_rerun_says_how_to_resume(
+        toy_data_root, tmp_path, start):
     work = tmp_path / 'work'
     cmd = _train_cmd(work, toy_data_root)
-    proc = _start(cmd, tmp_path / 'out1.txt')
+    proc = start(cmd, tmp_path / 'out1.txt')
     deadline = time.time() + 600
     while not glob.glob(str(work / 'epoch_*.pth')) and proc.poll() is None:
         assert time.time() < deadline, 'no checkpoint after 600 s'
@@ -57,7 +73,7 @@ def test_ctrl_c_names_the_checkpoint_and_a_rerun_says_how_to_resume(toy_data_roo
     assert last.endswith('--resume'), last
 
     # the same command again: it starts from scratch (as mmdet) but first says how to resume
-    proc = _start(cmd, tmp_path / 'out2.txt')
+    proc = start(cmd, tmp_path / 'out2.txt')
     note = ''
     for line in proc.stderr:
         if line.startswith('train.py: note: '):
