@@ -14,27 +14,11 @@
 #   python tools/model_converters/release_to_mmdet.py ks_dab_detr_swin_t.pth \
 #       ks-dab-detr_swin-t_8xb2-50e_coco.pth --source ks-detr \
 #       --config configs/ks_detr/release/ks-dab-detr-release_swin-t-p4-w7_8xb2-50e_coco.py
-_base_ = './ks-dab-detr-release_r50_8xb2-50e_coco.py'
+_base_ = ['./ks-dab-detr-release_r50_8xb2-50e_coco.py',
+          '../../_base_/backbones/swin.py']
 
 model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='SwinTransformer',
-        embed_dims=96,
-        patch_size=4,
-        depths=[2, 2, 6, 2],
-        num_heads=[3, 6, 12, 24],
-        window_size=7,
-        mlp_ratio=4,
-        qkv_bias=True,
-        qk_scale=None,
-        patch_norm=True,
-        use_abs_pos_embed=False,
-        drop_rate=0.,
-        attn_drop_rate=0.,
-        drop_path_rate=0.1,
-        out_indices=(3, ),
-        with_cp=False,
-        convert_weights=False,
-        init_cfg=None),  # every backbone tensor comes from the converted release checkpoint
+    # init_cfg=None: every backbone tensor comes from the converted release checkpoint
+    backbone=dict(_base_.swin_t_p4_w7, _delete_=True, patch_size=4, use_abs_pos_embed=False,
+                  drop_path_rate=0.1, convert_weights=False, init_cfg=None),
     neck=dict(in_channels=[768]))
