@@ -3,8 +3,4 @@
 # decoupled class loss) and TPRD's class weight 3 for both groups.
 _base_ = './d3etr_deformable-detr_r50_deformable-detr_r18_8xb2-50e_coco.py'
 
-model = dict(
-    tprd=True,
-    distiller=dict(
-        distill_losses=dict(
-            loss_adaptive=dict(loss_cls_weight=3.0), loss_fixed=dict(loss_cls_weight=3.0))))
+model = _base_.d3etr_tprd

@@ -4,7 +4,4 @@
 # loss for the Hungarian logits distillation) and TPRD's class weight 4.0.
 _base_ = './detr-distill-nocl_deformable-detr_r50_deformable-detr_r18_8xb2-50e_coco.py'
 
-model = dict(
-    tprd=True,
-    clamp_teacher_boxes=False,  # the TPRD release never clamps teacher boxes
-    distiller=dict(distill_losses=dict(loss_logits_kd=dict(loss_cls_weight=4.0))))
+model = _base_.detr_distill_tprd

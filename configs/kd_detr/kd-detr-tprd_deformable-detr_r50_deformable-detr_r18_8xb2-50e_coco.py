@@ -4,4 +4,4 @@
 # unchanged). Weights as in the TPRD release (2 / 5 / 2 for both groups).
 _base_ = './kd-detr_deformable-detr_r50_deformable-detr_r18_8xb2-50e_coco.py'
 
-model = dict(tprd=True, layer_by_layer=True)  # release pairing, as in the baseline
+model = _base_.kd_detr_tprd

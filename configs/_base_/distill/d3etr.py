@@ -17,3 +17,10 @@ d3etr = dict(
                             loss_iou_weight=2.0, normalizer='queries'),
             loss_self_attn=dict(type='AttentionMapLoss', loss_weight=1e4),
             loss_cross_attn=dict(type='AttentionMapLoss', loss_weight=1e3))))
+
+# the TPRD version (the "-tprd" configs): merged into a baseline's model; TPRD's class weight 3
+d3etr_tprd = dict(
+    tprd=True,
+    distiller=dict(
+        distill_losses=dict(
+            loss_adaptive=dict(loss_cls_weight=3.0), loss_fixed=dict(loss_cls_weight=3.0))))

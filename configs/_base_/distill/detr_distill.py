@@ -19,3 +19,9 @@ detr_distill = dict(
                                     loss_weight=1.0),
             loss_cl_kd=dict(type='QueryContrastLoss', in_channels=256, proj_channels=512,
                             temperature=0.07, loss_weight=0.2))))
+
+# the TPRD version (the "-tprd" configs): merged into a detr-distill-nocl model
+detr_distill_tprd = dict(
+    tprd=True,
+    clamp_teacher_boxes=False,  # the TPRD release never clamps teacher boxes
+    distiller=dict(distill_losses=dict(loss_logits_kd=dict(loss_cls_weight=4.0))))

@@ -18,3 +18,6 @@ kd_detr = dict(
                               loss_bbox_weight=5.0, loss_iou_weight=2.0),
             loss_specific=dict(type='KDDETRLoss', temperature=10.0, loss_cls_weight=2.0,
                                loss_bbox_weight=5.0, loss_iou_weight=2.0))))
+
+# the TPRD version (the "-tprd" configs): merged into a baseline's model
+kd_detr_tprd = dict(tprd=True, layer_by_layer=True)  # release pairing, as in the baseline

@@ -4,8 +4,4 @@
 #   configs/toy/deformable-detr_tiny-r18_1xb2-12e_toy.py
 _base_ = ['./d3etr_deformable-detr_tiny-r18_1xb2-12e_toy.py']
 
-model = dict(
-    tprd=True,
-    distiller=dict(
-        distill_losses=dict(
-            loss_adaptive=dict(loss_cls_weight=3.0), loss_fixed=dict(loss_cls_weight=3.0))))
+model = _base_.d3etr_tprd
