@@ -11,21 +11,11 @@ the file size; ``CHECKPOINT`` may be ``none`` (random weights: latency does not 
 import argparse
 import json
 import os
-import statistics
 import time
 
 import torch
 
-
-def _median_ms(fn, runs, warmup):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+from mmdet_ksdetr.utils.benchmark import interleaved_medians
 
 
 def benchmark(config, checkpoint, onnx_path, threads=(1, 0), runs=5, warmup=1):
@@ -57,10 +47,12 @@ def benchmark(config, checkpoint, onnx_path, threads=(1, 0), runs=5, warmup=1):
         opts.inter_op_num_threads = 1
         sess = ort.InferenceSession(onnx_path, opts, providers=['CPUExecutionProvider'])
         feed = {'image': image.numpy()}
-        with torch.no_grad():
-            pt = _median_ms(lambda: wrapper(image), runs, warmup)
-        rt = _median_ms(lambda: sess.run(None, feed), runs, warmup)
-        rows.append(dict(threads=n, pytorch_ms=pt, onnxruntime_ms=rt))
+        with torch.no_grad():  # wall clock: both run on n threads; interleaved runs
+            sec = interleaved_medians({'pytorch': lambda: wrapper(image),
+                                       'onnxruntime': lambda: sess.run(None, feed)},
+                                      runs=runs, warmup=warmup, clock=time.perf_counter)
+        rows.append(dict(threads=n, pytorch_ms=sec['pytorch'] * 1000,
+                         onnxruntime_ms=sec['onnxruntime'] * 1000))
     return rows, (h, w)
 
 
@@ -80,7 +72,8 @@ def main(argv=None):
     print(f'{os.path.basename(args.onnx)}: input {h}x{w}, {size:.1f} MB')
     for r in rows:
         print(f'threads {r["threads"]}: PyTorch {r["pytorch_ms"]:.0f} ms, onnxruntime '
-              f'{r["onnxruntime_ms"]:.0f} ms per image (median of {args.runs})')
+              f'{r["onnxruntime_ms"]:.0f} ms per image (median of {args.runs}, '
+              f'interleaved)')
 
 
 if __name__ == '__main__':

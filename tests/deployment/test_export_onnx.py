@@ -164,6 +164,16 @@ def test_static_shape(toy_data_root, tmp_path, capsys):
     assert np.all(x[..., 72:] == 0)
     boxes, _, _ = onnx_demo.detect(sess, meta, img)
     assert boxes.shape == (20, 4)
+    # the latency benchmark runs both on the file's input size
+    from mmdet_ksdetr.deployment.benchmark import benchmark
+    threads = torch.get_num_threads()
+    try:
+        rows, hw = benchmark(osp.join(ROOT, 'configs', rel_cfg), str(tmp_path / 'model.pth'),
+                             str(out), threads=(1, ), runs=2, warmup=0)
+    finally:
+        torch.set_num_threads(threads)
+    assert hw == (96, 128) and [r['threads'] for r in rows] == [1], rows
+    assert rows[0]['pytorch_ms'] > 0 and rows[0]['onnxruntime_ms'] > 0, rows
 
 
 def test_refusals_one_line_nothing_written(toy_data_root, tmp_path, capsys):
