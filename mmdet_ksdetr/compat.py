@@ -405,6 +405,40 @@ def fix_mmcv_attention_dropout_default():
     MultiheadAttention.__init__ = __init__
 
 
+@_once('config_pretty_text')
+def fix_config_pretty_text():
+    """mmengine 0.10.7's ``Config.pretty_text`` runs yapf over the whole config (about a second
+    for a detector) every time it is read, and every checkpoint save reads it; and it turns any
+    exception raised inside yapf into ``SyntaxError`` with a bare ``except``, so a Ctrl-C that
+    lands while a checkpoint is being saved ends as a SyntaxError traceback (or is lost) instead
+    of a ``KeyboardInterrupt``. Memoise the formatter (a pure function of text and style; the
+    last few texts are kept) and let ``KeyboardInterrupt`` through."""
+    import mmengine.config.config as config_module
+    from yapf.yapflib import yapf_api
+    cache = {}
+
+    def FormatCode(text, style_config=None, **kwargs):  # noqa: N802 (yapf's name)
+        key = (text, repr(style_config), repr(sorted(kwargs.items())))
+        if key not in cache:
+            if len(cache) >= 8:
+                cache.pop(next(iter(cache)))
+            cache[key] = yapf_api.FormatCode(text, style_config=style_config, **kwargs)
+        return cache[key]
+
+    config_module.FormatCode = FormatCode
+    original = config_module.Config.pretty_text
+
+    def pretty_text(self):
+        try:
+            return original.fget(self)
+        except SyntaxError as e:
+            if isinstance(e.__context__, KeyboardInterrupt):
+                raise e.__context__ from None
+            raise
+
+    config_module.Config.pretty_text = property(pretty_text, doc=original.__doc__)
+
+
 def apply_all():
     """Apply every shim; safe to call more than once."""
     patch_mmrazor_quantization_import()
@@ -412,3 +446,4 @@ def apply_all():
     patch_cpu_distributed()
     register_config_package()
     fix_mmcv_attention_dropout_default()
+    fix_config_pretty_text()

@@ -189,3 +189,29 @@ def test_attention_dropout_argument_does_not_leak_into_later_attentions():
     assert later.dropout_layer.p == 0.0
     given = MultiheadAttention(16, 2, 0.0, 0.0, dict(type='Dropout', drop_prob=0.2))
     assert given.dropout_layer.p == 0.2
+
+
+def test_config_text_is_formatted_once_and_ctrl_c_is_not_a_syntax_error(monkeypatch):
+    import mmengine.config.config as config_module
+    from mmengine.config import Config
+    from yapf.yapflib import yapf_api
+    calls = []
+    format_code = yapf_api.FormatCode
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return format_code(*args, **kwargs)
+
+    monkeypatch.setattr(yapf_api, 'FormatCode', counting)
+    cfg = Config(dict(model=dict(type='Unique', seed=int.from_bytes(os.urandom(4), 'big'))))
+    first = cfg.pretty_text
+    assert cfg.pretty_text == first and len(calls) == 1  # every checkpoint save reads it
+    cfg.model.seed += 1  # a changed config is formatted anew
+    assert cfg.pretty_text != first and len(calls) == 2
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(config_module, 'FormatCode', interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        cfg.pretty_text

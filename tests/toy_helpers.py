@@ -5,6 +5,15 @@ import os.path as osp
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = osp.join(ROOT, 'configs')
 TOOLS = osp.join(ROOT, 'tools')
+# the opt-in slow tier: end-to-end runs whose mechanism a faster default test already covers
+SLOW_TIER = os.environ.get('MMDET_KSDETR_SLOW') == '1'
+
+
+def slow(reason):
+    """``@slow('why')``: runs only with ``MMDET_KSDETR_SLOW=1`` (README "Test")."""
+    import pytest
+    return pytest.mark.skipif(not SLOW_TIER, reason=f'{reason}: set MMDET_KSDETR_SLOW=1')
+
 
 # the five stock mmdet DETR variants as toy configs (relative to configs/)
 TOY_DETRS = {

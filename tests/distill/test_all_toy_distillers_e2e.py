@@ -9,14 +9,14 @@ the DETRDistill case in test_detr_distill_e2e.py; docs/tprd.md lists the last fu
 """
 import copy
 import glob
-import os
 import os.path as osp
 import re
 
 import pytest
 import torch
 from mmengine.config import Config
-from toy_helpers import CONFIGS, build_toy_model, free_port, run_tool, toy_data_cfg_options
+from toy_helpers import (CONFIGS, build_toy_model, free_port, run_tool, slow,
+                         toy_data_cfg_options)
 
 DISTILLER_TYPES = ('DETRDistill', 'KDDETR', 'D3ETR', 'QSKD', 'DETRFeatureKD', 'CrossKD')
 DISTILLER_PREFIXES = ('detr-distill', 'kd-detr', 'd3etr', 'qskd', 'fitnet', 'mgd', 'fgd',
@@ -25,8 +25,7 @@ TOY_DISTILL_CONFIGS = sorted(
     p for p in glob.glob(osp.join(CONFIGS, 'toy', '**', '*.py'), recursive=True)
     if osp.basename(p).split('_')[0].replace('-tprd', '') in DISTILLER_PREFIXES)
 
-slow = pytest.mark.skipif(os.environ.get('MMDET_KSDETR_SLOW') != '1',
-                          reason='slow end-to-end sweep: set MMDET_KSDETR_SLOW=1')
+slow_sweep = slow('slow end-to-end sweep')
 
 
 def test_sweep_lists_every_toy_distiller():
@@ -41,7 +40,7 @@ def test_sweep_lists_every_toy_distiller():
         assert any(n.startswith(prefix + '_') for n in names), (prefix, names)
 
 
-@slow
+@slow_sweep
 @pytest.mark.parametrize('cfg_path', TOY_DISTILL_CONFIGS, ids=osp.basename)
 def test_toy_distiller_train_transfer_test(cfg_path, toy_data_root, tmp_path):
     cfg = Config.fromfile(cfg_path)

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
-from toy_helpers import CONFIGS, ROOT, TOOLS, free_port, run_tool
+from toy_helpers import CONFIGS, ROOT, TOOLS, free_port, run_tool, slow
 
 from mmdet_ksdetr.engine.auto_resume import resume_problem
 from mmdet_ksdetr.utils.checks import load_checkpoint_safely
@@ -171,9 +171,10 @@ def test_kill_during_save_then_auto_resume_past_broken_files(tiny_toy, tmp_path)
 
 @pytest.mark.parametrize('name,procs,kill_at', [
     ('deformable', 2, 3),  # tools/dist_train.sh ... 2 (gloo): 2 iterations per epoch
-    ('ks', 1, 6),
-    ('dino', 1, 5),  # DINO denoising queries
-    ('distill', 1, 7),
+    pytest.param('ks', 1, 6, marks=slow('resume of a KS run (the mechanism: deformable, dino)')),
+    ('dino', 1, 5),  # DINO denoising queries: the random state is restored
+    pytest.param('distill', 1, 7,
+                 marks=slow('resume of a distillation run (the mechanism: deformable, dino)')),
 ])
 def test_kill_mid_training_and_resume_is_exact(tiny_toy, tmp_path, name, procs, kill_at):
     """kill -9 after iteration ``kill_at`` (epoch 2), ``--resume``: the same weights and the

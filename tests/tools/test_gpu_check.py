@@ -8,12 +8,11 @@ machine (470 s of CPU time). The CI tests here: 84 s on a lightly loaded 2-core 
 """
 import glob
 import json
-import os
 import os.path as osp
 import sys
 
 import pytest
-from toy_helpers import CONFIGS, ROOT, TOOLS, run_tool
+from toy_helpers import CONFIGS, ROOT, TOOLS, run_tool, slow
 
 TOOL = osp.join(TOOLS, 'misc', 'gpu_check.py')
 # one (cheap) config per family: the five baselines' folder, KS, DAC and each distiller
@@ -24,8 +23,7 @@ ONE_PER_FAMILY = ['dab-detr_tiny-r18_1xb2-12e_toy.py', 'ks_detr/ks-dab-detr_*',
 FAMILIES = sorted({'baselines'} | {osp.basename(osp.dirname(p))
                                    for p in glob.glob(osp.join(CONFIGS, 'toy', '*', '*.py'))})
 
-slow = pytest.mark.skipif(os.environ.get('MMDET_KSDETR_SLOW') != '1',
-                          reason='every toy config: set MMDET_KSDETR_SLOW=1')
+slow_sweep = slow('every toy config')
 
 
 def gpu_check(args, tmp_path):
@@ -129,7 +127,7 @@ def test_msda_comparison_detects_a_difference(monkeypatch):
         tool.msda_cuda_vs_cpu()
 
 
-@slow
+@slow_sweep
 def test_every_toy_config_on_cpu(toy_data_root, tmp_path):
     res, result = gpu_check(['--data-root', toy_data_root], tmp_path)
     assert res.returncode == 0, res.stdout[-5000:]

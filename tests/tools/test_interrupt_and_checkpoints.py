@@ -28,6 +28,10 @@ def _train_cmd(work, data_root):
             *toy_data_cfg_options(data_root)]
 
 
+def _default_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture
 def start():
     """``start(cmd, stdout_path)``: a training process, killed at the end of the test if the
@@ -36,8 +40,11 @@ def start():
 
     def _start(cmd, stdout_path):
         env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=ROOT)
+        # Ctrl-C as a user's terminal sends it: a pytest-xdist worker ignores SIGINT, and an
+        # ignored signal stays ignored in its children (train.py would never see the Ctrl-C)
         procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=open(stdout_path, 'w'),
-                                      stderr=subprocess.PIPE, text=True))
+                                      stderr=subprocess.PIPE, text=True,
+                                      preexec_fn=_default_sigint))
         return procs[-1]
 
     yield _start

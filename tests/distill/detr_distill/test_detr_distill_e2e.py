@@ -11,7 +11,7 @@ import pickle
 import sys
 
 import torch
-from toy_helpers import CONFIGS, free_port, run_tool, toy_data_cfg_options
+from toy_helpers import CONFIGS, free_port, run_tool, slow, toy_data_cfg_options
 
 TEACHER_CFG = osp.join(CONFIGS, 'toy', 'deformable-detr_tiny-r18_1xb2-12e_toy.py')
 DISTILL_CFG = osp.join(CONFIGS, 'toy', 'detr_distill',
@@ -32,6 +32,7 @@ def _load_preds(path):
     return {p['img_id']: p['pred_instances'] for p in preds}
 
 
+@slow('DETRDistill train / convert / test (the all-distillers sweep runs it too)')
 def test_toy_distill_train_convert_test_same_map(toy_data_root, tmp_path):
     ann = osp.join(toy_data_root, 'annotations', 'instances_val.json')
     data = toy_data_cfg_options(toy_data_root)

@@ -11,7 +11,7 @@ from mmdet.models.detectors import DINO
 from mmengine.registry import init_default_scope
 from mmengine.runner import load_checkpoint
 from toy_helpers import (CONFIGS, TOOLS, assert_same_detections, build_toy, free_port,
-                         load_toy_config, predict_both, run_tool, toy_batch,
+                         load_toy_config, predict_both, run_tool, slow, toy_batch,
                          toy_data_cfg_options, toy_inputs, work_dir_log)
 
 DAC_CFG = 'toy/dac_detr/dac-dino-cdn-ice-4scale_tiny-r18_1xb2-12e_toy.py'
@@ -160,6 +160,7 @@ def test_wrong_head_is_a_clear_error(toy_data_root):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='CPU gloo workflow')
+@slow('2-process DAC training (pth_transfer + stock DINO predict: the faster tests here)')
 def test_dist_train_then_stock_dino_tests_the_checkpoint(toy_data_root, tmp_path):
     """tools/dist_train.sh trains the DAC toy config on 2 CPU processes; tools/test.py gives
     the same COCO metrics for its checkpoint with the DAC config and the stock DINO config."""
