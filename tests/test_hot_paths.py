@@ -1,16 +1,23 @@
 """The fast forms of the training hot paths give the outputs of straightforward references
-written here (DKD, GT token mask, triple attention, distillation matching cost)."""
+written here (DKD, GT token mask, triple attention, distillation matching cost), and the QSKD
+feature loss that of hot_paths.py's transcription of the release."""
 import math
+import os.path as osp
+import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
 from mmdet.structures.bbox import bbox_cxcywh_to_xyxy, bbox_overlaps
+from toy_helpers import ROOT
 
 from mmdet_ksdetr.distill.core import distill_matcher as dm
 from mmdet_ksdetr.distill.tprd.decoupled_kd_loss import decoupled_kd_loss
 from mmdet_ksdetr.models.ks_detr.ks_gt_mask import level_masks, rasterize_boxes
 from mmdet_ksdetr.models.ks_detr.ks_triple_attention import KSMultiheadTripleAttention
+
+sys.path.insert(0, osp.join(ROOT, 'tools', 'analysis_tools'))
+import hot_paths  # noqa: E402
 
 
 def _ref_dkd(zs, zt, labels, T, alpha, beta):
@@ -151,3 +158,22 @@ def test_matcher_cost_chunks_equal_one_block(monkeypatch):
            5 * torch.cdist(args[1], args[3], p=1) -
            2 * bbox_overlaps(s_xyxy, t_xyxy, mode='giou'))
     torch.testing.assert_close(chunked, ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('n_selected', [7, 0])
+@pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
+def test_qskd_feature_loss_equals_release_transcription(dtype, n_selected):
+    """hot_paths.py's plain-torch form of the TPRD release's QSKD feature loss (one dense map per
+    query, mean over the selected ones, peak normalisation, MSE of the masked memories) gives
+    our loss and gradient (two layers, three levels, points outside the map; no selected query:
+    zero). The masks are float32 in both dtypes (the splat accumulates in float32)."""
+    ours, release, (fs, ) = hot_paths.path_qskd(
+        torch.Generator().manual_seed(0), levels=[(6, 9), (3, 5), (2, 3)], layers=2, queries=20,
+        n_selected=n_selected, dims=8, dtype=dtype)
+    got = ours()
+    (g_got, ) = torch.autograd.grad(got, fs)
+    ref = release()
+    (g_ref, ) = torch.autograd.grad(ref, fs)
+    assert got.dtype == ref.dtype == dtype and (float(ref.detach()) > 0.1) == (n_selected > 0)
+    torch.testing.assert_close(got, ref, rtol=1e-6, atol=1e-9)
+    torch.testing.assert_close(g_got, g_ref, rtol=1e-6, atol=1e-9)

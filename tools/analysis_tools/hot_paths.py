@@ -1,18 +1,24 @@
-"""Time the hot paths of the KS-DETR, DETRDistill and TPRD training steps at realistic sizes.
+"""Time the hot paths of the KS-DETR, DETRDistill, TPRD and QSKD training steps at realistic
+sizes.
 
-    python tools/analysis_tools/hot_paths.py [--paths dkd gt_mask triple_attn hungarian_kd] \
-        [--runs 9] [--release] [--threads 1]
+    python tools/analysis_tools/hot_paths.py \
+        [--paths dkd gt_mask triple_attn hungarian_kd qskd] [--runs 9] [--release] [--threads 1]
 
 Sizes: batch 2, 6 decoder layers, 300 queries, 80 classes, an 800x1333 input (the KS encoder
 layer sees its 25x42 stride-32 tokens, the GT mask is built for the four levels of strides 8-64,
-15 GT boxes per image; TPRD has 15 positive pairs per image and layer).
+15 GT boxes per image; TPRD has 15 positive pairs per image and layer; QSKD's encoder memory
+has the 22223 tokens of the four levels, 256 channels, and 100 selected teacher queries per
+image and layer: 15 positives and 85 hard negatives).
 
 * ``dkd``: TPRD's decoupled class KD over the matched pairs of every layer;
 * ``gt_mask``: KS-DETR's GT foreground token mask (forward only: it has no gradient);
 * ``triple_attn``: KS-DETR's triple attention (student + two teacher streams, 256 dims,
   8 heads, with a key padding mask);
 * ``hungarian_kd``: DETRDistill's Hungarian logits KD (matching of every layer and image,
-  then the class / L1 / GIoU losses).
+  then the class / L1 / GIoU losses);
+* ``qskd``: QSKD's attention-guided feature loss of every decoder layer (the mask splatted
+  from the teacher's deformable cross-attention, 8 heads, 4 levels, 4 points, then the masked
+  MSE of the encoder memories; gradient to the student memory).
 
 Each is timed in process CPU time (``time.process_time``: robust to other jobs on the
 machine), forward and forward + backward, median of ``--runs``. ``--release`` also times a
@@ -33,7 +39,7 @@ from scipy.optimize import linear_sum_assignment  # noqa: E402
 
 from mmdet_ksdetr.utils.benchmark import interleaved_medians  # noqa: E402
 
-PATHS = ('dkd', 'gt_mask', 'triple_attn', 'hungarian_kd')
+PATHS = ('dkd', 'gt_mask', 'triple_attn', 'hungarian_kd', 'qskd')
 L, B, Q, C = 6, 2, 300, 80
 IMG = (800, 1333)
 LEVELS = [(100, 167), (50, 84), (25, 42), (13, 21)]
@@ -167,6 +173,39 @@ def release_hungarian_kd(s_logits, s_boxes, t_probs, t_boxes, factors):
     return total
 
 
+def release_qskd_feature_loss(fs, ft, weights, locations, shapes, sel_idx, sel_giou):
+    """TPRD release (QSKD): every teacher query's cross-attention splatted on the token grid as
+    one (B, Q, S) map (each sampling point's weight shared among its 4 neighbour cells by the
+    area to the opposite corner, cells outside dropped), per image the mean over the selected
+    queries of (1 + GIoU) x map, divided by its maximum (at least 0.01), then the MSE of the
+    masked teacher and student memories."""
+    Bn, Qn, H, Lv, P = weights.shape
+    sizes = shapes[:, 0] * shapes[:, 1]
+    starts = torch.cat([sizes.new_zeros(1), sizes.cumsum(0)[:-1]])
+    # (level, point, head) on one axis, as the release flattens them
+    loc = locations.permute(0, 1, 3, 4, 2, 5).flatten(2, 4)
+    w = weights.permute(0, 1, 3, 4, 2).flatten(2, 4)
+    wh = shapes.flip(-1).repeat_interleave(P * H, 0)  # (w, h) of each entry's level
+    width, start = wh[:, 0], starts.repeat_interleave(P * H)
+    xy = loc * wh
+    low = xy.floor().long()
+    maps = torch.zeros(Bn, Qn, int(sizes.sum()), dtype=weights.dtype)
+    for dx, dy in ((0, 0), (0, 1), (1, 0), (1, 1)):
+        cell = low + torch.tensor([dx, dy])
+        opposite = low + torch.tensor([1 - dx, 1 - dy])
+        share = (xy - opposite).prod(-1) * (1 if dx == dy else -1)
+        valid = ((cell >= 0) & (cell < wh)).all(-1)
+        idx = torch.where(valid, cell[..., 1] * width + cell[..., 0] + start, 0)
+        maps.scatter_add_(2, idx, torch.where(valid, w * share, 0))
+    mask = torch.zeros(Bn, maps.shape[2], dtype=weights.dtype)
+    for b in range(Bn):
+        if len(sel_idx[b]):
+            mask[b] = (maps[b, sel_idx[b]] * (1 + sel_giou[b])[:, None]).mean(0)
+    mask = mask / mask.max(-1)[0].clamp(min=1e-2)[:, None]
+    m = mask[..., None]
+    return F.mse_loss(ft * m, fs * m)
+
+
 # ------------------------------------------------------------------------- the paths
 def path_dkd(gen):
     from mmdet_ksdetr.distill.tprd.decoupled_kd_loss import decoupled_kd_loss
@@ -226,6 +265,40 @@ def path_hungarian_kd(gen):
 
     return ours, lambda: release_hungarian_kd(s_logits, s_boxes, t_probs, t_boxes,
                                               factors), [s_logits, s_boxes]
+
+
+def path_qskd(gen, levels=LEVELS, layers=L, queries=Q, n_selected=100, dims=256,
+              dtype=torch.float32):
+    from mmdet_ksdetr.distill.qskd.qskd_feature_loss import AttnGuidedFeatureLoss
+    H, Lv, P = 8, len(levels), 4
+    shapes = torch.tensor(levels)
+    S = int((shapes[:, 0] * shapes[:, 1]).sum())
+    fs = torch.randn(B, S, dims, generator=gen, dtype=dtype).requires_grad_()
+    ft = torch.randn(B, S, dims, generator=gen, dtype=dtype)
+    weights = torch.randn(layers, B, queries, H, Lv * P, generator=gen, dtype=dtype).softmax(-1)
+    weights = weights.view(layers, B, queries, H, Lv, P)
+    # sampling points around the image, a few outside it
+    locations = torch.rand(layers, B, queries, H, Lv, P, 2, generator=gen, dtype=dtype)
+    locations = locations * 1.1 - 0.05
+    sel_idx = [[torch.randperm(queries, generator=gen)[:n_selected] for _ in range(B)]
+               for _ in range(layers)]
+    sel_giou = [[torch.rand(n_selected, generator=gen, dtype=dtype) * 0.95 + 0.01
+                 for _ in range(B)] for _ in range(layers)]
+    qw = torch.zeros(layers, B, queries, dtype=dtype)
+    for l in range(layers):
+        for i in range(B):
+            qw[l, i, sel_idx[l][i]] = 1 + sel_giou[l][i]
+    loss = AttnGuidedFeatureLoss(loss_weight=1.0)
+
+    def ours():
+        return sum(loss(fs, ft, weights[l], locations[l], shapes, qw[l], qw[l] > 0)
+                   for l in range(layers))
+
+    def release():
+        return sum(release_qskd_feature_loss(fs, ft, weights[l], locations[l], shapes,
+                                             sel_idx[l], sel_giou[l]) for l in range(layers))
+
+    return ours, release, [fs]
 
 
 def _outputs(out):
