@@ -4,12 +4,16 @@ from typing import List, Sequence, Union
 import torch
 from mmrazor.registry import MODELS
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
-__all__ = ['AttnGuidedFeatureLoss', 'splat_attention']
+__all__ = ['AttnGuidedFeatureLoss', 'masked_squared_error', 'splat_attention']
 
 SPLATS = ('bilinear', 'nearest')
 NORMALIZERS = ('all_levels', 'per_level')
 FEATURES = ('memory', 'neck')
+# CPU: feature elements per block of the masked squared error (1 MiB of float32: the block's
+# difference stays in cache instead of a (B, S, D) temporary going through memory)
+CPU_BLOCK_ELEMENTS = 1 << 18
 
 
 def _corners(grid_x: Tensor, grid_y: Tensor, mode: str):
@@ -68,6 +72,70 @@ def splat_attention(weights: Tensor, locations: Tensor, spatial_shapes: Tensor,
         return dense
     return [d.view(B, int(h), int(w_)) for d, (h, w_) in
             zip(dense.split(sizes_host, dim=1), hw_host)]
+
+
+def _blocks(feats: Tensor, channel_dim: int):
+    """Index tuples covering ``feats`` (B, S, D) (``channel_dim=2``) or (B, D, S)
+    (``channel_dim=1``): on the CPU one image and about ``CPU_BLOCK_ELEMENTS`` elements each
+    (whole channel vectors), elsewhere the whole tensor."""
+    B, S = feats.shape[0], feats.shape[3 - channel_dim]
+    if feats.device.type != 'cpu':
+        return [(slice(None), ) * 3]
+    step = max(1, CPU_BLOCK_ELEMENTS // feats.shape[channel_dim])
+    tokens = [slice(i, min(i + step, S)) for i in range(0, S, step)]
+    if channel_dim == 2:
+        return [(b, t, slice(None)) for b in range(B) for t in tokens]
+    return [(b, slice(None), t) for b in range(B) for t in tokens]
+
+
+class _MaskedSquaredError(torch.autograd.Function):
+    """``sum(weight * |fs - ft|^2) / fs.numel()``, the squared norm over the channel dim.
+
+    The forward keeps only the (B, S) squared distances (the channel differences are made block
+    by block, see :func:`_blocks`) and saves no new tensor; the backward writes
+    ``2 * weight * (fs - ft) * grad / fs.numel()`` straight into the gradient. Autograd on
+    ``((m * fs - m * ft)**2).mean()`` instead makes and saves four (B, S, D) tensors and walks
+    four more in the backward. ``weight`` (B, S) sets the accumulation dtype (float32 at least:
+    float16 features)."""
+
+    @staticmethod
+    def forward(ctx, fs: Tensor, ft: Tensor, weight: Tensor, channel_dim: int) -> Tensor:
+        dist = torch.empty_like(weight)  # squared norms of fs - ft, filled block by block
+        buf = None
+        for idx in _blocks(fs, channel_dim):
+            a = fs[idx]
+            if buf is None:  # the first block is the largest
+                buf = torch.empty_like(a)
+            diff = torch.sub(a, ft[idx], out=buf[tuple(slice(n) for n in a.shape)])
+            dist[idx[:1] + idx[3 - channel_dim:4 - channel_dim]] = torch.linalg.vector_norm(
+                diff, dim=channel_dim - fs.dim(), dtype=dist.dtype)
+        ctx.save_for_backward(fs, ft, weight)
+        ctx.channel_dim = channel_dim
+        return (dist.square_() * weight).sum() / fs.numel()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor):
+        if not ctx.needs_input_grad[0]:
+            return None, None, None, None
+        fs, ft, weight = ctx.saved_tensors
+        scale = (weight * grad * 2.0 / fs.numel()).unsqueeze(ctx.channel_dim)
+        out = torch.empty_like(fs, memory_format=torch.contiguous_format)
+        for idx in _blocks(fs, ctx.channel_dim):
+            torch.sub(fs[idx], ft[idx], out=out[idx]).mul_(scale[idx])
+        return out, None, None, None
+
+
+def masked_squared_error(fs: Tensor, ft: Tensor, mask: Tensor, channel_dim: int = 2) -> Tensor:
+    """``((mask * fs - mask * ft.detach())**2).mean()`` with ``mask`` broadcast over the
+    channels, computed as ``sum(mask^2 * |fs - ft|^2) / fs.numel()`` with a cheap backward.
+
+    Args:
+        fs, ft: (B, S, D) (``channel_dim=2``) or (B, D, S) (``channel_dim=1``), equal shapes.
+        mask: (B, S). Returns a scalar of ``fs.dtype``; no gradient to ``ft`` or ``mask``.
+    """
+    weight = mask.detach().to(torch.promote_types(fs.dtype, torch.float32)).square()
+    return _MaskedSquaredError.apply(fs, ft.detach(), weight, channel_dim).to(fs.dtype)
 
 
 @MODELS.register_module()
@@ -149,8 +217,7 @@ class AttnGuidedFeatureLoss(nn.Module):
                              f'encoder memories must both be (B, S, D) with S = '
                              f'{mask.shape[1]} tokens of the attention levels (equal embed '
                              f'dims and feature levels), got {shape(fs)} vs {shape(ft)}')
-        m = mask[..., None].to(fs.dtype)
-        return ((m * fs - m * ft.detach())**2).mean()
+        return masked_squared_error(fs, ft, mask)
 
     @staticmethod
     def _neck_loss(student_feats, teacher_feats, masks) -> Tensor:
@@ -167,6 +234,6 @@ class AttnGuidedFeatureLoss(nn.Module):
                              f'feature maps {[tuple(f.shape[-2:]) for f in student_feats]}')
         loss = student_feats[0].new_zeros(())
         for m, fs, ft in zip(masks, student_feats, teacher_feats):
-            m = m[:, None].to(fs.dtype)
-            loss = loss + ((m * fs - m * ft.detach())**2).mean()
+            loss = loss + masked_squared_error(fs.flatten(2), ft.flatten(2), m.flatten(1),
+                                               channel_dim=1)
         return loss

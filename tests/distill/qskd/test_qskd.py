@@ -5,9 +5,11 @@ import pytest
 import torch
 from toy_helpers import build_toy, perturb_parameters, toy_inputs
 
+from mmdet_ksdetr.distill.qskd import qskd_feature_loss
 from mmdet_ksdetr.distill.qskd.qskd import (_feature_query_weights, _giou_to_gt, _max_giou_to_gt,
                                             _query_of_gt)
-from mmdet_ksdetr.distill.qskd.qskd_feature_loss import AttnGuidedFeatureLoss, splat_attention
+from mmdet_ksdetr.distill.qskd.qskd_feature_loss import (AttnGuidedFeatureLoss,
+                                                         masked_squared_error, splat_attention)
 from mmdet_ksdetr.distill.tprd.refinement import gt_from_data_samples, pad_gt
 
 CFG = 'toy/qskd/qskd_deformable-detr_tiny-r18_1xb2-12e_toy.py'
@@ -153,6 +155,53 @@ def test_feature_loss_rejects_mismatched_memory():
         loss(fs[:, :5], ft[:, :5], w, loc, shapes, torch.ones(1, 1))
     with pytest.raises(ValueError, match='splat must be one of'):
         AttnGuidedFeatureLoss(splat='area')
+
+
+@pytest.mark.parametrize('block', [1 << 18, 7, 1])
+@pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
+@pytest.mark.parametrize('channel_dim', [2, 1])
+def test_masked_squared_error_equals_masked_mse(monkeypatch, block, dtype, channel_dim):
+    """The per-token form (blocks of 7 and 1 elements: several blocks per image, a short last
+    one) gives the masked MSE ``((m * fs - m * ft)**2).mean()`` and its gradient; none reaches
+    the teacher or the mask. Memory layout (B, S, D) and neck layout (B, D, S)."""
+    monkeypatch.setattr(qskd_feature_loss, 'CPU_BLOCK_ELEMENTS', block)
+    g = torch.Generator().manual_seed(0)
+    shape = (2, 11, 3) if channel_dim == 2 else (2, 3, 11)
+    fs = torch.randn(*shape, generator=g, dtype=dtype).requires_grad_()
+    ft = torch.randn(*shape, generator=g, dtype=dtype).requires_grad_()
+    mask = torch.rand(2, 11, generator=g).requires_grad_()
+    got = masked_squared_error(fs, ft, mask, channel_dim)
+    (g_got, ) = torch.autograd.grad(got, fs)
+    m = mask.detach().unsqueeze(channel_dim).to(dtype)
+    ref = ((m * fs - m * ft.detach())**2).mean()
+    (g_ref, ) = torch.autograd.grad(ref, fs)
+    assert got.dtype == dtype
+    torch.testing.assert_close(got, ref)
+    torch.testing.assert_close(g_got, g_ref)
+    assert torch.autograd.grad(got, [ft, mask], allow_unused=True) == (None, None)
+
+
+@pytest.mark.parametrize('channel_dim', [2, 1])
+def test_masked_squared_error_gradcheck(monkeypatch, channel_dim):
+    monkeypatch.setattr(qskd_feature_loss, 'CPU_BLOCK_ELEMENTS', 5)
+    g = torch.Generator().manual_seed(1)
+    shape = (2, 9, 4) if channel_dim == 2 else (2, 4, 9)
+    fs = torch.randn(*shape, generator=g, dtype=torch.float64).requires_grad_()
+    ft = torch.randn(*shape, generator=g, dtype=torch.float64)
+    mask = torch.rand(2, 9, generator=g, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda x: masked_squared_error(x, ft, mask, channel_dim),
+                                    (fs, ))
+
+
+def test_masked_squared_error_half_accumulates_in_float32():
+    """float16 features: the squared norm of 256 channels of difference 16 (65536) overflows
+    float16, the float32 accumulation does not; the result is float16 (1 after the mean)."""
+    fs = torch.zeros(1, 2, 256, dtype=torch.float16, requires_grad=True)
+    ft = torch.full((1, 2, 256), 16.0, dtype=torch.float16)
+    loss = masked_squared_error(fs, ft, torch.full((1, 2), 1 / 16))
+    assert loss.dtype == torch.float16 and float(loss.detach()) == 1.0
+    loss.backward()
+    assert fs.grad.dtype == torch.float16 and torch.isfinite(fs.grad).all()
 
 
 def test_positive_weight_uses_matched_gt():
