@@ -12,7 +12,8 @@ SPLATS = ('bilinear', 'nearest')
 NORMALIZERS = ('all_levels', 'per_level')
 FEATURES = ('memory', 'neck')
 # CPU: feature elements per block of the masked squared error (1 MiB of float32: the block's
-# difference stays in cache instead of a (B, S, D) temporary going through memory)
+# difference stays in cache instead of a (B, S, D) temporary going through memory); None: the
+# whole tensor in one block, as on other devices
 CPU_BLOCK_ELEMENTS = 1 << 18
 
 
@@ -77,9 +78,9 @@ def splat_attention(weights: Tensor, locations: Tensor, spatial_shapes: Tensor,
 def _blocks(feats: Tensor, channel_dim: int):
     """Index tuples covering ``feats`` (B, S, D) (``channel_dim=2``) or (B, D, S)
     (``channel_dim=1``): on the CPU one image and about ``CPU_BLOCK_ELEMENTS`` elements each
-    (whole channel vectors), elsewhere the whole tensor."""
+    (whole channel vectors), elsewhere (or ``CPU_BLOCK_ELEMENTS=None``) the whole tensor."""
     B, S = feats.shape[0], feats.shape[3 - channel_dim]
-    if feats.device.type != 'cpu':
+    if feats.device.type != 'cpu' or CPU_BLOCK_ELEMENTS is None:
         return [(slice(None), ) * 3]
     step = max(1, CPU_BLOCK_ELEMENTS // feats.shape[channel_dim])
     tokens = [slice(i, min(i + step, S)) for i in range(0, S, step)]

@@ -157,13 +157,14 @@ def test_feature_loss_rejects_mismatched_memory():
         AttnGuidedFeatureLoss(splat='area')
 
 
-@pytest.mark.parametrize('block', [1 << 18, 7, 1])
+@pytest.mark.parametrize('block', [None, 1 << 18, 7, 1])
 @pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
 @pytest.mark.parametrize('channel_dim', [2, 1])
 def test_masked_squared_error_equals_masked_mse(monkeypatch, block, dtype, channel_dim):
-    """The per-token form (blocks of 7 and 1 elements: several blocks per image, a short last
-    one) gives the masked MSE ``((m * fs - m * ft)**2).mean()`` and its gradient; none reaches
-    the teacher or the mask. Memory layout (B, S, D) and neck layout (B, D, S)."""
+    """The per-token form (the whole tensor at once as on a GPU, one block per image, blocks of 7
+    and 1 elements: several blocks per image, a short last one) gives the masked MSE
+    ``((m * fs - m * ft)**2).mean()`` and its gradient; none reaches the teacher or the mask.
+    Memory layout (B, S, D) and neck layout (B, D, S)."""
     monkeypatch.setattr(qskd_feature_loss, 'CPU_BLOCK_ELEMENTS', block)
     g = torch.Generator().manual_seed(0)
     shape = (2, 11, 3) if channel_dim == 2 else (2, 3, 11)
