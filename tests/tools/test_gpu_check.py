@@ -134,3 +134,25 @@ def test_every_toy_config_on_cpu(toy_data_root, tmp_path):
     configs = {r['config'] for r in result['rows']} - {'-'}
     assert len(configs) == len(glob.glob(osp.join(CONFIGS, 'toy', '**', '*.py'),
                                          recursive=True))
+
+
+def test_overhead_option_runs_the_suites_with_a_table(tmp_path, monkeypatch):
+    """``--overhead ks_detr`` runs overhead.py's suite on the check's device with its markdown
+    table in the work dir (the full-size run itself is a GPU job, not a test)."""
+    sys.path.insert(0, osp.join(TOOLS, 'misc'))
+    import gpu_check as tool
+    args = tool.parse_args(['--device', 'cpu', '--overhead', 'ks_detr', 'kd_detr'])
+    args.work_dir = str(tmp_path)
+    seen = []
+
+    def run_logged(cmd, log_path, env=None):
+        seen.append(cmd)
+        open(cmd[cmd.index('--table') + 1], 'w').write('| config |\n')
+
+    monkeypatch.setattr(tool, 'run_logged', run_logged)
+    detail = tool.overhead_tables(args, str(tmp_path / 'overhead.log'))
+    [cmd] = seen
+    assert cmd[1].endswith('overhead.py') and cmd[2:5] == ['--suite', 'ks_detr', 'kd_detr']
+    assert cmd[cmd.index('--device') + 1] == 'cpu' and '--threads' in cmd
+    assert detail == f'table in {tmp_path / "overhead.md"}'
+    assert (tmp_path / 'overhead.md').read_text() == '| config |\n'

@@ -5,6 +5,7 @@ and keeps its speed ratio, and the KS deformable attention's CUDA kernel agrees 
                                    [--families FAMILY ...] [--iters 2] [--skip-timing]
                                    [--checks train amp dist predict timing msda]
                                    [--data-root DIR] [--work-dir DIR] [--out result.json]
+                                   [--overhead PAPER ...]
 
 Per toy config (``configs/toy/*.py``: family ``baselines``; ``configs/toy/<family>/*.py``;
 distillers get a random teacher, ``model.teacher_ckpt=None``):
@@ -23,6 +24,10 @@ distillers get a random teacher, ``model.teacher_ckpt=None``):
 Once: ``ks msda cuda vs cpu`` compares the outputs and gradients of
 :class:`KSMultiScaleDeformableTripleAttention` on CUDA (mmcv's compiled kernel) with the CPU
 path, in each mode (``skipped (no CUDA)`` on CPU).
+
+With ``--overhead PAPER ...`` (or ``all``): ``tools/analysis_tools/overhead.py --suite PAPER
+...`` on the full-size configs on this device (the GPU column of the docs' training-overhead
+tables); its markdown table goes to ``<work-dir>/overhead.md``.
 
 Prints a table ``config | check | status | seconds / ratio | detail`` and exits 1 if any check
 failed. The toy data is made in ``--data-root`` (default: a temporary folder). Each check's
@@ -74,6 +79,10 @@ def parse_args(argv=None):
     parser.add_argument('--work-dir', help='work dirs and logs (default: a temporary folder, '
                         'removed at the end)')
     parser.add_argument('--out', help='also write the results to this JSON file (atomically)')
+    parser.add_argument('--overhead', nargs='+', metavar='PAPER',
+                        help='also run tools/analysis_tools/overhead.py --suite PAPER ... '
+                        '(full-size configs; "all" for every paper); table in '
+                        '<work-dir>/overhead.md')
     args = parser.parse_args(argv)
     if args.iters < 1 or args.val_images < 1 or args.timing_iters < 1:
         parser.error('--iters, --val-images and --timing-iters must be >= 1')
@@ -282,6 +291,16 @@ def timing(path, args, work_dir, log_path):
     b, n = (m['train']['median_s'] for m in res['models'])
     return res['train_ratio'], n, (f'train step vs {config_name(base)}: '
                                    f'{n * 1e3:.0f} / {b * 1e3:.0f} ms')
+
+
+def overhead_tables(args, log_path):
+    """``overhead.py --suite ...`` on this device; its markdown table in
+    ``<work-dir>/overhead.md``."""
+    out = osp.join(args.work_dir, 'overhead.md')
+    cmd = [sys.executable, osp.join(BENCH, 'overhead.py'), '--suite', *args.overhead,
+           '--device', args.device, '--table', out]
+    run_logged(cmd + (['--threads', '1'] if args.device == 'cpu' else []), log_path)
+    return f'table in {out}'
 
 
 def release_cuda_memory():
@@ -535,6 +554,10 @@ def main(argv=None):
         if data['status'] == PASS:
             for family, path in configs:
                 check_config(family, path, args, report)
+        if args.overhead:
+            log = osp.join(args.work_dir, 'overhead.log')
+            report.run('-', 'overhead ' + ' '.join(args.overhead), log,
+                       lambda: overhead_tables(args, log))
         print('\n' + report.table())
         failed = report.failed()
         print(f'\n{len(failed)} of {len(report.rows)} checks failed' if failed else
