@@ -34,7 +34,7 @@ def test_ks_floor_parts_and_suite_table(capsys, monkeypatch, tmp_path):
     assert set(r['floor']) == {
         '1 extra decoder pass(es)',
         'head loss of ks_teacher_hidden_states, ks_teacher_references',
-        'GT foreground token mask', 'KS teacher attention streams'}
+        'GT foreground token mask', 'KS teacher streams of the last encoder layer'}
     assert r['floor']['1 extra decoder pass(es)'] > 0
     assert r['peak_baseline'] > 0 and r['peak_method'] > 0
     assert 'method / (baseline + floor)' in out and 'peak memory of the step' in out

@@ -8,7 +8,8 @@
   plain DAB-DETR config for KS-DAB-DETR), or, for a distillation config, its student alone.
 * ``method``: one training step of ``CONFIG``.
 * ``floor``: the method's unavoidable extra work, each part timed in isolation (forward +
-  backward) on the very inputs it received in a method step (recorded in one untimed step):
+  backward) on the very inputs it received in a method step (recorded in one untimed step),
+  in the same rounds as the two steps:
 
   - distillers: the teacher forward (no grad); the student's extra query groups (decoder and
     head); the distillation losses (``compute_distill_losses``, with the matching and TPRD's
@@ -18,8 +19,9 @@
     DAC-DETR's C-stream): the head loss with them minus without them (their read-out,
     matching and losses);
   - DAC-DETR's C-stream inside the decoder: the decoder with it minus without it;
-  - KS-DETR: the teacher streams of the triple attention (the call with the teacher input
-    minus the student-only call) and the GT foreground token mask.
+  - KS-DETR: the teacher streams of the last encoder layer (teacher input, the teacher
+    streams of the triple attention, their FFN and norms: the layer with the GT mask minus the
+    stock call) and the GT foreground token mask.
 * ``gap`` = method - baseline - floor: what our code adds beyond the method's own work, with
   the operators that make it up: self time in the method step minus the baseline step minus
   the floor's parts (``torch.profiler``, one profiled run of each).
@@ -27,7 +29,8 @@
   profiler's allocation events; GPU: ``torch.cuda.max_memory_allocated``).
 
 Both models are built with random weights (nothing downloaded) and get the same synthetic
-batches; steps are interleaved; medians of ``--iters``; process CPU time on CPU (use
+batches; every round runs both steps and each floor part once, in a rotating order; medians of
+``--iters`` rounds; process CPU time on CPU (use
 ``--threads 1``), wall time with CUDA synchronisation on a GPU. ``--suite`` runs a paper's
 full-size configs (``SUITES``) and prints one markdown table.
 """
@@ -47,8 +50,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 import torch  # noqa: E402
 
 import mmdet_ksdetr  # noqa: E402,F401  (compat + registration)
-from mmdet_ksdetr.models.ks_detr.ks_triple_attention import \
-    KSMultiheadTripleAttention  # noqa: E402
+from mmdet_ksdetr.models.ks_detr.ks_encoder_layers import (  # noqa: E402
+    KSDeformableDetrTransformerEncoderLayer, KSDetrTransformerEncoderLayer)
 from mmdet_ksdetr.utils.benchmark import (build_model, make_batches, num_classes,  # noqa: E402
                                           quiet_build_logs, sync)
 
@@ -247,9 +250,9 @@ class FloorProbes:
         rec('head_loss', self.student.bbox_head, 'loss')
         rec('base_head_loss', base_model.bbox_head, 'loss')
         rec('gt_mask', self.student, 'loss_encoder_inputs')
-        for i, m in enumerate(m for m in self.student.modules()
-                              if isinstance(m, KSMultiheadTripleAttention)):
-            rec(f'ks_attn{i}', m, 'forward')
+        ks_layers = (KSDetrTransformerEncoderLayer, KSDeformableDetrTransformerEncoderLayer)
+        for i, m in enumerate(m for m in self.student.modules() if isinstance(m, ks_layers)):
+            rec(f'ks_layer{i}', m, 'forward')
         if distiller:
             rec('distill_losses', model, 'compute_distill_losses')
             mm_distiller = model.distiller
@@ -286,12 +289,13 @@ class FloorProbes:
     def _calls(self, key):
         return self.calls[key].calls if key in self.calls else []
 
-    def measure(self, timed, teacher_forward=None):
-        """Part name -> seconds; ``timed(fn, sign=1)`` is the median time of ``fn`` (``sign``:
-        -1 for the subtracted half of a with-minus-without part)."""
-        floor = {}
+    def parts(self, teacher_forward=None):
+        """The floor's parts: ``[(name, sign, fn)]``; the part ``name`` costs the sum of
+        ``sign * time(fn)`` over its entries (``sign`` -1: the subtracted half of a
+        with-minus-without part)."""
+        parts = []
         if teacher_forward is not None:
-            floor['teacher forward (no grad)'] = timed(teacher_forward)
+            parts.append(('teacher forward (no grad)', 1, teacher_forward))
         dec = self.calls.get('decoder')
         extra = self._calls('decoder')[len(self._calls('base_decoder')):]
         if extra:
@@ -300,53 +304,49 @@ class FloorProbes:
             def decode(a, k):
                 out = dec.fn(*a, **k)
                 return head_forward(self.student, out) if self.distiller else out
-            what = 'decoder + head' if self.distiller else 'decoder'
-            floor[f'{len(extra)} extra {what} pass(es)'] = sum(
-                timed(lambda a=a, k=k: _backward(decode(a, k))) for a, k in extra)
+            name = f'{len(extra)} extra {"decoder + head" if self.distiller else "decoder"} ' \
+                   f'pass(es)'
+            parts += [(name, 1, lambda a=a, k=k: _backward(decode(a, k))) for a, k in extra]
         if getattr(self.student, 'with_c_stream', False) and dec is not None:
-            total = 0.0
-            for a, k in self._calls('decoder'):
-                with_c = timed(lambda: _backward(dec.fn(*a, **k)))
+            def without_c(a, k):
                 self.student.with_c_stream = False
                 try:
-                    without = timed(lambda: _backward(dec.fn(*a, **k)), sign=-1)
+                    _backward(dec.fn(*a, **k))
                 finally:
                     self.student.with_c_stream = True
-                total += with_c - without
-            floor['C-stream in the decoder'] = total
+            for a, k in self._calls('decoder'):
+                parts.append(('C-stream in the decoder', 1,
+                              lambda a=a, k=k: _backward(dec.fn(*a, **k))))
+                parts.append(('C-stream in the decoder', -1, lambda a=a, k=k: without_c(a, k)))
         base_keys = set().union(*(k for _, k in self._calls('base_head_loss')))
         head = self.calls.get('head_loss')
         for a, k in self._calls('head_loss'):
             extra_keys = set(k) - base_keys
             if extra_keys:
                 k_base = {kk: v for kk, v in k.items() if kk not in extra_keys}
-                with_x = timed(lambda: _backward(head.fn(*a, **k)))
-                without = timed(lambda: _backward(head.fn(*a, **k_base)), sign=-1)
                 name = f'head loss of {", ".join(sorted(extra_keys))}'
-                floor[name] = floor.get(name, 0.0) + with_x - without
+                parts.append((name, 1, lambda a=a, k=k: _backward(head.fn(*a, **k))))
+                parts.append((name, -1, lambda a=a, k=k_base: _backward(head.fn(*a, **k))))
         for a, k in self._calls('gt_mask'):
-            with torch.no_grad():
-                floor['GT foreground token mask'] = floor.get(
-                    'GT foreground token mask', 0.0) + timed(
-                        lambda: self.calls['gt_mask'].fn(*a, **k))
+            parts.append(('GT foreground token mask', 1,
+                          torch.no_grad()(lambda a=a, k=k: self.calls['gt_mask'].fn(*a, **k))))
         for key, c in self.calls.items():
-            if not key.startswith('ks_attn'):
+            if not key.startswith('ks_layer'):
                 continue
             for a, k in c.calls:
-                if k.get('teacher_query') is None:
+                if k.get('ks_fg_mask') is None:
                     continue
-                k_student = {kk: v for kk, v in k.items() if kk != 'teacher_query'}
-                with_t = timed(lambda: _backward(c.fn(*a, **k)))
-                without = timed(lambda: _backward(c.fn(*a, **k_student)), sign=-1)
-                floor['KS teacher attention streams'] = floor.get(
-                    'KS teacher attention streams', 0.0) + with_t - without
+                k_student = {kk: v for kk, v in k.items() if kk != 'ks_fg_mask'}
+                name = 'KS teacher streams of the last encoder layer'
+                parts.append((name, 1, lambda c=c, a=a, k=k: _backward(c.fn(*a, **k))))
+                parts.append((name, -1,
+                              lambda c=c, a=a, k=k_student: _backward(c.fn(*a, **k))))
         losses = [(self.calls['distill_losses'].fn, a, k)
                   for a, k in self._calls('distill_losses')]
         losses += [(c.fn, a, k) for c in self.recorder_modules for a, k in c.calls]
-        if losses:
-            floor['distillation losses'] = sum(
-                timed(lambda fn=fn, a=a, k=k: _backward(fn(*a, **k))) for fn, a, k in losses)
-        return floor
+        parts += [('distillation losses', 1, lambda fn=fn, a=a, k=k: _backward(fn(*a, **k)))
+                  for fn, a, k in losses]
+        return parts
 
 
 # ------------------------------------------------------------------------------- a method
@@ -393,47 +393,45 @@ def measure(config, baseline, args):
                            args.num_gts, num_classes(cfg), args.seed)
     steps = dict(baseline=Stepper(base_model, base_optim, args.device, clock),
                  method=Stepper(model, optim, args.device, clock))
-    times = {k: [] for k in steps}
-    for it in range(args.warmup + args.iters):
-        for name in (list(steps) if it % 2 == 0 else list(steps)[::-1]):
-            t = steps[name](batches[it])
-            if it >= args.warmup:
-                times[name].append(t)
-    probes.record(steps.values(), batches[-1])
-
-    floor_ops = {}
-
-    def timed(fn, sign=1):
-        """Median time of ``fn``; its operators' self times (one profiled run) are added to
-        (``sign`` -1: subtracted from) the floor's."""
-        ops, _ = _profile(lambda _: fn(), None, args.device, memory=False)
-        for k, v in ops.items():
-            floor_ops[k] = floor_ops.get(k, 0.0) + sign * v
-        return _median_time(fn, args.device, clock, args.iters)
-
+    probes.record(steps.values(), batches[0])  # the floor's inputs, from an untimed step
     teacher_forward = None
     if distiller:
-        data = model.data_preprocessor(copy.deepcopy(batches[-1]), True)
+        data = model.data_preprocessor(copy.deepcopy(batches[0]), True)
         teacher_forward = (lambda: model.teacher_forward(data['inputs'], data['data_samples']))
-    floor = probes.measure(timed, teacher_forward)
+    parts = probes.parts(teacher_forward)
+    # every round: both steps and each floor part once, in a rotating order, so that a busy
+    # phase of the machine hits all of them alike
+    jobs = list(steps) + list(range(len(parts)))
+    times = {job: [] for job in jobs}
+    for it in range(args.warmup + args.iters):
+        for job in jobs[it % len(jobs):] + jobs[:it % len(jobs)]:
+            if job in steps:
+                t = steps[job](batches[it + 1])
+            else:
+                t = _clocked(parts[job][2], args.device, clock)
+                model.zero_grad(set_to_none=True)  # as after a step: no gradient carried over
+            if it >= args.warmup:
+                times[job].append(t)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    floor, floor_ops = {}, {}
+    for i, (name, sign, fn) in enumerate(parts):
+        floor[name] = floor.get(name, 0.0) + sign * med[i]
+        for k, v in _profile(lambda _: fn(), None, args.device, memory=False)[0].items():
+            floor_ops[k] = floor_ops.get(k, 0.0) + sign * v
     base_ops, base_peak = _profile(steps['baseline'], batches[-1], args.device)
     method_ops, method_peak = _profile(steps['method'], batches[-1], args.device)
     grow = sorted(((method_ops.get(k, 0) - base_ops.get(k, 0) - floor_ops.get(k, 0), k)
                    for k in set(base_ops) | set(method_ops)), reverse=True)[:args.top]
-    med = {k: statistics.median(v) for k, v in times.items()}
     return dict(config=config, baseline=med['baseline'], method=med['method'], floor=floor,
                 grow=grow, peak_baseline=base_peak, peak_method=method_peak)
 
 
-def _median_time(fn, device, clock, n):
-    times = []
-    for _ in range(n):
-        sync(device)
-        start = clock()
-        fn()
-        sync(device)
-        times.append(clock() - start)
-    return statistics.median(times)
+def _clocked(fn, device, clock):
+    sync(device)
+    start = clock()
+    fn()
+    sync(device)
+    return clock() - start
 
 
 def summary(r):
