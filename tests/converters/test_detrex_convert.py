@@ -3,7 +3,6 @@ detrex's own code builds them, stored in tests/data/releases/detrex_*.json) fill
 random values convert and load strictly into the models of configs/detrex/; wrong
 inputs stop with one line naming what was found and what was expected."""
 import copy
-import json
 import os.path as osp
 
 import pytest
@@ -14,9 +13,9 @@ from mmengine.config import Config
 from mmdet_ksdetr.converters.release import (ReleaseConversionError, convert_checkpoint,
                                              detect_format)
 from mmdet_ksdetr.converters.release.detrex import detect_architecture
+from converters.detrex_fixtures import link_heads, release_shapes
 from toy_helpers import CONFIGS
 
-DATA = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'data', 'releases')
 RELEASES = {  # fixture -> (config, architecture the converter must recognise)
     'dino-4scale_r50': ('dino-4scale-detrex_r50_8xb2-12e_coco.py', 'DINO-4scale'),
     'deformable-detr_r50': ('deformable-detr-detrex_r50_8xb2-50e_coco.py', 'Deformable-DETR'),
@@ -26,26 +25,6 @@ RELEASES = {  # fixture -> (config, architecture the converter must recognise)
         'deformable-detr-refine-twostage-detrex_r50_8xb2-50e_coco.py',
         'Deformable-DETR-refine-twostage'),
 }
-
-
-def release_shapes(name):
-    with open(osp.join(DATA, f'detrex_{name}.json')) as f:
-        return {k: tuple(v) for k, v in json.load(f).items()}
-
-
-def link_heads(state):
-    """Tie the tensors detrex saves twice as it does: the decoder's links to the heads and,
-    without box refinement, one head shared by every decoder layer."""
-    shared = 'transformer.decoder.bbox_embed.0.layers.0.weight' not in state and \
-        'transformer.decoder.class_embed.0.weight' not in state
-    for key in state:
-        if key.startswith(('transformer.decoder.class_embed.',
-                           'transformer.decoder.bbox_embed.')):
-            state[key] = state[key[len('transformer.decoder.'):]]
-        elif shared and key.startswith(('class_embed.', 'bbox_embed.')):
-            parts = key.split('.')
-            state[key] = state['.'.join([parts[0], '0'] + parts[2:])]
-    return state
 
 
 def random_release(name, seed=0, fill=torch.randn):

@@ -20,9 +20,9 @@ from mmengine.config import Config
 
 from mmdet_ksdetr.converters.release import convert_checkpoint
 from mmdet_ksdetr.models.detrex import DetrexDeformableDetrTransformerDecoder
+from converters.detrex_fixtures import DATA, link_heads, release_shapes
 from toy_helpers import CONFIGS
 
-DATA = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'data', 'releases')
 SHRUNK = dict(enc=1, dec=2, nq=20, ffn=64)
 CASES = {  # shrunken release -> its config
     'dino-4scale_r50': 'dino-4scale-detrex_r50_8xb2-12e_coco.py',
@@ -107,25 +107,6 @@ def release_head(state, layer, hidden, reference):
 
 
 # ---- helpers ------------------------------------------------------------------------------
-def release_shapes(name):
-    with open(osp.join(DATA, f'detrex_{name}.json')) as f:
-        return {k: tuple(v) for k, v in json.load(f).items()}
-
-
-def link_heads(state):
-    """Tie the tensors detrex saves twice, as it does (see test_detrex_convert.py)."""
-    shared = 'transformer.decoder.bbox_embed.0.layers.0.weight' not in state and \
-        'transformer.decoder.class_embed.0.weight' not in state
-    for key in state:
-        if key.startswith(('transformer.decoder.class_embed.',
-                           'transformer.decoder.bbox_embed.')):
-            state[key] = state[key[len('transformer.decoder.'):]]
-        elif shared and key.startswith(('class_embed.', 'bbox_embed.')):
-            parts = key.split('.')
-            state[key] = state['.'.join([parts[0], '0'] + parts[2:])]
-    return state
-
-
 def scaled_random(shapes, seed):
     """Seeded values that keep activations in range: weights ~ N(0, 1/fan_in), norm scales
     ~ 1 + N(0, 0.2), positive running variances."""

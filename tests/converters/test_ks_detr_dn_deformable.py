@@ -22,7 +22,8 @@ from mmdet.structures import DetDataSample
 from mmengine.config import Config
 from mmengine.structures import InstanceData
 from converters.test_detrex_dab import build, release_state, run_predict_and_tensor
-from converters.test_detrex_equivalence import (link_heads, release_head, release_logit,
+from converters.detrex_fixtures import link_heads
+from converters.test_detrex_equivalence import (release_head, release_logit,
                                                 release_neck, release_sine_coords,
                                                 release_sine_position, scaled_random)
 
