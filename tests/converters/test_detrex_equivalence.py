@@ -6,7 +6,6 @@ proposals and their query embedding, DINO's (y, x, w, h) query sine embedding. T
 releases (1 encoder / 2 decoder layers, 20 queries; key sets as detrex builds them) convert,
 load strictly and run ``mode='tensor'`` and ``predict``."""
 import copy
-import json
 import math
 import os.path as osp
 
@@ -20,7 +19,7 @@ from mmengine.config import Config
 
 from mmdet_ksdetr.converters.release import convert_checkpoint
 from mmdet_ksdetr.models.detrex import DetrexDeformableDetrTransformerDecoder
-from converters.detrex_fixtures import DATA, link_heads, release_shapes
+from converters.detrex_fixtures import scaled_random, shrunk_shapes
 from toy_helpers import CONFIGS
 
 SHRUNK = dict(enc=1, dec=2, nq=20, ffn=64)
@@ -107,28 +106,8 @@ def release_head(state, layer, hidden, reference):
 
 
 # ---- helpers ------------------------------------------------------------------------------
-def scaled_random(shapes, seed):
-    """Seeded values that keep activations in range: weights ~ N(0, 1/fan_in), norm scales
-    ~ 1 + N(0, 0.2), positive running variances."""
-    g = torch.Generator().manual_seed(seed)
-    state = {}
-    for k, shape in shapes.items():
-        if k.endswith('running_var'):
-            state[k] = torch.rand(shape, generator=g) + 0.5
-        elif len(shape) > 1:
-            state[k] = torch.randn(shape, generator=g) / math.sqrt(math.prod(shape[1:]))
-        elif 'norm' in k and k.endswith('weight'):
-            state[k] = 1 + 0.2 * torch.randn(shape, generator=g)
-        else:
-            state[k] = 0.2 * torch.randn(shape, generator=g)
-    return link_heads(state)
-
-
 def shrunk_release(name, seed=0):
-    shapes = {k: v for k, v in release_shapes(name).items() if k.startswith('backbone.')}
-    with open(osp.join(DATA, f'detrex_{name}_shrunk-e1d2q20f64.json')) as f:
-        shapes.update({k: tuple(v) for k, v in json.load(f).items()})
-    return scaled_random(shapes, seed)
+    return scaled_random(shrunk_shapes(name), seed)
 
 
 def shrunk_config(name):

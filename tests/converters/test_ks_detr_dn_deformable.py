@@ -22,10 +22,10 @@ from mmdet.structures import DetDataSample
 from mmengine.config import Config
 from mmengine.structures import InstanceData
 from converters.test_detrex_dab import build, release_state, run_predict_and_tensor
-from converters.detrex_fixtures import link_heads
+from converters.detrex_fixtures import link_heads, scaled_random
 from converters.test_detrex_equivalence import (release_head, release_logit,
                                                 release_neck, release_sine_coords,
-                                                release_sine_position, scaled_random)
+                                                release_sine_position)
 
 from mmdet_ksdetr.converters.release import (ReleaseConversionError, convert_checkpoint,
                                              detect_format)

@@ -7,8 +7,6 @@ The release is shrunk (R50 backbone as detrex saves it, 1 encoder / 2 decoder la
 20 queries, 3 toy classes), its key names and shapes are those of the release
 (tests/data/releases/detrex_dino-4scale_r50*.json), its values seeded random; nothing is
 downloaded."""
-import json
-import math
 import os.path as osp
 import sys
 
@@ -16,10 +14,10 @@ import pytest
 import torch
 from mmengine.config import Config
 
+from converters.detrex_fixtures import scaled_random, shrunk_shapes
 from toy_helpers import (CONFIGS, ROOT, assert_same_detections, build_toy_model, predict_both,
                          run_tool, set_toy_data_root, toy_batch, toy_data_cfg_options)
 
-DATA = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'data', 'releases')
 RELEASED_CFG = osp.join(CONFIGS, 'detrex', 'dino-4scale-detrex_r50_8xb2-12e_coco.py')
 KD_TOY_CFG = osp.join(CONFIGS, 'toy', 'kd_detr', 'kd-detr_dino-4scale_tiny-r18_1xb2-12e_toy.py')
 CLI = osp.join(ROOT, 'tools', 'model_converters', 'release_to_mmdet.py')
@@ -55,39 +53,14 @@ model = dict(
 """
 
 
-def _shapes():
-    """Release key names -> shapes: the R50 backbone of the full release, the rest shrunk,
-    the class rows cut to the toy classes."""
-    def read(name):
-        with open(osp.join(DATA, name)) as f:
-            return {k: tuple(v) for k, v in json.load(f).items()}
-    shapes = {k: v for k, v in read('detrex_dino-4scale_r50.json').items()
-              if k.startswith('backbone.')}
-    shapes.update(read('detrex_dino-4scale_r50_shrunk-e1d2q20f64.json'))
+def _random_release(seed=0):
+    """The release's key set (the full R50 backbone, the rest shrunk, the class rows cut to the
+    toy classes) with seeded values that keep activations in range."""
+    shapes = shrunk_shapes('dino-4scale_r50')
     for k, v in shapes.items():
         if k.startswith(('class_embed.', 'transformer.decoder.class_embed.', 'label_enc.')):
             shapes[k] = (NUM_CLASSES, ) + v[1:]
-    return shapes
-
-
-def _random_release(seed=0):
-    """Seeded values that keep activations in range; the decoder's links to the heads are
-    the same tensors, as detrex saves them."""
-    g = torch.Generator().manual_seed(seed)
-    state = {}
-    for k, shape in _shapes().items():
-        if k.endswith('running_var'):
-            state[k] = torch.rand(shape, generator=g) + 0.5
-        elif len(shape) > 1:
-            state[k] = torch.randn(shape, generator=g) / math.sqrt(math.prod(shape[1:]))
-        elif 'norm' in k and k.endswith('weight'):
-            state[k] = 1 + 0.2 * torch.randn(shape, generator=g)
-        else:
-            state[k] = 0.2 * torch.randn(shape, generator=g)
-    for k in state:
-        if k.startswith(('transformer.decoder.class_embed.', 'transformer.decoder.bbox_embed.')):
-            state[k] = state[k[len('transformer.decoder.'):]]
-    return state
+    return scaled_random(shapes, seed)
 
 
 @pytest.fixture(scope='module')
