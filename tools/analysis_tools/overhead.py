@@ -238,7 +238,6 @@ class FloorProbes:
     def __init__(self, model, base_model, distiller):
         self.distiller = distiller
         self.student = model.student if distiller else model
-        self.model = model
         self.calls = {}
 
         def rec(key, owner, name):
