@@ -133,14 +133,20 @@ def num_classes(cfg):
     return find(cfg._cfg_dict.get('model', {})) or 80
 
 
-def interleaved_medians(fns, runs=9, warmup=1, clock=time.process_time, device='cpu'):
+def interleaved_medians(fns, runs=9, warmup=1, clock=time.process_time, device='cpu',
+                        rotate=False):
     """Median seconds of each callable of ``fns`` (a dict name -> callable), timed ``runs``
     times in turn (run 1 of every callable, then run 2, ...) after ``warmup`` untimed rounds,
-    so that a slow phase of a shared machine hits all of them alike. Returns name -> seconds."""
+    so that a slow phase of a shared machine hits all of them alike. With ``rotate``, round
+    ``r`` starts at the ``r``-th callable (no callable always runs first, right after the
+    slowest one). Returns name -> seconds."""
     import statistics
     times = {name: [] for name in fns}
+    names = list(fns)
     for r in range(warmup + runs):
-        for name, fn in fns.items():
+        shift = r % len(names) if rotate and names else 0
+        for name in names[shift:] + names[:shift]:
+            fn = fns[name]
             sync(device)
             start = clock()
             fn()

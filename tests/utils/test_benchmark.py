@@ -9,7 +9,8 @@ import pytest
 
 from toy_helpers import ROOT
 
-from mmdet_ksdetr.utils.benchmark import add_timer_argument, make_batches, timer_clock
+from mmdet_ksdetr.utils.benchmark import (add_timer_argument, interleaved_medians, make_batches,
+                                          timer_clock)
 
 sys.path.insert(0, osp.join(ROOT, 'tools', 'analysis_tools'))
 from call_timers import CallTimers  # noqa: E402
@@ -34,6 +35,30 @@ def test_cpu_timer_refused_on_an_accelerator(capsys):
     with pytest.raises(SystemExit):
         timer_clock(parser, args)
     assert 'use it with --device cpu' in capsys.readouterr().err
+
+
+def _fake_clock_jobs(names, cost):
+    """Jobs that log their order, and a clock on which job ``n`` takes ``cost[n]`` seconds."""
+    now, order = [0.0], []
+
+    def job(name):
+        def run():
+            order.append(name)
+            now[0] += cost[name]
+        return run
+    return {n: job(n) for n in names}, order, (lambda: now[0])
+
+
+def test_interleaved_medians_order_and_times():
+    cost = dict(a=1.0, b=2.0, c=3.0)
+    jobs, order, clock = _fake_clock_jobs('abc', cost)
+    med = interleaved_medians(jobs, runs=2, warmup=1, clock=clock)
+    assert order == list('abc' * 3)
+    assert med == cost
+    jobs, order, clock = _fake_clock_jobs('abc', cost)
+    med = interleaved_medians(jobs, runs=3, warmup=1, clock=clock, rotate=True)
+    assert order == list('abc' 'bca' 'cab' 'abc')  # round r starts at the r-th job
+    assert med == cost
 
 
 def test_call_timers_count_only_while_active():

@@ -38,7 +38,6 @@ import argparse
 import copy
 import os
 import os.path as osp
-import statistics
 import sys
 import time
 import warnings
@@ -52,8 +51,8 @@ import torch  # noqa: E402
 import mmdet_ksdetr  # noqa: E402,F401  (compat + registration)
 from mmdet_ksdetr.models.ks_detr.ks_encoder_layers import (  # noqa: E402
     KSDeformableDetrTransformerEncoderLayer, KSDetrTransformerEncoderLayer)
-from mmdet_ksdetr.utils.benchmark import (build_model, make_batches, num_classes,  # noqa: E402
-                                          quiet_build_logs, sync)
+from mmdet_ksdetr.utils.benchmark import (build_model, interleaved_medians,  # noqa: E402
+                                          make_batches, num_classes, quiet_build_logs)
 
 _KD = 'deformable-detr_r50_deformable-detr_r18_8xb2-50e_coco.py'
 #: paper -> [(method config, baseline config or None for a distiller)], full-size R50 configs
@@ -173,19 +172,21 @@ def _backward(out):
 
 
 class Stepper:
-    """One model's training step on a copy of a batch, timed with ``clock``."""
+    """One model's training step on a batch (on a copy of it unless ``own``: the step may
+    change the batch it is given)."""
 
-    def __init__(self, model, optim, device, clock):
-        self.model, self.optim, self.device, self.clock = model, optim, device, clock
+    def __init__(self, model, optim):
+        self.model, self.optim = model, optim
 
-    def __call__(self, batch):
+    def __call__(self, batch, own=False):
         self.model.train()
-        batch = copy.deepcopy(batch)
-        sync(self.device)
-        start = self.clock()
-        self.model.train_step(batch, self.optim)
-        sync(self.device)
-        return self.clock() - start
+        self.model.train_step(batch if own else copy.deepcopy(batch), self.optim)
+
+    def timed_rounds(self, batches):
+        """A callable that steps on its own copy of the next batch each time it is called
+        (the copies are made here, outside any timing)."""
+        fresh = iter([copy.deepcopy(b) for b in batches])
+        return lambda: self(next(fresh), own=True)
 
 
 @contextmanager
@@ -293,6 +294,12 @@ class FloorProbes:
         ``sign * time(fn)`` over its entries (``sign`` -1: the subtracted half of a
         with-minus-without part)."""
         parts = []
+
+        def pair(name, with_fn, without_fn):
+            """A part that costs ``time(with_fn) - time(without_fn)``, each backpropagated."""
+            parts.append((name, 1, lambda: _backward(with_fn())))
+            parts.append((name, -1, lambda: _backward(without_fn())))
+
         if teacher_forward is not None:
             parts.append(('teacher forward (no grad)', 1, teacher_forward))
         dec = self.calls.get('decoder')
@@ -310,22 +317,20 @@ class FloorProbes:
             def without_c(a, k):
                 self.student.with_c_stream = False
                 try:
-                    _backward(dec.fn(*a, **k))
+                    return dec.fn(*a, **k)
                 finally:
                     self.student.with_c_stream = True
             for a, k in self._calls('decoder'):
-                parts.append(('C-stream in the decoder', 1,
-                              lambda a=a, k=k: _backward(dec.fn(*a, **k))))
-                parts.append(('C-stream in the decoder', -1, lambda a=a, k=k: without_c(a, k)))
+                pair('C-stream in the decoder', lambda a=a, k=k: dec.fn(*a, **k),
+                     lambda a=a, k=k: without_c(a, k))
         base_keys = set().union(*(k for _, k in self._calls('base_head_loss')))
         head = self.calls.get('head_loss')
         for a, k in self._calls('head_loss'):
             extra_keys = set(k) - base_keys
             if extra_keys:
                 k_base = {kk: v for kk, v in k.items() if kk not in extra_keys}
-                name = f'head loss of {", ".join(sorted(extra_keys))}'
-                parts.append((name, 1, lambda a=a, k=k: _backward(head.fn(*a, **k))))
-                parts.append((name, -1, lambda a=a, k=k_base: _backward(head.fn(*a, **k))))
+                pair(f'head loss of {", ".join(sorted(extra_keys))}',
+                     lambda a=a, k=k: head.fn(*a, **k), lambda a=a, k=k_base: head.fn(*a, **k))
         for a, k in self._calls('gt_mask'):
             parts.append(('GT foreground token mask', 1,
                           torch.no_grad()(lambda a=a, k=k: self.calls['gt_mask'].fn(*a, **k))))
@@ -336,10 +341,9 @@ class FloorProbes:
                 if k.get('ks_fg_mask') is None:
                     continue
                 k_student = {kk: v for kk, v in k.items() if kk != 'ks_fg_mask'}
-                name = 'KS teacher streams of the last encoder layer'
-                parts.append((name, 1, lambda c=c, a=a, k=k: _backward(c.fn(*a, **k))))
-                parts.append((name, -1,
-                              lambda c=c, a=a, k=k_student: _backward(c.fn(*a, **k))))
+                pair('KS teacher streams of the last encoder layer',
+                     lambda c=c, a=a, k=k: c.fn(*a, **k),
+                     lambda c=c, a=a, k=k_student: c.fn(*a, **k))
         losses = [(self.calls['distill_losses'].fn, a, k)
                   for a, k in self._calls('distill_losses')]
         losses += [(c.fn, a, k) for c in self.recorder_modules for a, k in c.calls]
@@ -390,28 +394,21 @@ def measure(config, baseline, args):
     probes = FloorProbes(model, base_model, distiller)
     batches = make_batches(args.warmup + args.iters + 1, args.batch_size, args.img_size,
                            args.num_gts, num_classes(cfg), args.seed)
-    steps = dict(baseline=Stepper(base_model, base_optim, args.device, clock),
-                 method=Stepper(model, optim, args.device, clock))
+    steps = dict(baseline=Stepper(base_model, base_optim), method=Stepper(model, optim))
     probes.record(steps.values(), batches[0])  # the floor's inputs, from an untimed step
     teacher_forward = None
     if distiller:
         data = model.data_preprocessor(copy.deepcopy(batches[0]), True)
         teacher_forward = (lambda: model.teacher_forward(data['inputs'], data['data_samples']))
     parts = probes.parts(teacher_forward)
-    # every round: both steps and each floor part once, in a rotating order, so that a busy
-    # phase of the machine hits all of them alike
-    jobs = list(steps) + list(range(len(parts)))
-    times = {job: [] for job in jobs}
-    for it in range(args.warmup + args.iters):
-        for job in jobs[it % len(jobs):] + jobs[:it % len(jobs)]:
-            if job in steps:
-                t = steps[job](batches[it + 1])
-            else:
-                t = _clocked(parts[job][2], args.device, clock)
-                model.zero_grad(set_to_none=True)  # as after a step: no gradient carried over
-            if it >= args.warmup:
-                times[job].append(t)
-    med = {k: statistics.median(v) for k, v in times.items()}
+    # every round: both steps (each on the round's batch) and each floor part once, in a
+    # rotating order, so that a busy phase of the machine hits all of them alike
+    rounds = batches[1:1 + args.warmup + args.iters]
+    jobs = {name: step.timed_rounds(rounds) for name, step in steps.items()}
+    for i, (_, _, fn) in enumerate(parts):
+        # zeroing the gradients as a step does: none is carried into the next job
+        jobs[i] = lambda fn=fn: (fn(), model.zero_grad(set_to_none=True))
+    med = interleaved_medians(jobs, args.iters, args.warmup, clock, args.device, rotate=True)
     floor, floor_ops = {}, {}
     for i, (name, sign, fn) in enumerate(parts):
         floor[name] = floor.get(name, 0.0) + sign * med[i]
@@ -423,14 +420,6 @@ def measure(config, baseline, args):
                    for k in set(base_ops) | set(method_ops)), reverse=True)[:args.top]
     return dict(config=config, baseline=med['baseline'], method=med['method'], floor=floor,
                 grow=grow, peak_baseline=base_peak, peak_method=method_peak)
-
-
-def _clocked(fn, device, clock):
-    sync(device)
-    start = clock()
-    fn()
-    sync(device)
-    return clock() - start
 
 
 def summary(r):
