@@ -191,6 +191,43 @@ def run_tool(args, cwd=ROOT, env=None, timeout=900):
                           timeout=timeout)
 
 
+def distill_train_transfer_test(cfg_path, teacher, student_cfg, data_root, tmp_path,
+                                test_options=()):
+    """A distillation as a user runs it on the toy set: ``teacher`` (a built model) saved as the
+    teacher checkpoint, ``tools/dist_train.sh cfg_path 2`` (2 gloo CPU processes, 1 epoch,
+    validated), ``tools/pth_transfer.py`` on its checkpoint, ``tools/test.py student_cfg`` on
+    the student (``test_options`` go to its ``--cfg-options``). Asserts that each tool
+    succeeds and that the test prints a bbox mAP; returns (training log, student state dict)."""
+    import re
+
+    import torch
+    t_ckpt = str(tmp_path / 'teacher.pth')
+    torch.save(dict(meta=dict(epoch=12), state_dict=teacher.state_dict()), t_ckpt)
+    work = str(tmp_path / 'work')
+    opts = toy_data_cfg_options(data_root)
+    res = run_tool(['bash', 'tools/dist_train.sh', cfg_path, '2', '--work-dir', work,
+                    '--cfg-options', f'model.teacher_ckpt={t_ckpt}', 'train_cfg.max_epochs=1',
+                    'train_cfg.val_interval=1'] + opts,
+                   env=dict(PORT=str(free_port()), OMP_NUM_THREADS='1'))
+    log = res.stdout + res.stderr
+    assert res.returncode == 0, log[-4000:]
+    assert 'coco/bbox_mAP' in log
+
+    student_ckpt = str(tmp_path / 'student.pth')
+    res = run_tool(['python', 'tools/pth_transfer.py', '--ckpt_path',
+                    osp.join(work, 'epoch_1.pth'), '--output_path', student_ckpt])
+    assert res.returncode == 0, res.stderr[-3000:]
+    state = torch.load(student_ckpt, weights_only=True)['state_dict']
+    assert state and not any(k.startswith(('teacher', 'architecture', 'distiller'))
+                             for k in state)
+
+    res = run_tool(['python', 'tools/test.py', student_cfg, student_ckpt, '--work-dir',
+                    str(tmp_path / 'test'), '--cfg-options', *test_options, *opts])
+    assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
+    assert re.search(r'coco/bbox_mAP: \d', res.stdout + res.stderr)
+    return log, state
+
+
 def free_port():
     """A free TCP port on localhost for a torch.distributed rendezvous."""
     import socket

@@ -22,14 +22,15 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
 import mmdet_ksdetr  # noqa: E402,F401  (compat shims + registration)
-from mmdet_ksdetr.utils.cfg_options import CfgOptionsAction, add_input_check_arguments  # noqa: E402,E501
+from mmdet_ksdetr.utils.cfg_options import (CfgOptionsAction,  # noqa: E402
+                                            add_input_check_arguments, load_tool_config)
 
 from mmdet_ksdetr.engine.auto_resume import newest_checkpoint  # noqa: E402
 from mmdet_ksdetr.engine.hooks import describe_divergence  # noqa: E402
 from mmdet_ksdetr.engine.build_runner import (build_runner_or_exit, set_cpu_threads,  # noqa: E402
                                               shutdown_distributed)
 from mmdet_ksdetr.utils import (InputError, TrainingDivergedError,  # noqa: E402
-                                check_config_path, check_data_paths)
+                                check_data_paths)
 from mmdet_ksdetr.utils.checks import describe_write_error  # noqa: E402
 from mmdet_ksdetr.utils.checkpoint_io import CheckpointMismatchError  # noqa: E402
 
@@ -67,22 +68,7 @@ def parse_args(argv=None):
 
 
 def build_config(args):
-    from mmengine.config import Config
-    cfg = Config.fromfile(check_config_path(args.config))
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        from mmdet_ksdetr.utils.cfg_options import check_cfg_option_keys
-        from mmdet_ksdetr.utils.data_root import merge_cfg_options
-        check_cfg_option_keys(cfg, args.cfg_options, args.cfg_options_allow_new)
-        merge_cfg_options(cfg, args.cfg_options)  # data_root=PATH moves all the data
-    if args.non_strict:
-        cfg.strict_load = False
-    if args.verbose:
-        cfg.log_dumps_to_console = True
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg = load_tool_config(args)
     if args.amp:
         if cfg.optim_wrapper.get('type', 'OptimWrapper') == 'AmpOptimWrapper':
             print('AMP training is already enabled in your config.')

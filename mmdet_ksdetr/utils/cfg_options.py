@@ -3,7 +3,8 @@
 would crash or silently take the text as a string."""
 from mmengine.config import DictAction
 
-__all__ = ['CfgOptionsAction', 'check_cfg_option_keys', 'unknown_option_key']
+__all__ = ['CfgOptionsAction', 'check_cfg_option_keys', 'load_tool_config',
+           'unknown_option_key']
 
 
 class CfgOptionsAction(DictAction):
@@ -162,3 +163,30 @@ def add_input_check_arguments(parser):
                         help='do not decode every image of the data set before the run '
                         '(missing image files are still reported)')
     return parser
+
+
+def load_tool_config(args):
+    """The config of ``tools/train.py`` / ``tools/test.py`` from their shared arguments:
+    ``args.config`` (path checked), ``--launcher``, ``--cfg-options`` (keys checked, then
+    merged; ``data_root=PATH`` moves all the data), ``--non-strict``, ``--verbose`` and the
+    work dir (``--work-dir``, else the config's, else ``./work_dirs/<config name>``)."""
+    import os.path as osp
+
+    from mmengine.config import Config
+
+    from mmdet_ksdetr.utils.checks import check_config_path
+    from mmdet_ksdetr.utils.data_root import merge_cfg_options
+    cfg = Config.fromfile(check_config_path(args.config))
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        check_cfg_option_keys(cfg, args.cfg_options, args.cfg_options_allow_new)
+        merge_cfg_options(cfg, args.cfg_options)
+    if args.non_strict:
+        cfg.strict_load = False
+    if args.verbose:
+        cfg.log_dumps_to_console = True
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    return cfg

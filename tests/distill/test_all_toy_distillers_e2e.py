@@ -13,10 +13,8 @@ import os.path as osp
 import re
 
 import pytest
-import torch
 from mmengine.config import Config
-from toy_helpers import (CONFIGS, build_toy_model, free_port, run_tool, slow,
-                         toy_data_cfg_options)
+from toy_helpers import CONFIGS, build_toy_model, distill_train_transfer_test, slow
 
 DISTILLER_TYPES = ('DETRDistill', 'KDDETR', 'D3ETR', 'QSKD', 'DETRFeatureKD', 'CrossKD')
 DISTILLER_PREFIXES = ('detr-distill', 'kd-detr', 'd3etr', 'qskd', 'fitnet', 'mgd', 'fgd',
@@ -45,34 +43,11 @@ def test_sweep_lists_every_toy_distiller():
 def test_toy_distiller_train_transfer_test(cfg_path, toy_data_root, tmp_path):
     cfg = Config.fromfile(cfg_path)
     teacher = build_toy_model(cfg, model=copy.deepcopy(cfg.model.teacher))
-    t_ckpt = str(tmp_path / 'teacher.pth')
-    torch.save(dict(meta=dict(epoch=12), state_dict=teacher.state_dict()), t_ckpt)
-
-    work = str(tmp_path / 'work')
-    opts = toy_data_cfg_options(toy_data_root)
-    res = run_tool(['bash', 'tools/dist_train.sh', cfg_path, '2', '--work-dir', work,
-                    '--cfg-options', f'model.teacher_ckpt={t_ckpt}', 'train_cfg.max_epochs=1',
-                    'train_cfg.val_interval=1'] + opts,
-                   env=dict(PORT=str(free_port()), OMP_NUM_THREADS='1'))
-    log = res.stdout + res.stderr
-    assert res.returncode == 0, log[-4000:]
-    assert re.search(r'distill\.loss_\w+: \d', log), 'no distillation loss was logged'
-    assert 'coco/bbox_mAP' in log
-
-    student_ckpt = str(tmp_path / 'student.pth')
-    res = run_tool(['python', 'tools/pth_transfer.py', '--ckpt_path',
-                    osp.join(work, 'epoch_1.pth'), '--output_path', student_ckpt])
-    assert res.returncode == 0, res.stderr[-3000:]
-    state = torch.load(student_ckpt, weights_only=True)['state_dict']
-    assert state and not any(k.startswith(('teacher', 'architecture', 'distiller'))
-                             for k in state)
-
     # the student's own config: the distillation config with model = its architecture
     student_cfg = copy.deepcopy(cfg)
     student_cfg.model = cfg.model.architecture
     student_cfg_path = str(tmp_path / 'student_cfg.py')
     student_cfg.dump(student_cfg_path)
-    res = run_tool(['python', 'tools/test.py', student_cfg_path, student_ckpt,
-                    '--work-dir', str(tmp_path / 'test'), '--cfg-options'] + opts)
-    assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
-    assert re.search(r'coco/bbox_mAP: \d', res.stdout + res.stderr)
+    log, _ = distill_train_transfer_test(cfg_path, teacher, student_cfg_path, toy_data_root,
+                                         tmp_path)
+    assert re.search(r'distill\.loss_\w+: \d', log), 'no distillation loss was logged'
