@@ -19,8 +19,8 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
 import mmdet_ksdetr  # noqa: E402,F401  (compat shims + registration)
-from mmdet_ksdetr.utils.cfg_options import (CfgOptionsAction,  # noqa: E402
-                                            add_input_check_arguments, load_tool_config)
+from mmdet_ksdetr.utils.cfg_options import (add_tool_config_arguments,  # noqa: E402
+                                            load_tool_config, parse_tool_args)
 
 from mmdet_ksdetr.engine.build_runner import (build_runner_or_exit, set_cpu_threads,  # noqa: E402
                                               shutdown_distributed)
@@ -42,24 +42,9 @@ def parse_args(argv=None):
                         help='directory where painted images will be saved. If specified, it '
                         'will be automatically saved to the work_dir/timestamp/show_dir')
     parser.add_argument('--wait-time', type=float, default=2, help='the interval of show (s)')
-    parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction,
-                        help='override config settings, key=value pairs (xxx=yyy)')
-    add_input_check_arguments(parser)  # --cfg-options-allow-new, --skip-image-check
-    parser.add_argument(
-        '--non-strict', action='store_true',
-        help='load a checkpoint that does not fit the model (missing / unexpected / mis-shaped '
-        'keys are logged in one line and skipped); the default stops with the list of keys')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
     parser.add_argument('--tta', action='store_true')
-    parser.add_argument('--verbose', action='store_true',
-                        help='also print the environment, config and hook-order dumps on the '
-                        'console (they always go to the log file)')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    add_tool_config_arguments(parser)
+    return parse_tool_args(parser, argv)
 
 
 def _checked_checkpoint(path):

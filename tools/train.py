@@ -22,8 +22,8 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
 import mmdet_ksdetr  # noqa: E402,F401  (compat shims + registration)
-from mmdet_ksdetr.utils.cfg_options import (CfgOptionsAction,  # noqa: E402
-                                            add_input_check_arguments, load_tool_config)
+from mmdet_ksdetr.utils.cfg_options import (add_tool_config_arguments,  # noqa: E402
+                                            load_tool_config, parse_tool_args)
 
 from mmdet_ksdetr.engine.auto_resume import newest_checkpoint  # noqa: E402
 from mmdet_ksdetr.engine.hooks import describe_divergence  # noqa: E402
@@ -47,24 +47,8 @@ def parse_args(argv=None):
         '--resume', nargs='?', type=str, const='auto',
         help='resume from the given checkpoint, or from the latest one in the work dir when '
         'no path is given')
-    parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction,
-                        help='override config settings, key=value pairs (xxx=yyy)')
-    add_input_check_arguments(parser)  # --cfg-options-allow-new, --skip-image-check
-    parser.add_argument(
-        '--non-strict', action='store_true',
-        help='load a checkpoint that does not fit the model (missing / unexpected / mis-shaped '
-        'keys are logged in one line and skipped); the default stops with the list of keys')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
-    parser.add_argument('--verbose', action='store_true',
-                        help='also print the environment, config and hook-order dumps on the '
-                        'console (they always go to the log file)')
-    # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    add_tool_config_arguments(parser)
+    return parse_tool_args(parser, argv)
 
 
 def build_config(args):

@@ -3,8 +3,8 @@
 would crash or silently take the text as a string."""
 from mmengine.config import DictAction
 
-__all__ = ['CfgOptionsAction', 'check_cfg_option_keys', 'load_tool_config',
-           'unknown_option_key']
+__all__ = ['CfgOptionsAction', 'add_tool_config_arguments', 'check_cfg_option_keys',
+           'load_tool_config', 'parse_tool_args', 'unknown_option_key']
 
 
 class CfgOptionsAction(DictAction):
@@ -163,6 +163,37 @@ def add_input_check_arguments(parser):
                         help='do not decode every image of the data set before the run '
                         '(missing image files are still reported)')
     return parser
+
+
+def add_tool_config_arguments(parser):
+    """The arguments ``tools/train.py`` and ``tools/test.py`` share, read by
+    :func:`load_tool_config`: ``--cfg-options`` and its input checks, ``--non-strict``,
+    ``--launcher``, ``--verbose`` and ``--local_rank``."""
+    parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction,
+                        help='override config settings, key=value pairs (xxx=yyy)')
+    add_input_check_arguments(parser)  # --cfg-options-allow-new, --skip-image-check
+    parser.add_argument(
+        '--non-strict', action='store_true',
+        help='load a checkpoint that does not fit the model (missing / unexpected / mis-shaped '
+        'keys are logged in one line and skipped); the default stops with the list of keys')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    parser.add_argument('--verbose', action='store_true',
+                        help='also print the environment, config and hook-order dumps on the '
+                        'console (they always go to the log file)')
+    # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    return parser
+
+
+def parse_tool_args(parser, argv=None):
+    """``parser.parse_args(argv)``, and ``LOCAL_RANK`` set from ``--local_rank`` where the
+    launcher did not set it."""
+    import os
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
 
 
 def load_tool_config(args):
