@@ -13,7 +13,6 @@ milliseconds over ``runs`` interleaved runs, and checks that both give the same 
 student gradients.
 """
 import argparse
-import statistics
 import time
 
 import torch
@@ -60,12 +59,6 @@ def make_inputs(layers, images, queries, classes, pos_per_image, seed=0):
     return zs, zt, labels
 
 
-def _ms(fn):
-    start = time.perf_counter()
-    fn()
-    return (time.perf_counter() - start) * 1e3
-
-
 def main(argv=None):
     """Parse the arguments, check equality, time both implementations and print a table."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
@@ -101,20 +94,19 @@ def main(argv=None):
         zs.grad = None
         fn(zs, zt, labels).sum().backward()
 
-    times = {(n, k): [] for n in impls for k in ('fwd', 'fwd+bwd')}
-    for i in range(args.warmup + args.runs):
-        for name, fn in impls.items():  # interleaved: both see the same machine state
-            t_f, t_fb = _ms(lambda: fwd(fn)), _ms(lambda: fwd_bwd(fn))
-            if i >= args.warmup:
-                times[(name, 'fwd')].append(t_f)
-                times[(name, 'fwd+bwd')].append(t_fb)
+    from mmdet_ksdetr.utils.benchmark import interleaved_medians
+    jobs = {}
+    for name, fn in impls.items():  # interleaved: both see the same machine state
+        jobs[(name, 'fwd')] = lambda fn=fn: fwd(fn)
+        jobs[(name, 'fwd+bwd')] = lambda fn=fn: fwd_bwd(fn)
+    ms = {k: v * 1e3 for k, v in interleaved_medians(jobs, args.runs, args.warmup,
+                                                     clock=time.perf_counter).items()}
     print(f'{args.layers} layers x {args.images} images x {args.queries} queries x '
           f'{args.classes} classes, {args.pos_per_image} positives per image and layer, '
           f'1 thread, median of {args.runs} runs (ms)')
     print(f'{"implementation":32s} {"forward":>9s} {"fwd+bwd":>9s}')
     for name in impls:
-        print(f'{name:32s} {statistics.median(times[(name, "fwd")]):9.2f} '
-              f'{statistics.median(times[(name, "fwd+bwd")]):9.2f}')
+        print(f'{name:32s} {ms[(name, "fwd")]:9.2f} {ms[(name, "fwd+bwd")]:9.2f}')
 
 
 if __name__ == '__main__':
