@@ -135,41 +135,59 @@ class KSMultiheadTripleAttention(MultiheadAttention):
         def heads(t):  # (B, N, E) -> (B, h, N, d)
             return t.view(B, N, h, d).transpose(1, 2)
 
-        def flat(t):  # (B, h, N, d) -> (B*h, N, d)
-            return t.reshape(B * h, N, d)
-
-        scale = 1.0 / math.sqrt(d)
         w, b = self.attn.in_proj_weight, self.attn.in_proj_bias
-        # q is scaled before the product (N*d instead of N*N multiplications)
-        q = flat(heads(F.linear(add(x, query_pos), w[:E], b[:E]) * scale))
-        k = flat(heads(F.linear(add(x, key_pos), w[E:2 * E], b[E:2 * E])))
-        v = flat(heads(F.linear(x, w[2 * E:], b[2 * E:])))
         tw, tb = self.teacher_in_proj_weight, self.teacher_in_proj_bias
-
+        q = heads(F.linear(add(x, query_pos), w[:E], b[:E]))
+        k = heads(F.linear(add(x, key_pos), w[E:2 * E], b[E:2 * E]))
+        v = heads(F.linear(x, w[2 * E:], b[2 * E:]))
+        # (query, key, value) of each stream: the teacher's own Q/K or V, the student's other
+        streams = {'student': (q, k, v)}
+        if 'share_v' in self.teacher_streams:  # A^t V
+            q_t = heads(F.linear(add(x_t, query_pos), tw[:E], tb[:E]))
+            k_t = heads(F.linear(add(x_t, key_pos), tw[E:2 * E], tb[E:2 * E]))
+            streams['share_v'] = (q_t, k_t, v)
+        if 'share_a' in self.teacher_streams:  # A V^t
+            streams['share_a'] = (q, k, heads(F.linear(x_t, tw[-E:], tb[-E:])))
+        names = ('student', ) + self.teacher_streams
         mask = _additive_mask(attn_mask, key_padding_mask, x.dtype)
-        if mask is not None:  # (B or 1, 1 or h, Nq or 1, N) -> (B*h, Nq or 1, N)
-            mask = mask.expand(B, h, mask.shape[-2], N).reshape(B * h, -1, N)
-        p_drop = self.attn.dropout
+        p_drop = self.attn.dropout if self.training else 0.0
+        if p_drop > 0:
+            o = self._streams_with_dropout(streams, names, mask, p_drop)
+        else:
+            # the streams stacked on the batch, (S*B, h, N, d), student first, and
+            # softmax(Q K^T / sqrt(d) + M) V fused: blockwise, the N x N maps never stored
+            q, k, v = (torch.cat([streams[n][i] for n in names], 0) for i in range(3))
+            if mask is not None and mask.dim() == 4:  # (B, 1, Nq or 1, N): for each stream
+                mask = mask.repeat(len(names), 1, 1, 1)
+            o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        o = o.transpose(1, 2).reshape(len(names) * B, N, E)
+        o = self.dropout_layer(self.proj_drop(self.attn.out_proj(o)))
+        return list((o + identity.repeat(len(names), 1, 1)).split(B, 0))
 
-        def attention_map(qh, kh):  # (B*h, N, N); the mask is added inside the product
-            kt = kh.transpose(1, 2)
-            logits = torch.bmm(qh, kt) if mask is None else torch.baddbmm(mask, qh, kt)
-            return F.dropout(logits.softmax(-1), p=p_drop, training=self.training)
+    @staticmethod
+    def _streams_with_dropout(streams, names, mask, p_drop) -> Tensor:
+        """The streams with attention dropout, (S*B, h, N, d): each attention map is computed
+        and dropped out once, so the student and ``share_a`` streams share the same dropped
+        map ``A``, as in the release."""
+        q, k, v = streams['student']
+        B, h, N, d = q.shape
+        if mask is not None:  # (B or 1, 1, Nq or 1, N) or (Nq, N) -> (B, h, Nq or 1, N)
+            mask = mask.expand(B, h, *mask.shape[-2:])
+
+        def attention_map(qh, kh):
+            logits = torch.matmul(qh * (1.0 / math.sqrt(d)), kh.transpose(-2, -1))
+            if mask is not None:
+                logits = logits + mask
+            return F.dropout(logits.softmax(-1), p=p_drop)
 
         a = attention_map(q, k)
         outs = {}
-        if 'share_a' in self.teacher_streams:
-            v_t = flat(heads(F.linear(x_t, tw[-E:], tb[-E:])))
-            both = torch.bmm(a, torch.cat([v, v_t], -1))  # A [V, V^t] in one product
+        if 'share_a' in streams:
+            both = torch.matmul(a, torch.cat([v, streams['share_a'][2]], -1))  # A [V, V^t]
             outs['student'], outs['share_a'] = both.split(d, -1)
         else:
-            outs['student'] = torch.bmm(a, v)
-        if 'share_v' in self.teacher_streams:
-            q_t = flat(heads(F.linear(add(x_t, query_pos), tw[:E], tb[:E]) * scale))
-            k_t = flat(heads(F.linear(add(x_t, key_pos), tw[E:2 * E], tb[E:2 * E])))
-            outs['share_v'] = torch.bmm(attention_map(q_t, k_t), v)
-        names = ('student', ) + self.teacher_streams
-        o = torch.stack([outs[n] for n in names], 0)  # (S, B*h, N, d)
-        o = o.view(len(names) * B, h, N, d).transpose(1, 2).reshape(len(names) * B, N, E)
-        o = self.dropout_layer(self.proj_drop(self.attn.out_proj(o)))
-        return list((o + identity.repeat(len(names), 1, 1)).split(B, 0))
+            outs['student'] = torch.matmul(a, v)
+        if 'share_v' in streams:
+            q_t, k_t, _ = streams['share_v']
+            outs['share_v'] = torch.matmul(attention_map(q_t, k_t), v)
+        return torch.cat([outs[n] for n in names], 0)

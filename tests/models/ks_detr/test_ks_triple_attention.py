@@ -91,6 +91,30 @@ def test_teacher_streams_train_the_student_projections():
     assert tq == 0 and tk == 0 and tv > 0
 
 
+def test_attention_dropout_path():
+    """With attention dropout (training only) the maps are computed and dropped explicitly:
+    the same streams as the fused path when nothing is dropped, and one dropped map A shared
+    by the student and A V^t streams, as in the release."""
+    m = _mha()
+    x, x_t, pos, kpm = _inputs()
+    fused = m(x, query_pos=pos, key_padding_mask=kpm, teacher_query=x_t)
+    m.attn.dropout = 1e-12  # the dropout path, dropping nothing
+    kept = m(x, query_pos=pos, key_padding_mask=kpm, teacher_query=x_t)
+    for a, b in zip(kept, fused):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    m.attn.dropout = 0.5
+    m.eval()  # no dropout in eval: the fused path
+    for a, b in zip(m(x, query_pos=pos, key_padding_mask=kpm, teacher_query=x_t), fused):
+        assert torch.equal(a, b)
+    m.train()
+    with torch.no_grad():  # teacher V = student V: A V^t is A V when both use one dropped A
+        m.teacher_in_proj_weight[-E:] = m.attn.in_proj_weight[-E:]
+        m.teacher_in_proj_bias[-E:] = m.attn.in_proj_bias[-E:]
+    student, share_v, share_a = m(x, query_pos=pos, key_padding_mask=kpm, teacher_query=x)
+    assert torch.equal(student, share_a)
+    assert not torch.allclose(student, fused[0], atol=1e-3)  # something was dropped
+
+
 def _msda(mode='triple'):
     torch.manual_seed(0)
     m = KSMultiScaleDeformableTripleAttention(
