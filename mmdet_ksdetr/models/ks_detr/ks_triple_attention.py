@@ -171,23 +171,25 @@ class KSMultiheadTripleAttention(MultiheadAttention):
         map ``A``, as in the release."""
         q, k, v = streams['student']
         B, h, N, d = q.shape
-        if mask is not None:  # (B or 1, 1, Nq or 1, N) or (Nq, N) -> (B, h, Nq or 1, N)
-            mask = mask.expand(B, h, *mask.shape[-2:])
+        if mask is not None:  # (B or 1, 1, Nq or 1, N) or (Nq, N) -> (B*h, Nq or 1, N)
+            mask = mask.expand(B, h, *mask.shape[-2:]).reshape(B * h, -1, N)
 
-        def attention_map(qh, kh):
-            logits = torch.matmul(qh * (1.0 / math.sqrt(d)), kh.transpose(-2, -1))
-            if mask is not None:
-                logits = logits + mask
+        def flat(t):  # (B, h, N, d') -> (B*h, N, d')
+            return t.reshape(B * h, N, -1)
+
+        def attention_map(qh, kh):  # q scaled first, the mask added inside the product
+            qh, kt = flat(qh * (1.0 / math.sqrt(d))), flat(kh).transpose(1, 2)
+            logits = torch.bmm(qh, kt) if mask is None else torch.baddbmm(mask, qh, kt)
             return F.dropout(logits.softmax(-1), p=p_drop)
 
         a = attention_map(q, k)
         outs = {}
         if 'share_a' in streams:
-            both = torch.matmul(a, torch.cat([v, streams['share_a'][2]], -1))  # A [V, V^t]
+            both = torch.bmm(a, flat(torch.cat([v, streams['share_a'][2]], -1)))  # A [V, V^t]
             outs['student'], outs['share_a'] = both.split(d, -1)
         else:
-            outs['student'] = torch.matmul(a, v)
+            outs['student'] = torch.bmm(a, flat(v))
         if 'share_v' in streams:
             q_t, k_t, _ = streams['share_v']
-            outs['share_v'] = torch.matmul(attention_map(q_t, k_t), v)
-        return torch.cat([outs[n] for n in names], 0)
+            outs['share_v'] = torch.bmm(attention_map(q_t, k_t), flat(v))
+        return torch.cat([outs[n] for n in names], 0).view(len(names) * B, h, N, d)
