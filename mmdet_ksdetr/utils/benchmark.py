@@ -133,6 +133,18 @@ def num_classes(cfg):
     return find(cfg._cfg_dict.get('model', {})) or 80
 
 
+def output_file(path):
+    """``argparse`` type of a result file (``--json``, ``--table``): refused before the
+    measurement starts when it cannot be written (a folder, a missing folder)."""
+    import argparse
+
+    from mmdet_ksdetr.utils.checkpoint_io import OutputPathError, check_output_path
+    try:
+        return check_output_path(path)
+    except OutputPathError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def interleaved_medians(fns, runs=9, warmup=1, clock=time.process_time, device='cpu',
                         rotate=False):
     """Median seconds of each callable of ``fns`` (a dict name -> callable), timed ``runs``

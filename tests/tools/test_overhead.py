@@ -112,3 +112,6 @@ def test_bad_arguments_are_one_line_errors(capsys):
     with pytest.raises(SystemExit):
         overhead.main(['x.py', '--table', 'x.md'])
     assert '--table needs --suite' in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # refused before any measurement
+        overhead.main(['--suite', 'qskd', '--table', '/no/such/folder/t.md'])
+    assert 'output folder "/no/such/folder" does not exist' in capsys.readouterr().err

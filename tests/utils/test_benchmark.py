@@ -10,7 +10,7 @@ import pytest
 from toy_helpers import ROOT
 
 from mmdet_ksdetr.utils.benchmark import (add_timer_argument, interleaved_medians, make_batches,
-                                          timer_clock)
+                                          output_file, timer_clock)
 
 sys.path.insert(0, osp.join(ROOT, 'tools', 'analysis_tools'))
 from call_timers import CallTimers  # noqa: E402
@@ -59,6 +59,17 @@ def test_interleaved_medians_order_and_times():
     med = interleaved_medians(jobs, runs=3, warmup=1, clock=clock, rotate=True)
     assert order == list('abc' 'bca' 'cab' 'abc')  # round r starts at the r-th job
     assert med == cost
+
+
+@pytest.mark.parametrize('tool', ['benchmark_train', 'benchmark_distill'])
+def test_unwritable_json_refused_up_front(tool, tmp_path, capsys):
+    """A --json that cannot be written stops the tool before it builds or times anything."""
+    main = __import__(tool).main
+    with pytest.raises(SystemExit):
+        main([osp.join(ROOT, 'configs', 'toy', 'dab-detr_tiny-r18_1xb2-12e_toy.py'),
+              '--json', str(tmp_path)])
+    assert f'output "{tmp_path}" is a folder: give a file name' in capsys.readouterr().err
+    assert output_file(str(tmp_path / 'r.json')) == str(tmp_path / 'r.json')
 
 
 def test_call_timers_count_only_while_active():

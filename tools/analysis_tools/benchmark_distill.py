@@ -33,8 +33,8 @@ sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # call_timers beside thi
 from call_timers import CallTimers  # noqa: E402
 import mmdet_ksdetr  # noqa: E402,F401  (compat + registration)
 from mmdet_ksdetr.utils.benchmark import (add_timer_argument,  # noqa: E402
-                                          build_model, make_batches, num_classes, sync,
-                                          timer_clock)
+                                          build_model, make_batches, num_classes, output_file,
+                                          sync, timer_clock)
 
 
 def parse_args(argv=None):
@@ -50,7 +50,8 @@ def parse_args(argv=None):
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--cfg-options', nargs='+', default=[])
-    parser.add_argument('--json', help='write the results to this JSON file')
+    parser.add_argument('--json', type=output_file,
+                        help='write the results to this JSON file')
     args = parser.parse_args(argv)
     if args.iters < 1 or args.warmup < 0:
         parser.error('--iters >= 1 and --warmup >= 0')
@@ -142,8 +143,8 @@ def main(argv=None):
     for k, v in pieces.items():
         print(f'  {k:55s} {v * 1000:8.1f} ms  {100 * v / med["distill"]:5.1f} % of the step')
     if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(result, f, indent=2)
+        from mmdet_ksdetr.utils.checkpoint_io import atomic_write
+        atomic_write(args.json, lambda f: json.dump(result, f, indent=2), mode='w')
     return result
 
 

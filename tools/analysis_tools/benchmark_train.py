@@ -36,8 +36,8 @@ import torch  # noqa: E402
 import mmdet_ksdetr  # noqa: E402,F401  (compat + registration)
 from mmdet_ksdetr.utils import InputError, check_config_path  # noqa: E402
 from mmdet_ksdetr.utils.benchmark import (add_timer_argument, build_model,  # noqa: E402
-                                          make_batches, num_classes, parse_cfg_options, sync,
-                                          timer_clock)
+                                          make_batches, num_classes, output_file,
+                                          parse_cfg_options, sync, timer_clock)
 
 DISTILL_TOOL = osp.join(osp.dirname(osp.abspath(__file__)), 'benchmark_distill.py')
 
@@ -59,7 +59,8 @@ def parse_args(argv=None):
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--cfg-options', nargs='+', default=[],
                         help='key=value overrides applied to every config')
-    parser.add_argument('--json', help='write the results to this JSON file')
+    parser.add_argument('--json', type=output_file,
+                        help='write the results to this JSON file')
     parser.add_argument('--memory-child', action='store_true', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.clock = timer_clock(parser, args)
@@ -291,8 +292,8 @@ def main(argv=None):
             print(f'{kind} ratio ({benches[1].name} / {benches[0].name}): '
                   f'{results[f"{kind}_ratio"]:.3f}')
     if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(results, f, indent=2)
+        from mmdet_ksdetr.utils.checkpoint_io import atomic_write
+        atomic_write(args.json, lambda f: json.dump(results, f, indent=2), mode='w')
     return results
 
 

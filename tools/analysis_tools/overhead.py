@@ -52,7 +52,8 @@ import mmdet_ksdetr  # noqa: E402,F401  (compat + registration)
 from mmdet_ksdetr.models.ks_detr.ks_encoder_layers import (  # noqa: E402
     KSDeformableDetrTransformerEncoderLayer, KSDetrTransformerEncoderLayer)
 from mmdet_ksdetr.utils.benchmark import (build_model, interleaved_medians,  # noqa: E402
-                                          make_batches, num_classes, quiet_build_logs)
+                                          make_batches, num_classes, output_file,
+                                          quiet_build_logs)
 
 _KD = 'deformable-detr_r50_deformable-detr_r18_8xb2-50e_coco.py'
 #: paper -> [(method config, baseline config or None for a distiller)], full-size R50 configs
@@ -94,8 +95,8 @@ def parse_args(argv=None):
                         'distillation config: its student is the baseline)')
     parser.add_argument('--suite', nargs='+', choices=sorted(SUITES) + ['all'],
                         help="run a paper's full-size configs and print one markdown table")
-    parser.add_argument('--table', metavar='FILE', help='with --suite: also write the '
-                        'markdown table to FILE')
+    parser.add_argument('--table', metavar='FILE', type=output_file,
+                        help='with --suite: also write the markdown table to FILE')
     parser.add_argument('--iters', type=int, default=3)
     parser.add_argument('--warmup', type=int, default=1)
     parser.add_argument('--img-size', type=int, default=512)
